@@ -1,0 +1,54 @@
+"""One transformer block, with its norms placed as ``cfg.block_placement(layer)`` says.
+
+Hook names follow TransformerLens: ``hook_resid_pre`` → attention → ``hook_attn_out`` →
+``hook_resid_mid`` → MLP → ``hook_mlp_out`` → ``hook_resid_post``. ``ln1``/``ln2`` are the norms of
+the attention and MLP sublayers, wherever the placement puts them (on the sublayer input for Pre- and
+Peri-LN, on the residual sum for Post-LN); ``ln1_post``/``ln2_post`` are Peri-LN's output norms, named
+as TransformerLens names Gemma 2's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from .attention import Attention
+from .mlp import MLP
+from .norms import make_norm
+
+
+class Block(nn.Module):
+    def __init__(self, cfg, layer: int):
+        super().__init__()
+        self.placement = cfg.block_placement(layer)
+        has_norm = self.placement != "none"
+        self.attn = Attention(cfg)
+        self.ln1 = make_norm(cfg) if has_norm else None
+        self.ln1_post = make_norm(cfg) if self.placement == "peri" else None
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        if cfg.attn_only:
+            self.mlp = self.ln2 = self.ln2_post = None
+        else:
+            self.mlp = MLP(cfg)
+            self.ln2 = make_norm(cfg) if has_norm else None
+            self.ln2_post = make_norm(cfg) if self.placement == "peri" else None
+            self.hook_resid_mid, self.hook_mlp_out = HookPoint(), HookPoint()
+
+    def forward(self, resid: torch.Tensor, allowed, path: str) -> torch.Tensor:
+        resid = self.hook_resid_pre(resid)
+        resid = self._sublayer(resid, lambda x: self.attn(x, allowed, path), self.ln1, self.ln1_post,
+                               self.hook_attn_out)
+        if self.mlp is None:
+            return self.hook_resid_post(resid)
+        resid = self._sublayer(self.hook_resid_mid(resid), self.mlp, self.ln2, self.ln2_post, self.hook_mlp_out)
+        return self.hook_resid_post(resid)
+
+    def _sublayer(self, x, F, norm, norm_post, hook_out):
+        if self.placement == "none":
+            return x + hook_out(F(x))
+        if self.placement == "post":
+            return norm(x + hook_out(F(x)))
+        if self.placement == "pre":
+            return x + hook_out(F(norm(x)))
+        return x + hook_out(norm_post(F(norm(x))))  # peri

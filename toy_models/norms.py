@@ -1,0 +1,50 @@
+"""LayerNorm and RMSNorm with TransformerLens' hook points (``hook_scale``, ``hook_normalized``).
+
+LayerNorm(x) = γ ⊙ (x − mean(x)) / √(mean((x − mean x)²) + ε) + β
+RMSNorm(x)   = γ ⊙ x / √(mean(x²) + ε)
+
+so LayerNorm(x) = RMSNorm(x − mean(x)) with the same gain, plus β: the identity behind the exact
+Pre-LN ⇔ Pre-RMSNorm equivalence ("Pre-RMSNorm and Pre-CRMSNorm Transformers", Jiang et al. 2023).
+``hook_normalized`` fires after the gain and bias, as in TransformerLens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+
+class Norm(nn.Module):
+    """A LayerNorm (``center=True``) or RMSNorm (``center=False``), optional gain ``w`` and bias ``b``."""
+
+    def __init__(self, d: int, *, center: bool, gain: bool, bias: bool, eps: float, dtype: torch.dtype):
+        super().__init__()
+        self.center, self.eps = center, eps
+        self.w = nn.Parameter(torch.ones(d, dtype=dtype)) if gain else None
+        self.b = nn.Parameter(torch.zeros(d, dtype=dtype)) if (bias and center) else None
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, d]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.center:
+            x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        x = x / scale
+        if self.w is not None:
+            x = x * self.w
+        if self.b is not None:
+            x = x + self.b
+        return self.hook_normalized(x)
+
+
+def make_norm(cfg, d: int | None = None) -> Norm:
+    """The norm that ``cfg`` asks for (``norm_kind``, ``norm_gain``, ``norm_bias``, ``norm_eps``)."""
+    return Norm(
+        d or cfg.d_model,
+        center=cfg.norm_kind == "layernorm",
+        gain=cfg.norm_gain,
+        bias=cfg.norm_bias,
+        eps=cfg.norm_eps,
+        dtype=getattr(torch, cfg.dtype),
+    )

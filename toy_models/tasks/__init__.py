@@ -1,0 +1,1 @@
+"""Tasks: generated data for each study family (nothing is downloaded)."""
