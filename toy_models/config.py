@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 NormPlacement = Literal["none", "post", "pre", "peri", "mix"]
-NormKind = Literal["layernorm", "rmsnorm"]
+NormKind = Literal["layernorm", "rmsnorm", "crmsnorm"]
 AttentionKind = Literal["softmax", "linear"]
 AttentionDir = Literal["causal", "bidirectional"]
 AttentionPath = Literal["reference", "kernel"]
@@ -53,6 +53,10 @@ class TransformerConfig:
     number of keys each query may attend to, the 1/N of the linear self-attention in "Transformers
     learn in-context by gradient descent", von Oswald et al. 2023). Scores are q·k / attn_scale with
     attn_scale = √d_head unless set.
+
+    ``norm_kind='crmsnorm'`` is the compressed RMSNorm of "Pre-RMSNorm and Pre-CRMSNorm Transformers"
+    (Jiang et al. 2023): the residual stream stores d_model coordinates of a zero-mean vector in
+    R^{d_model+1}, whose dropped last coordinate is minus the sum of the stored ones.
     """
 
     # Shape

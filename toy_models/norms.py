@@ -5,6 +5,9 @@ RMSNorm(x)   = γ ⊙ x / √(mean(x²) + ε)
 
 so LayerNorm(x) = RMSNorm(x − mean(x)) with the same gain, plus β: the identity behind the exact
 Pre-LN ⇔ Pre-RMSNorm equivalence ("Pre-RMSNorm and Pre-CRMSNorm Transformers", Jiang et al. 2023).
+
+CRMSNorm(x) = γ ⊙ x / √((Σ_i x_i² + (Σ_i x_i)²) / (n + 1) + ε) for x ∈ R^n: the RMSNorm of the
+zero-mean vector [x, −Σ_i x_i] ∈ R^{n+1}, restricted to the n stored coordinates (same paper).
 ``hook_normalized`` fires after the gain and bias, as in TransformerLens.
 """
 
@@ -16,11 +19,13 @@ from transformer_lens.hook_points import HookPoint
 
 
 class Norm(nn.Module):
-    """A LayerNorm (``center=True``) or RMSNorm (``center=False``), optional gain ``w`` and bias ``b``."""
+    """A LayerNorm (``center=True``), RMSNorm, or CRMSNorm (``compressed=True``); optional gain ``w``
+    and bias ``b`` (LayerNorm only)."""
 
-    def __init__(self, d: int, *, center: bool, gain: bool, bias: bool, eps: float, dtype: torch.dtype):
+    def __init__(self, d: int, *, center: bool, gain: bool, bias: bool, eps: float, dtype: torch.dtype,
+                 compressed: bool = False):
         super().__init__()
-        self.center, self.eps = center, eps
+        self.center, self.eps, self.compressed = center, eps, compressed
         self.w = nn.Parameter(torch.ones(d, dtype=dtype)) if gain else None
         self.b = nn.Parameter(torch.zeros(d, dtype=dtype)) if (bias and center) else None
         self.hook_scale = HookPoint()  # [batch, pos, 1]
@@ -29,7 +34,11 @@ class Norm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.center:
             x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        if self.compressed:
+            ms = (x.pow(2).sum(-1, keepdim=True) + x.sum(-1, keepdim=True).pow(2)) / (x.shape[-1] + 1)
+        else:
+            ms = x.pow(2).mean(-1, keepdim=True)
+        scale = self.hook_scale((ms + self.eps).sqrt())
         x = x / scale
         if self.w is not None:
             x = x * self.w
@@ -47,4 +56,5 @@ def make_norm(cfg, d: int | None = None) -> Norm:
         bias=cfg.norm_bias,
         eps=cfg.norm_eps,
         dtype=getattr(torch, cfg.dtype),
+        compressed=cfg.norm_kind == "crmsnorm",
     )
