@@ -4,7 +4,8 @@
   projections that write into the residual stream (W_O, the MLP's W_out), ~ N(0, σ²/(2L))
   ("Language Models are Unsupervised Multitask Learners", Radford et al. 2019).
 - ``fan_in``: every matrix ~ N(0, 1/fan_in) (variance-preserving: Var[(xW)_j] = Var[x_i] for
-  independent inputs), embeddings ~ N(0, 1); the scheme the variance-growth derivations assume.
+  independent inputs; a continuous read-in is a matrix), token and position embeddings ~ N(0, 1);
+  the scheme the variance-growth derivations assume.
 - ``normal``: every matrix and embedding ~ N(0, σ²) with σ = ``init_std``.
 - ``zero``:   every weight 0 (a clean slate for exact constructions).
 
@@ -47,7 +48,8 @@ def initialize(model: nn.Module, cfg) -> None:
 def _draw(name: str, p: torch.Tensor, cfg, gen: torch.Generator) -> torch.Tensor:
     if cfg.init == "zero":
         return torch.zeros_like(p)
-    is_embedding = name.split(".")[0] in ("embed", "pos_embed") and name.endswith(("W_E", "W_pos"))
+    # Token and position tables are embeddings; a continuous read-in (also embed.W_E) is a matrix.
+    is_embedding = name == "pos_embed.W_pos" or (name == "embed.W_E" and cfg.input_kind == "tokens")
     if cfg.init == "gpt2":
         std = cfg.init_std
         if name.endswith(_RESIDUAL_WRITERS):

@@ -1,0 +1,100 @@
+"""Exact reachability references against an independent implementation (networkx) and hand-made graphs.
+
+Everything here is integer/Boolean, so every comparison is exact equality: no tolerance.
+"""
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from theory.graph_search import (UNREACHABLE, bfs_distances, chance_accuracy, lookahead, path_merge,
+                                 reach_within, useful_steps)
+
+
+@st.composite
+def dags(draw, max_vertices=12):
+    V = draw(st.integers(2, max_vertices))
+    bits = draw(st.lists(st.booleans(), min_size=V * V, max_size=V * V))
+    adj = np.triu(np.array(bits, dtype=bool).reshape(V, V), k=1)  # upper-triangular: acyclic
+    perm = np.array(draw(st.permutations(range(V))))
+    return adj[np.ix_(perm, perm)]  # hide the topological order
+
+
+@given(dags())
+def test_bfs_distances_match_networkx(adj):
+    g = nx.DiGraph(); g.add_nodes_from(range(adj.shape[0])); g.add_edges_from(zip(*np.nonzero(adj)))
+    want = np.full(adj.shape, UNREACHABLE)
+    for u, lengths in nx.all_pairs_shortest_path_length(g):
+        for v, d in lengths.items():
+            want[u, v] = d
+    np.testing.assert_array_equal(bfs_distances(adj), want)
+
+
+@given(dags(), st.integers(0, 4))
+def test_path_merge_covers_exactly_two_to_the_t_hops(adj, t):
+    d = bfs_distances(adj)
+    np.testing.assert_array_equal(path_merge(adj, t), (d != UNREACHABLE) & (d <= 2**t))
+
+
+@given(dags(), st.integers(0, 6))
+def test_k_hop_reach_covers_exactly_k_hops(adj, k):
+    d = bfs_distances(adj)
+    np.testing.assert_array_equal(reach_within(adj, k), (d != UNREACHABLE) & (d <= k))
+
+
+def spider(path_len: int, branch_lens: list[int]) -> tuple[np.ndarray, int]:
+    """Start 0 with a path of ``path_len`` edges to the goal and distractor chains of given lengths."""
+    edges, nxt = [], 1
+    for i, length in enumerate([path_len] + branch_lens):
+        prev = 0
+        for _ in range(length):
+            edges.append((prev, nxt)); prev, nxt = nxt, nxt + 1
+        if i == 0:
+            goal = prev
+    adj = np.zeros((nxt, nxt), dtype=bool)
+    for a, b in edges:
+        adj[a, b] = True
+    return adj, goal
+
+
+@given(st.integers(1, 6), st.lists(st.integers(1, 7), min_size=1, max_size=4))
+def test_lookahead_is_min_of_path_and_longest_distractor(path_len, branch_lens):
+    """The paper's definition L = min(|P|, max_i |S_i|) on trees, where it is unambiguous."""
+    adj, goal = spider(path_len, branch_lens)
+    assert lookahead(adj, 0, goal) == min(path_len, max(branch_lens))
+
+
+def test_lookahead_zero_when_every_child_is_useful():
+    adj, goal = spider(3, [])
+    assert lookahead(adj, 0, goal) == 0
+    diamond = np.zeros((4, 4), dtype=bool)
+    diamond[0, 1] = diamond[0, 2] = diamond[1, 3] = diamond[2, 3] = True
+    assert lookahead(diamond, 0, 3) == 0
+
+
+def test_distractor_merging_into_the_path_region_is_retagged():
+    # 0→1→2→3(goal); distractor 0→4→5, and 4→2 joins the correct branch's vertex 2 at the same depth:
+    # vertex 2 reached from both at depth 2 is tagged correct; the distractor still needs depth 2 to end.
+    adj = np.zeros((6, 6), dtype=bool)
+    for a, b in [(0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (4, 2)]:
+        adj[a, b] = True
+    assert set(useful_steps(adj, 0, 3).tolist()) == {1, 4}  # 4 reaches the goal through 2
+    assert lookahead(adj, 0, 3) == 0
+
+
+def test_useful_steps_and_chance():
+    adj, goal = spider(2, [2, 3])
+    assert useful_steps(adj, 0, goal).tolist() == [1]
+    assert chance_accuracy(adj, 0) == pytest.approx(1 / 3)
+
+
+def test_refusals():
+    adj, goal = spider(2, [2])
+    with pytest.raises(ValueError, match="no children"):
+        lookahead(adj, goal, 0)
+    with pytest.raises(ValueError, match="not reachable"):
+        lookahead(adj, 3, goal)
+    with pytest.raises(ValueError, match="square"):
+        bfs_distances(np.zeros((2, 3)))

@@ -1,0 +1,132 @@
+"""Exact reachability references for graph search ("Transformers Struggle to Learn to Search",
+Saparov et al., ICLR 2025).
+
+A graph is a Boolean adjacency matrix ``adj[u, v] = True`` for an edge u → v on vertices 0..V−1.
+All quantities here are exact (integers and Booleans), so tests compare them with equality.
+
+- BFS distance d(u, v): the fewest edges on a directed path u → v (``UNREACHABLE`` if none).
+- k-hop reach: R_k = (I ∨ A)^k in the Boolean semiring, so R_k[u, v] ⇔ d(u, v) ≤ k.
+- Path-merging doubling: M_0 = I ∨ A, M_{t+1} = M_t ∘ M_t (Boolean product), so
+  M_t[u, v] ⇔ d(u, v) ≤ 2^t. A transformer that merges reachable sets along edges at every layer
+  ("exponential path-merging", the algorithm the paper finds) covers 2^t hops after t merge layers;
+  a layer-per-hop BFS covers t.
+- Decision rule: the useful next steps from ``cur`` towards ``goal`` are the children c with
+  goal ∈ R_∞(c) (or c = goal).
+- Lookahead L(cur, goal): the BFS depth needed before the next step is certain (see ``lookahead``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNREACHABLE = -1
+
+
+def _check_adj(adj: np.ndarray) -> np.ndarray:
+    adj = np.asarray(adj)
+    if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
+        raise ValueError(f"adjacency must be a square [V, V] matrix, got shape {adj.shape}")
+    return adj.astype(bool)
+
+
+def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Boolean matrix product: (a ∘ b)[u, v] = ∨_w a[u, w] ∧ b[w, v]."""
+    return (a.astype(np.int64) @ b.astype(np.int64)) > 0
+
+
+def bfs_distances(adj: np.ndarray) -> np.ndarray:
+    """All-pairs directed BFS distances [V, V] (``UNREACHABLE`` where there is no path), d(u, u) = 0."""
+    adj = _check_adj(adj)
+    V = adj.shape[0]
+    dist = np.full((V, V), UNREACHABLE, dtype=np.int64)
+    np.fill_diagonal(dist, 0)
+    frontier = np.eye(V, dtype=bool)
+    seen = frontier.copy()
+    for k in range(1, V):
+        frontier = bool_matmul(frontier, adj) & ~seen
+        if not frontier.any():
+            break
+        dist[frontier] = k
+        seen |= frontier
+    return dist
+
+
+def reach_within(adj: np.ndarray, k: int) -> np.ndarray:
+    """R_k = (I ∨ A)^k: R_k[u, v] ⇔ d(u, v) ≤ k."""
+    adj = _check_adj(adj)
+    if k < 0:
+        raise ValueError(f"k must be ≥ 0, got {k}")
+    step = adj | np.eye(adj.shape[0], dtype=bool)
+    out = np.eye(adj.shape[0], dtype=bool)
+    for _ in range(k):
+        out = bool_matmul(out, step)
+    return out
+
+
+def path_merge(adj: np.ndarray, t: int) -> np.ndarray:
+    """M_t of the doubling recursion M_{t+1} = M_t ∘ M_t, M_0 = I ∨ A: M_t[u, v] ⇔ d(u, v) ≤ 2^t."""
+    adj = _check_adj(adj)
+    if t < 0:
+        raise ValueError(f"t must be ≥ 0, got {t}")
+    m = adj | np.eye(adj.shape[0], dtype=bool)
+    for _ in range(t):
+        m = bool_matmul(m, m)
+    return m
+
+
+def reachable(adj: np.ndarray) -> np.ndarray:
+    """R_∞: reachable[u, v] ⇔ there is a directed path u → v (including u = v)."""
+    return bfs_distances(adj) != UNREACHABLE
+
+
+def useful_steps(adj: np.ndarray, cur: int, goal: int, reach: np.ndarray | None = None) -> np.ndarray:
+    """Children of ``cur`` from which ``goal`` is reachable (sorted vertex indices)."""
+    adj = _check_adj(adj)
+    reach = reachable(adj) if reach is None else reach
+    children = np.flatnonzero(adj[cur])
+    return children[reach[children, goal]]
+
+
+def lookahead(adj: np.ndarray, cur: int, goal: int, reach: np.ndarray | None = None) -> int:
+    """The search depth needed before the next step from ``cur`` towards ``goal`` is certain.
+
+    A synchronous BFS starts from the children of ``cur``, each frontier vertex tagged with whether it
+    descends from a useful child ("correct") or a distractor; a vertex reached from a correct branch
+    is tagged correct even if a distractor reached it too. At depth k the answer is certain when the
+    goal is in the frontier (L = k: the path has been found) or when no distractor-tagged vertex is
+    left at depth k (L = k − 1: every distractor branch has been exhausted). L = 0 when every child
+    is useful (in particular when ``cur`` has one child). For a path of length |P| and distractor
+    branches S_i from ``cur`` this gives L = min(|P|, max_i |S_i|), the paper's definition.
+    """
+    adj = _check_adj(adj)
+    reach = reachable(adj) if reach is None else reach
+    children = np.flatnonzero(adj[cur])
+    if children.size == 0:
+        raise ValueError(f"vertex {cur} has no children: there is no next step")
+    correct = reach[children, goal]
+    if not correct.any():
+        raise ValueError(f"goal {goal} is not reachable from vertex {cur}")
+    if correct.all():
+        return 0
+    tags = dict(zip(children.tolist(), correct.tolist()))
+    seen = set(tags)
+    depth = 1
+    while True:
+        if all(tags.values()):  # checked first: distractors exhausted before this depth decide it
+            return depth - 1
+        if goal in tags:
+            return depth
+        nxt: dict[int, bool] = {}
+        for u, tag in tags.items():
+            for w in np.flatnonzero(adj[u]).tolist():
+                if w not in seen or (w in nxt and tag and not nxt[w]):
+                    nxt[w] = tag or nxt.get(w, False)
+        seen.update(nxt)
+        tags, depth = nxt, depth + 1
+        if not tags:  # every branch ran out without reaching the goal: impossible, goal is reachable
+            raise AssertionError("BFS frontier emptied before reaching a reachable goal")
+
+
+def chance_accuracy(adj: np.ndarray, cur: int) -> float:
+    """Accuracy of guessing a child of ``cur`` uniformly at random when exactly one is useful: 1/outdeg."""
+    return 1.0 / int(_check_adj(adj)[cur].sum())
