@@ -98,3 +98,12 @@ def test_refusals():
         lookahead(adj, 3, goal)
     with pytest.raises(ValueError, match="square"):
         bfs_distances(np.zeros((2, 3)))
+
+
+@given(dags(), st.data())
+def test_reaches_is_a_column_of_the_closure(adj, data):
+    from theory.graph_search import reachable, reaches
+    goal = data.draw(st.integers(0, adj.shape[0] - 1))
+    d = bfs_distances(adj)
+    np.testing.assert_array_equal(reachable(adj), d != UNREACHABLE)
+    np.testing.assert_array_equal(reaches(adj, goal), d[:, goal] != UNREACHABLE)

@@ -75,39 +75,61 @@ def path_merge(adj: np.ndarray, t: int) -> np.ndarray:
 
 
 def reachable(adj: np.ndarray) -> np.ndarray:
-    """R_∞: reachable[u, v] ⇔ there is a directed path u → v (including u = v)."""
-    return bfs_distances(adj) != UNREACHABLE
+    """R_∞: reachable[u, v] ⇔ there is a directed path u → v (including u = v); Warshall's closure."""
+    reach = _check_adj(adj) | np.eye(np.asarray(adj).shape[0], dtype=bool)
+    for k in range(reach.shape[0]):
+        reach |= reach[:, k : k + 1] & reach[k : k + 1, :]
+    return reach
 
 
-def useful_steps(adj: np.ndarray, cur: int, goal: int, reach: np.ndarray | None = None) -> np.ndarray:
+def reaches(adj: np.ndarray, goal: int) -> np.ndarray:
+    """bool[V]: which vertices have a directed path to ``goal`` (the goal included); one backward BFS.
+
+    Everything the next-step decision needs (useful steps, lookahead) depends on this column of R_∞
+    only, so generators call it instead of the all-pairs closure.
+    """
+    adj = _check_adj(adj)
+    found = np.zeros(adj.shape[0], dtype=bool)
+    found[goal] = True
+    frontier = [goal]
+    while frontier:
+        parents = np.flatnonzero(adj[:, frontier].any(1) & ~found)
+        found[parents] = True
+        frontier = parents.tolist()
+    return found
+
+
+def useful_steps(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | None = None) -> np.ndarray:
     """Children of ``cur`` from which ``goal`` is reachable (sorted vertex indices)."""
     adj = _check_adj(adj)
-    reach = reachable(adj) if reach is None else reach
+    to_goal = reaches(adj, goal) if to_goal is None else to_goal
     children = np.flatnonzero(adj[cur])
-    return children[reach[children, goal]]
+    return children[to_goal[children]]
 
 
-def lookahead(adj: np.ndarray, cur: int, goal: int, reach: np.ndarray | None = None) -> int:
+def lookahead(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | None = None) -> int:
     """The search depth needed before the next step from ``cur`` towards ``goal`` is certain.
 
     A synchronous BFS starts from the children of ``cur``, each frontier vertex tagged with whether it
     descends from a useful child ("correct") or a distractor; a vertex reached from a correct branch
-    is tagged correct even if a distractor reached it too. At depth k the answer is certain when the
-    goal is in the frontier (L = k: the path has been found) or when no distractor-tagged vertex is
-    left at depth k (L = k − 1: every distractor branch has been exhausted). L = 0 when every child
-    is useful (in particular when ``cur`` has one child). For a path of length |P| and distractor
-    branches S_i from ``cur`` this gives L = min(|P|, max_i |S_i|), the paper's definition.
+    is tagged correct even if a distractor reached it too. At depth k the answer is certain when no
+    distractor-tagged vertex is left at depth k (L = k − 1: every distractor branch has been
+    exhausted) or when the goal is in the frontier (L = k: the path has been found). L = 0 when every
+    child is useful (in particular when ``cur`` has one child). For a path of length |P| and
+    distractor branches S_i from ``cur`` this gives L = min(|P|, max_i |S_i|), the paper's definition.
+    ``to_goal`` is ``reaches(adj, goal)``, passed in when the caller already has it.
     """
     adj = _check_adj(adj)
-    reach = reachable(adj) if reach is None else reach
+    to_goal = reaches(adj, goal) if to_goal is None else to_goal
     children = np.flatnonzero(adj[cur])
     if children.size == 0:
         raise ValueError(f"vertex {cur} has no children: there is no next step")
-    correct = reach[children, goal]
+    correct = to_goal[children]
     if not correct.any():
         raise ValueError(f"goal {goal} is not reachable from vertex {cur}")
     if correct.all():
         return 0
+    succ = [np.flatnonzero(row).tolist() for row in adj]
     tags = dict(zip(children.tolist(), correct.tolist()))
     seen = set(tags)
     depth = 1
@@ -118,7 +140,7 @@ def lookahead(adj: np.ndarray, cur: int, goal: int, reach: np.ndarray | None = N
             return depth
         nxt: dict[int, bool] = {}
         for u, tag in tags.items():
-            for w in np.flatnonzero(adj[u]).tolist():
+            for w in succ[u]:
                 if w not in seen or (w in nxt and tag and not nxt[w]):
                     nxt[w] = tag or nxt.get(w, False)
         seen.update(nxt)

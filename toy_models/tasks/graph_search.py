@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from theory.graph_search import lookahead, reachable, useful_steps
+from theory.graph_search import lookahead, reaches, useful_steps
 from toy_models.config import ConfigError
 
 from .base import Batch, register_task
@@ -108,9 +108,8 @@ def naive_graph(rng: random.Random, vocab: Vocab) -> Graph:
                 adj[p, i] = True
         if adj.sum() > mv:
             continue
-        reach = reachable(adj)
         s, g = rng.sample(range(V), 2)
-        if reach[s, g] and not adj[s, g]:  # a path of length > 1
+        if reaches(adj, g)[s] and not adj[s, g]:  # a path of length > 1
             return Graph(adj, s, g)
 
 
@@ -227,10 +226,10 @@ def encode(rng: random.Random, graph: Graph, vocab: Vocab, L: int | None = None)
     body += [vocab.query, s, g, vocab.path, s]
     if len(body) > vocab.max_input_size:
         raise ValueError(f"example needs {len(body)} tokens > max_input_size={vocab.max_input_size}")
-    reach = reachable(graph.adj)
-    useful = [ids[c] for c in useful_steps(graph.adj, graph.start, graph.goal, reach).tolist()]
+    to_goal = reaches(graph.adj, graph.goal)
+    useful = [ids[c] for c in useful_steps(graph.adj, graph.start, graph.goal, to_goal).tolist()]
     if L is None:
-        L = lookahead(graph.adj, graph.start, graph.goal, reach)
+        L = lookahead(graph.adj, graph.start, graph.goal, to_goal)
     return Example(
         tokens=[vocab.pad] * (vocab.max_input_size - len(body)) + body,
         label=rng.choice(useful),
