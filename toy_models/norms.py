@@ -8,7 +8,7 @@ Pre-LN ⇔ Pre-RMSNorm equivalence ("Pre-RMSNorm and Pre-CRMSNorm Transformers",
 
 CRMSNorm(x) = γ ⊙ x / √((Σ_i x_i² + (Σ_i x_i)²) / (n + 1) + ε) for x ∈ R^n: the RMSNorm of the
 zero-mean vector [x, −Σ_i x_i] ∈ R^{n+1}, restricted to the n stored coordinates (same paper).
-``hook_normalized`` fires after the gain and bias, as in TransformerLens.
+``hook_normalized`` fires on x / scale, before the gain and bias, as in TransformerLens.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ class Norm(nn.Module):
         else:
             ms = x.pow(2).mean(-1, keepdim=True)
         scale = self.hook_scale((ms + self.eps).sqrt())
-        x = x / scale
+        x = self.hook_normalized(x / scale)
         if self.w is not None:
             x = x * self.w
         if self.b is not None:
             x = x + self.b
-        return self.hook_normalized(x)
+        return x
 
 
 def make_norm(cfg, d: int | None = None) -> Norm:
