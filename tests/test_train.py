@@ -1,0 +1,245 @@
+"""The trainer: determinism, kill-and-resume equality, NaN/Inf stop, checkpoint safety, progress bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import random
+import re
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from _train_worker import tiny_config, train_slowly
+from theorybench.experiment import ExperimentConfig, TrainConfig
+from theorybench.runstore import (CHECKPOINT_FILE, RunFailedError, get_or_train, load_checkpoint,
+                                  load_run, run_dir)
+from theorybench.train import NonFiniteError, train
+from toy_models.tasks.base import register_task
+from toy_models.tasks.markov import MarkovConfig, MarkovTask
+
+def assert_same_run(a, b) -> None:
+    """Bit-identical metrics and final weights (check_exact: no tolerance at all)."""
+    pd.testing.assert_frame_equal(a.metrics, b.metrics, check_exact=True)
+    sa, sb = a.load_model().state_dict(), b.load_model().state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------- determinism
+def test_same_config_and_seed_give_bit_identical_metrics(tmp_path):
+    cfg = tiny_config(steps=20)
+    a = get_or_train(cfg, tmp_path / "a", progress=False)
+    b = get_or_train(cfg, tmp_path / "b", progress=False)
+    assert list(a.metrics.step) == [5, 10, 15, 20]
+    assert_same_run(a, b)
+
+
+def test_seed_changes_training_but_not_the_eval_set(tmp_path):
+    a = get_or_train(tiny_config(steps=20), tmp_path, progress=False)
+    b = get_or_train(dataclasses.replace(tiny_config(steps=20), seed=1), tmp_path, progress=False)
+    assert not a.metrics.train_loss.equals(b.metrics.train_loss)
+    # The Bayes loss depends only on the eval batches, so equality shows both seeds saw the same data.
+    evals = a.metrics.eval_bayes_loss.dropna()
+    assert len(evals) == 1 and evals.equals(b.metrics.eval_bayes_loss.dropna())
+
+
+def test_metrics_rows_columns_and_schedule(tmp_path):
+    cfg = dataclasses.replace(tiny_config(steps=20, warmup_steps=4, schedule="cosine"),
+                              train=TrainConfig(steps=20, batch_size=4, eval_every=8, eval_batches=1,
+                                                checkpoint_every=10, log_every=3))
+    m = get_or_train(cfg, tmp_path, progress=False).metrics
+    # Logged at multiples of log_every (3) or eval_every (8), and the last step.
+    assert list(m.step) == [3, 6, 8, 9, 12, 15, 16, 18, 20]
+    assert list(m.columns[:3]) == ["step", "train_loss", "lr"]
+    assert set(m.columns[3:]) == {"eval_loss", "eval_accuracy", "eval_bayes_loss", "eval_optimal_loss"}
+    assert m.eval_loss.notna().tolist() == [s in (8, 16, 20) for s in m.step]
+    # lr of step s is lr·(s)/W during warm-up (update t = s−1 uses (t+1)/W): step 3 → 3e-3·3/4.
+    assert m.lr.iloc[0] == pytest.approx(3e-3 * 3 / 4, rel=1e-15)
+
+
+def test_training_leaves_the_callers_random_streams_alone(tmp_path):
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    train(tiny_config(steps=2), tmp_path, progress=False)
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+# ---------------------------------------------------------------------------------- resume
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at_batch(monkeypatch, n: int) -> None:
+    """Make the n-th batch draw raise, like a crash between two checkpoints."""
+    original, calls = MarkovTask.sample, {"n": 0}
+
+    def sample(self, batch_size, generator):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise _Interrupt
+        return original(self, batch_size, generator)
+
+    monkeypatch.setattr(MarkovTask, "sample", sample)
+
+
+@pytest.mark.parametrize("optim", [
+    dict(name="adamw", warmup_steps=5, schedule="cosine", min_lr_ratio=0.1, weight_decay=0.01),
+    dict(name="sgd", momentum=0.9, lr=0.05),
+    dict(name="sign_momentum", betas=(0.965, 0.99), weight_decay=0.1),
+    dict(name="normalized_gd", lr=0.01),
+])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch, optim):
+    cfg = tiny_config(steps=30, **optim)
+    reference = get_or_train(cfg, tmp_path / "ref", progress=False)
+    # 2 eval batches are drawn first, so batch draw 2 + 17 is training step 17: after the checkpoint
+    # at step 10, before the one at 20, mid-way between two logged rows (15 and 20).
+    _interrupt_at_batch(monkeypatch, 2 + 17)
+    with pytest.raises(_Interrupt):
+        get_or_train(cfg, tmp_path / "crash", progress=False)
+    monkeypatch.undo()
+    folder = run_dir(cfg, tmp_path / "crash")
+    assert load_run(folder).status == "incomplete"
+    assert load_checkpoint(folder / CHECKPOINT_FILE)["step"] == 10
+    assert_same_run(get_or_train(cfg, tmp_path / "crash", progress=False), reference)
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    """A separate process is SIGKILLed after its first checkpoint; the run resumes here, bit-identical."""
+    cfg = tiny_config()
+    folder = run_dir(cfg, tmp_path / "killed")
+    # fork, not a fresh interpreter: the child inherits the imports (and the thread count) of this one.
+    proc = multiprocessing.get_context("fork").Process(target=train_slowly, args=(str(tmp_path / "killed"),))
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (folder / CHECKPOINT_FILE).exists():
+            assert proc.exitcode is None, f"worker exited early with status {proc.exitcode}"
+            assert time.monotonic() < deadline, "worker wrote no checkpoint within 60 s"
+            time.sleep(0.005)
+        # The worker sleeps 20 ms per batch: 60 steps take > 1 s after the first checkpoint (step 10),
+        # so the kill lands mid-run; where exactly (between steps, inside a write) is left to chance.
+        time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.join()
+    assert proc.exitcode == -signal.SIGKILL
+    killed = load_run(folder)
+    assert killed.status == "incomplete"
+    assert 10 <= load_checkpoint(folder / CHECKPOINT_FILE)["step"] < cfg.train.steps
+    resumed = get_or_train(cfg, tmp_path / "killed", progress=False)
+    assert resumed.status == "done"
+    assert not list(folder.glob(".*.tmp"))  # a half-written temp file from the kill is cleaned up
+    assert_same_run(resumed, get_or_train(cfg, tmp_path / "reference", progress=False))
+
+
+# ---------------------------------------------------------------------------------- NaN / Inf
+@register_task("test_faulty_markov")
+@dataclasses.dataclass(frozen=True)
+class FaultyMarkovConfig(MarkovConfig):
+    """A Markov task whose loss turns NaN (``fault='loss'``) or whose gradient turns NaN (``'grad'``)
+    at training step ``fault_step`` (eval batches are drawn before training and do not count)."""
+
+    fault: str = "loss"
+    fault_step: int = 5
+
+    def build(self):
+        return _FaultyTask(self)
+
+
+class _PoisonGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class _FaultyTask(MarkovTask):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.losses = 0
+
+    def loss(self, output, batch):
+        self.losses += 1
+        if self.losses == self.cfg.fault_step:
+            if self.cfg.fault == "loss":
+                return super().loss(output, batch) * float("nan")
+            return super().loss(_PoisonGradient.apply(output), batch)
+        return super().loss(output, batch)
+
+
+def _faulty_config(fault: str) -> ExperimentConfig:
+    base = tiny_config(steps=10)
+    cfg = dataclasses.replace(base, task=FaultyMarkovConfig(n_states=6, seq_len=8, fault=fault, fault_step=5))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=2, log_every=1))
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("loss", "step 5: loss is nan"),
+    # The poisoned gradient reaches every parameter; the first one in named_parameters() order is named.
+    ("grad", "step 5: gradient of embed.W_E contains nan"),
+])
+def test_non_finite_value_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, fault, message):
+    cfg = _faulty_config(fault)
+    with pytest.raises(NonFiniteError, match=f"^{re.escape(message)}$"):
+        get_or_train(cfg, tmp_path, progress=False)
+    folder = run_dir(cfg, tmp_path)
+    run = load_run(folder)
+    assert run.status == "failed" and run.failure == message
+    assert load_checkpoint(folder / CHECKPOINT_FILE)["step"] == 4  # checkpoints at 2, 4; step 5 failed
+    assert list(run.metrics.step) == [1, 2, 3, 4]  # every finite row is kept for diagnosis
+    assert all(torch.isfinite(p).all() for p in run.load_model().parameters())
+    with pytest.raises(RunFailedError, match=re.escape(message)):
+        get_or_train(cfg, tmp_path, progress=False)  # a failed run is not retrained nor returned silently
+    assert get_or_train(cfg, tmp_path, progress=False, allow_failed=True).status == "failed"
+
+
+def test_divergent_learning_rate_is_caught(tmp_path):
+    cfg = tiny_config(steps=10, name="sgd", lr=1e30)
+    with pytest.raises(NonFiniteError) as err:
+        get_or_train(cfg, tmp_path, progress=False)
+    assert re.fullmatch(r"step \d+: (loss is (nan|inf)|(gradient of|parameter) [\w.]+ contains (nan|inf)"
+                        r"( after the update)?)", str(err.value)), str(err.value)
+    assert load_run(run_dir(cfg, tmp_path)).status == "failed"
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_holds_no_pickled_objects(tmp_path):
+    cfg = tiny_config(steps=10, name="sign_momentum")
+    folder = get_or_train(cfg, tmp_path, progress=False).dir
+    path = folder / CHECKPOINT_FILE
+    # Every global the pickle names is one the weights-only unpickler allows (tensor rebuilders).
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == 10
+    assert set(state["rng"]) == {"data", "torch", "cuda", "numpy", "python"}
+
+
+def test_a_checkpoint_from_another_config_is_refused(tmp_path):
+    a, b = tiny_config(steps=10), tiny_config(steps=10, lr=1e-2)
+    folder_a = get_or_train(a, tmp_path, progress=False).dir
+    folder_b = run_dir(b, tmp_path)
+    folder_b.mkdir()
+    (folder_b / CHECKPOINT_FILE).write_bytes((folder_a / CHECKPOINT_FILE).read_bytes())
+    with pytest.raises(RuntimeError, match="refusing to resume"):
+        train(b, folder_b, progress=False)
+
+
+# ---------------------------------------------------------------------------------- progress bar
+def test_progress_bar_shows_step_loss_and_rate_only_when_asked(tmp_path, capfd):
+    train(tiny_config(steps=10), tmp_path / "on", progress=True)
+    shown = capfd.readouterr().err
+    assert "10/10" in shown and "loss=" in shown and "step/s" in shown
+    train(tiny_config(steps=10), tmp_path / "off", progress=False)
+    train(tiny_config(steps=10), tmp_path / "auto", progress=None)  # stderr is captured: not a terminal
+    assert capfd.readouterr().err == ""

@@ -1,0 +1,381 @@
+"""An experiment: a validated, hashable config (task, model, optimizer, training) plus a seed.
+
+A run's identity is ``config_hash()``: the first 12 hex digits of the sha256 of the canonical JSON
+(sorted keys) of the *resolved* config, i.e. after the task has fixed the model fields it owns
+(d_vocab, n_ctx, ...) and the model's init seed has been derived from the experiment seed. Two
+configs that train the same thing therefore share a hash, and any field that changes training
+changes it.
+
+Overrides (``apply_overrides``) are ``section.key=value`` strings, parsed by the field's declared type
+and validated by the section's own ``__post_init__``; every refusal names the key or value and lists
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import math
+import pkgutil
+import re
+import types
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from toy_models.config import ConfigError, TransformerConfig
+from toy_models.tasks.base import TASKS
+
+OptimName = Literal["adamw", "sgd", "sign_momentum", "normalized_gd"]
+ScheduleKind = Literal["constant", "cosine"]
+SECTIONS = ("task", "model", "optim", "train")
+TOP_LEVEL_KEYS = ("name", "seed")
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent 32-bit seed per purpose ("model", "data", ...): sha256("purpose:seed") mod 2³².
+
+    Hashing, rather than seed+offset, keeps the streams of seed s for one purpose and seed s+1 for
+    another from coinciding.
+    """
+    digest = hashlib.sha256(f"theorybench:{purpose}:{seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# ---------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule (see ``theorybench.optim`` for the update rules).
+
+    Schedule: linear warm-up lr·(t+1)/W over the first W = ``warmup_steps`` updates, then constant
+    lr or a cosine decay from lr to ``min_lr_ratio``·lr at the last step. ``momentum`` is SGD's
+    heavy-ball coefficient; ``betas`` are AdamW's (β₁, β₂), and sign-momentum uses β = betas[0]
+    ("Transformers Struggle to Learn to Search" used 0.965). ``grad_clip`` clips the global
+    gradient norm.
+    """
+
+    name: OptimName = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.0
+    warmup_steps: int = 0
+    schedule: ScheduleKind = "constant"
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_literals(self)
+        _as_float(self, "lr", lambda v: v > 0, "a positive finite float")
+        _as_float(self, "weight_decay", lambda v: v >= 0, "a non-negative float")
+        _as_float(self, "momentum", lambda v: 0 <= v < 1, "a float in [0, 1)")
+        _as_float(self, "min_lr_ratio", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+        if self.grad_clip is not None:
+            _as_float(self, "grad_clip", lambda v: v > 0, "a positive float, or None for no clipping")
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else self.betas
+        if not (isinstance(betas, tuple) and len(betas) == 2
+                and all(_is_real(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError("betas", self.betas, "two floats in [0, 1), e.g. 0.9,0.999")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        _non_negative_int(self, "warmup_steps")
+        if self.momentum and self.name != "sgd":
+            raise ConfigError("momentum", self.momentum, f"0 unless name='sgd' (name={self.name!r} "
+                              "has its own moments: betas)")
+        if self.weight_decay and self.name == "normalized_gd":
+            raise ConfigError("weight_decay", self.weight_decay,
+                              "0 with normalized_gd (its update θ ← θ − lr·g/‖g‖ has no decay term)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Steps, batch size and cadences (in optimizer steps) of logging, evaluation and checkpoints."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    eval_every: int = 100
+    eval_batches: int = 4
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f.name, value, "a positive integer")
+
+
+# ---------------------------------------------------------------------------------- experiment
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that determines a run: name, task config, model, optimizer, training, seed.
+
+    ``model.seed`` and the model fields the task fixes are not free: ``resolved()`` sets them (the
+    init seed is ``derive_seed(seed, "model")``), so they are refused as overrides.
+    """
+
+    name: str
+    task: Any
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name)):
+            raise ConfigError("name", self.name, "a non-empty folder-safe name: letters, digits, '_', '-', '.'")
+        if not getattr(type(self.task), "task_name", None) or TASKS.get(type(self.task).task_name) is not type(self.task):
+            raise ConfigError("task", self.task, f"an instance of a registered task config ({', '.join(sorted(TASKS))})")
+        for name, cls in (("model", TransformerConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(name, getattr(self, name), f"a {cls.__name__}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "a non-negative integer")
+        self.resolved_model()  # a task incompatible with the model is refused here, before any work
+
+    # ------------------------------------------------------------------ resolution and identity
+    def task_fields(self) -> dict[str, Any]:
+        """The model fields the task fixes (``task.build().model_fields()``), computed once."""
+        cached = self.__dict__.get("_task_fields")
+        if cached is None:
+            cached = dict(self.task.build().model_fields())
+            object.__setattr__(self, "_task_fields", cached)
+        return dict(cached)
+
+    def resolved_model(self) -> TransformerConfig:
+        try:
+            return self.model.replace(**self.task_fields(), seed=derive_seed(self.seed, "model"))
+        except ConfigError as err:
+            raise ConfigError(f"model.{err.field_name}", err.value,
+                              f"{err.allowed} (with the fields task {self.task.task_name!r} sets: "
+                              f"{self.task_fields()})") from None
+
+    def resolved(self) -> "ExperimentConfig":
+        """The config the trainer uses: model fields from the task, model seed from ``seed``. Idempotent."""
+        return dataclasses.replace(self, model=self.resolved_model())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; the task is ``{"name": <registered name>, **fields}``."""
+        return {
+            "name": self.name,
+            "task": {"name": type(self.task).task_name, **_fields_to_dict(self.task)},
+            "model": _fields_to_dict(self.model),
+            "optim": _fields_to_dict(self.optim),
+            "train": _fields_to_dict(self.train),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ExperimentConfig":
+        _refuse_unknown("", data, ("name", *SECTIONS, "seed"))
+        if "name" not in data or "task" not in data:
+            raise ConfigError("name" if "name" not in data else "task", None, "required")
+        task_data = dict(data["task"])
+        task_cls = task_class(task_data.pop("name", None))
+        kwargs: dict[str, Any] = {"name": data["name"], "task": _from_fields(task_cls, task_data, "task")}
+        for section, section_cls in (("model", TransformerConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+            if section in data:
+                kwargs[section] = _from_fields(section_cls, dict(data[section]), section)
+        if "seed" in data:
+            kwargs["seed"] = data["seed"]
+        return cls(**kwargs)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.resolved().to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON (sorted keys) of ``resolved().to_dict()``, first 12 hex digits."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
+def task_class(name: Any) -> type:
+    """The registered task-config class called ``name``, importing ``toy_models.tasks.*`` if needed."""
+    if name not in TASKS:
+        import toy_models.tasks as tasks_pkg
+
+        for module in pkgutil.iter_modules(tasks_pkg.__path__):
+            importlib.import_module(f"toy_models.tasks.{module.name}")
+    if name not in TASKS:
+        raise ConfigError("task.name", name, f"a registered task: {', '.join(sorted(TASKS)) or '(none)'}")
+    return TASKS[name]
+
+
+# ---------------------------------------------------------------------------------- overrides
+class OverrideError(ValueError):
+    """A ``key=value`` override that names no field, or a value the field does not allow."""
+
+    def __init__(self, key: str, value: Any, message: str):
+        self.key, self.value = key, value
+        super().__init__(message)
+
+
+def valid_keys(cfg: ExperimentConfig) -> list[str]:
+    """Every key an override may name: ``name``, ``seed`` and ``section.field``."""
+    keys = list(TOP_LEVEL_KEYS)
+    for section in SECTIONS:
+        keys += [f"{section}.{k}" for k in _settable_fields(cfg, section)]
+    return keys
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``key=value`` strings, e.g. "model.d_model=64", "optim.betas=0.9,0.99", "seed=2".
+
+    Values are parsed by the field's type: int, float, bool (true/false), None (none/null), a Literal's
+    string, a tuple as comma-separated items. All overrides of one section are applied together, so
+    fields that constrain each other (optim.name and optim.momentum) may change in one call.
+    """
+    changes: dict[str, dict[str, Any]] = {s: {} for s in ("", *SECTIONS)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise OverrideError(key, None, f"override {item!r} is not key=value; valid keys: {', '.join(valid_keys(cfg))}")
+        section, _, name = key.rpartition(".")
+        if section == "" and name in TOP_LEVEL_KEYS:
+            changes[""][name] = _parse(key, text, get_type_hints(ExperimentConfig)[name])
+            continue
+        if section not in SECTIONS:
+            raise OverrideError(key, text, f"unknown key {key!r}; valid keys: {', '.join(valid_keys(cfg))}")
+        obj = getattr(cfg, section)
+        settable = _settable_fields(cfg, section)
+        if name not in settable:
+            why = _why_not_settable(cfg, section, name)
+            raise OverrideError(key, text, f"{why}; valid {section} keys: {', '.join(f'{section}.{k}' for k in settable)}")
+        changes[section][name] = _parse(key, text, get_type_hints(type(obj))[name])
+    try:
+        sections = {s: dataclasses.replace(getattr(cfg, s), **changes[s]) for s in SECTIONS if changes[s]}
+        return dataclasses.replace(cfg, **changes[""], **sections)
+    except ConfigError as err:
+        raise OverrideError(err.field_name, err.value, str(err)) from None
+
+
+def _settable_fields(cfg: ExperimentConfig, section: str) -> list[str]:
+    names = [f.name for f in dataclasses.fields(getattr(cfg, section))]
+    if section == "model":
+        fixed = set(cfg.task_fields()) | {"seed"}
+        names = [n for n in names if n not in fixed]
+    return names
+
+
+def _why_not_settable(cfg: ExperimentConfig, section: str, name: str) -> str:
+    if section == "model" and name == "seed":
+        return "model.seed is derived from the experiment seed; override seed=... instead"
+    if section == "model" and name in cfg.task_fields():
+        return (f"model.{name} is set by task {cfg.task.task_name!r} ({name}={cfg.task_fields()[name]!r}); "
+                "override the task's fields instead")
+    return f"unknown key '{section}.{name}'"
+
+
+def _parse(key: str, text: str, tp: Any) -> Any:
+    """Parse ``text`` as a value of type ``tp``; refuse with the expected form."""
+    text = text.strip()
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        for a in args:
+            if text == str(a):
+                return a
+        raise OverrideError(key, text, f"{key}={text!r} is not allowed: one of {', '.join(map(repr, args))}")
+    if origin in (Union, types.UnionType):
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _parse(key, text, a)
+            except OverrideError:
+                pass
+        raise OverrideError(key, text, f"{key}={text!r} is not allowed: expected "
+                            f"{' or '.join(_type_name(a) for a in args)}")
+    if origin is tuple:
+        parts = text.split(",")
+        elem_types = [args[0]] * len(parts) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(parts) != len(elem_types):
+            raise OverrideError(key, text, f"{key}={text!r} is not allowed: expected {len(elem_types)} "
+                                "comma-separated values")
+        return tuple(_parse(key, p, t) for p, t in zip(parts, elem_types))
+    try:
+        if tp is bool:
+            if text.lower() in ("true", "false"):
+                return text.lower() == "true"
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        if tp is str:
+            return text
+    except ValueError:
+        pass
+    raise OverrideError(key, text, f"{key}={text!r} is not allowed: expected {_type_name(tp)}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp is type(None):
+        return "none"
+    return getattr(tp, "__name__", str(tp))
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _fields_to_dict(obj: Any) -> dict[str, Any]:
+    """Fields as JSON-safe values: tuples become lists, ints in float fields become floats.
+
+    The float normalization makes ``lr=1`` and ``lr=1.0`` hash the same.
+    """
+    hints = get_type_hints(type(obj))
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and _allows_float_not_int(hints[f.name]):
+            value = float(value)
+        if isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def _allows_float_not_int(tp: Any) -> bool:
+    members = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return float in members and int not in members
+
+
+def _from_fields(cls: type, data: dict[str, Any], section: str) -> Any:
+    _refuse_unknown(section, data, [f.name for f in dataclasses.fields(cls)])
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _refuse_unknown(section: str, data: dict[str, Any], known) -> None:
+    unknown = sorted(set(data) - set(known) - ({"name"} if section == "task" else set()))
+    if unknown:
+        prefix = f"{section}." if section else ""
+        raise ConfigError(prefix + unknown[0], data[unknown[0]],
+                          f"unknown field; valid fields: {', '.join(prefix + k for k in known)}")
+
+
+def _check_literals(obj: Any) -> None:
+    for name, tp in get_type_hints(type(obj)).items():
+        if get_origin(tp) is Literal and getattr(obj, name) not in get_args(tp):
+            raise ConfigError(name, getattr(obj, name), f"one of {', '.join(map(repr, get_args(tp)))}")
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _as_float(obj: Any, name: str, ok, allowed: str) -> None:
+    value = getattr(obj, name)
+    if not (_is_real(value) and ok(value)):
+        raise ConfigError(name, value, allowed)
+    object.__setattr__(obj, name, float(value))
+
+
+def _non_negative_int(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(name, value, "a non-negative integer")
+
+
+__all__ = ["OptimConfig", "TrainConfig", "ExperimentConfig", "OverrideError", "apply_overrides", "derive_seed",
+           "task_class", "valid_keys"]
