@@ -1,0 +1,60 @@
+"""The repository's entry points agree with each other: the README's commands, the Makefile's targets
+and what CI runs (`.ci/run` must run exactly the README's test command)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ("install", "test", "test-slow", "figures", "bench", "clean")
+
+
+def test_readme_opens_with_the_two_commands():
+    top = "\n".join((REPO / "README.md").read_text().splitlines()[:15])  # "at the top": before any section
+    assert "make figures" in top and "make test" in top
+
+
+def test_readme_has_the_status_section_for_measured_numbers():
+    assert "## Status and measured numbers" in (REPO / "README.md").read_text()
+
+
+def test_ci_runs_exactly_make_test():
+    script = REPO / ".ci" / "run"
+    assert os.access(script, os.X_OK), ".ci/run must be executable"
+    lines = [ln.strip() for ln in script.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert lines[0] == "set -euo pipefail"  # a failing test fails CI
+    assert lines[-1] == "make test"
+    assert "CI=true" in script.read_text() and "HF_HUB_OFFLINE=1" in script.read_text()
+
+
+def _make_rules() -> dict[str, str]:
+    text = (REPO / "Makefile").read_text()
+    return {m.group(1): m.group(2) for m in re.finditer(r"^([^\s:#=]+):(?!=)(.*)$", text, re.M)}
+
+
+def test_makefile_has_the_targets_and_each_installs_first():
+    rules = _make_rules()
+    for target in TARGETS:
+        assert target in rules, f"Makefile has no {target!r} target"
+    for target in ("install", "test", "test-slow", "figures", "bench"):
+        assert "$(STAMP)" in rules[target].split(), f"{target!r} must depend on the install stamp"
+    assert "pyproject.toml" in rules["$(STAMP)"].split()  # a dependency change reinstalls
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+@pytest.mark.parametrize("target, command", [
+    ("test", ".venv/bin/python -m pytest -q"),
+    ("test-slow", ".venv/bin/python -m pytest -q -m slow"),
+    ("figures", ".venv/bin/theorybench figures --scale quick"),
+])
+def test_make_targets_run_the_documented_commands(target, command):
+    # -n prints the commands without running them. When the install stamp is out of date the install
+    # commands come first, so the target's own command is the last line.
+    out = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == command

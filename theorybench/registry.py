@@ -1,0 +1,195 @@
+"""The registry: where study families declare their experiments and figures.
+
+A study family adds one module, ``theorybench/studies/<family>.py``, whose import calls
+``register_experiment`` and ``register_figure``. The command line (``theorybench list / train /
+figures / show-config``) and ``make figures`` find everything through ``load_studies()``; nothing
+else needs to change when a family is added.
+
+- An ``ExperimentSpec`` names a config builder: ``build(scale)`` returns an ``ExperimentConfig``
+  (``scale`` is "quick", CPU-sized, or "full", the paper's size on a GPU).
+- A ``FigureSpec`` names a figure maker: ``make(scale)`` trains or reuses the runs it needs and
+  returns a ``FigureResult``, the matplotlib figure plus the measured numbers shown beside the
+  paper ``claim`` it reproduces. Its name starts with its family (``icl_…``, ``graph_search_…``,
+  ``attention_svm_…``, ``variance_…``), and so do its files under ``figures/``.
+
+Bad names are refused with a message that lists what is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # keep the command line's start-up free of torch and matplotlib
+    from matplotlib.figure import Figure
+
+    from theorybench.experiment import ExperimentConfig
+
+FAMILIES = ("icl", "graph_search", "attention_svm", "variance")
+SCALES = ("quick", "full")
+SCALE_ENV = "THEORYBENCH_SCALE"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class RegistryError(ValueError):
+    """A spec is malformed, a name is taken, or a looked-up name or scale does not exist."""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A named experiment of one family. ``build(scale)`` returns its ``ExperimentConfig``; the first
+    line of ``build``'s docstring is what ``theorybench list`` shows."""
+
+    name: str
+    family: str
+    build: Callable[[str], "ExperimentConfig"]
+
+    def __post_init__(self) -> None:
+        _check_name_and_family("experiment", self.name, self.family)
+        if not callable(self.build):
+            raise RegistryError(f"experiment {self.name!r}: build must be callable as build(scale)")
+
+    @property
+    def summary(self) -> str:
+        return _first_line(self.build.__doc__)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A named figure: ``make(scale)`` returns a ``FigureResult``; ``claim`` is the paper claim it
+    reproduces, citing the paper by title."""
+
+    name: str
+    family: str
+    claim: str
+    make: Callable[[str], "FigureResult"]
+
+    def __post_init__(self) -> None:
+        _check_name_and_family("figure", self.name, self.family)
+        if not self.name.startswith(f"{self.family}_"):
+            raise RegistryError(f"figure name {self.name!r} must start with its family: '{self.family}_…'")
+        if not (isinstance(self.claim, str) and self.claim.strip()):
+            raise RegistryError(f"figure {self.name!r}: claim must state the paper claim it reproduces")
+        if not callable(self.make):
+            raise RegistryError(f"figure {self.name!r}: make must be callable as make(scale)")
+
+
+@dataclass
+class FigureResult:
+    """What a figure maker returns: the figure and the measured numbers shown beside its claim."""
+
+    figure: "Figure"
+    numbers: dict[str, float | str] = field(default_factory=dict)
+
+
+_EXPERIMENTS: dict[str, ExperimentSpec] = {}
+_FIGURES: dict[str, FigureSpec] = {}
+_LOAD_STUDIES = True
+
+
+def register_experiment(spec: ExperimentSpec) -> ExperimentSpec:
+    return _register(_EXPERIMENTS, "experiment", spec)
+
+
+def register_figure(spec: FigureSpec) -> FigureSpec:
+    return _register(_FIGURES, "figure", spec)
+
+
+def experiments() -> dict[str, ExperimentSpec]:
+    """Registered experiments by name, grouped by family in ``FAMILIES`` order."""
+    return _ordered(_EXPERIMENTS)
+
+
+def figures() -> dict[str, FigureSpec]:
+    """Registered figures by name, grouped by family in ``FAMILIES`` order."""
+    return _ordered(_FIGURES)
+
+
+def get_experiment(name: str) -> ExperimentSpec:
+    return _lookup(_EXPERIMENTS, "experiment", name)
+
+
+def get_figure(name: str) -> FigureSpec:
+    return _lookup(_FIGURES, "figure", name)
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise RegistryError(f"scale={scale!r} is not allowed: one of {', '.join(map(repr, SCALES))}")
+    return scale
+
+
+def default_scale() -> str:
+    """The scale named by the THEORYBENCH_SCALE environment variable (notebooks read it), else "quick"."""
+    return check_scale(os.environ.get(SCALE_ENV, "quick"))
+
+
+def load_studies() -> None:
+    """Import every module of ``theorybench.studies`` so that their ``register_*`` calls run.
+
+    Idempotent: Python imports each module once."""
+    if not _LOAD_STUDIES:
+        return
+    studies = importlib.import_module("theorybench.studies")
+    for module in pkgutil.iter_modules(studies.__path__):
+        importlib.import_module(f"{studies.__name__}.{module.name}")
+
+
+@contextlib.contextmanager
+def isolated_registry():
+    """Empty registries, and ``load_studies()`` doing nothing, for the duration of the block.
+
+    For tests: they register their own specs without seeing the study families' or leaking theirs."""
+    global _EXPERIMENTS, _FIGURES, _LOAD_STUDIES
+    saved = _EXPERIMENTS, _FIGURES, _LOAD_STUDIES
+    _EXPERIMENTS, _FIGURES, _LOAD_STUDIES = {}, {}, False
+    try:
+        yield
+    finally:
+        _EXPERIMENTS, _FIGURES, _LOAD_STUDIES = saved
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _check_name_and_family(kind: str, name: str, family: str) -> None:
+    if family not in FAMILIES:
+        raise RegistryError(f"{kind} {name!r}: family={family!r} is not allowed: one of {', '.join(map(repr, FAMILIES))}")
+    if not (isinstance(name, str) and _NAME.match(name)):
+        raise RegistryError(f"{kind} name {name!r} is not allowed: lower-case letters, digits and '_', "
+                            f"starting with a letter (it names files and command-line arguments)")
+
+
+def _register(table: dict, kind: str, spec):
+    existing = table.get(spec.name)
+    if existing is not None and existing != spec:
+        raise RegistryError(f"{kind} name {spec.name!r} is already registered by family {existing.family!r}")
+    table[spec.name] = spec
+    return spec
+
+
+def _ordered(table: dict) -> dict:
+    return dict(sorted(table.items(), key=lambda item: (FAMILIES.index(item[1].family), item[0])))
+
+
+def _lookup(table: dict, kind: str, name: str):
+    if name in table:
+        return table[name]
+    valid = ", ".join(_ordered(table)) or "none (no study family has registered one yet)"
+    raise RegistryError(f"unknown {kind} {name!r}; valid {kind}s: {valid}")
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+__all__ = [
+    "FAMILIES", "SCALES", "SCALE_ENV", "ExperimentSpec", "FigureResult", "FigureSpec", "RegistryError",
+    "check_scale", "default_scale", "experiments", "figures", "get_experiment", "get_figure", "isolated_registry",
+    "load_studies",
+    "register_experiment", "register_figure",
+]
