@@ -1,0 +1,197 @@
+"""In-context linear regression prompts, in the two tokenizations of the literature.
+
+A prompt is N examples (x_i, y_i) and a query (x_q, y_q) with y = wᵀx + ε, ε ~ N(0, σ²):
+
+- inputs x ~ N(0, Σ) (isotropic by default; Σ given as its diagonal or in full), or x ~ U(−1, 1)^d
+  as in "Transformers learn in-context by gradient descent" (von Oswald et al. 2023);
+- tasks w ~ N(0, I_d), or drawn uniformly from a fixed pool of M tasks w_1 … w_M ~ N(0, I_d) set by
+  ``pool_seed`` ("Pretraining task diversity and the emergence of non-Bayesian in-context learning
+  for regression", Raventós et al. 2023).
+
+Tokenizations:
+
+- ``interleaved`` ("What Can Transformers Learn In-Context?", Garg et al. 2022): x_1, y_1, …, x_N,
+  y_N, x_q, with y written as the token (y, 0, …, 0) ∈ R^d; the prediction of the label of each x is
+  read at that x's position (causal model), so the loss averages the squared error over all N + 1
+  prefixes (contexts of 0 … N examples). Tokens: 2N + 1, width d.
+- ``stacked`` (von Oswald et al. 2023; Zhang, Frei, Bartlett 2024): tokens [x_i; y_i] ∈ R^{d+1} and
+  the query [x_q; 0]; the prediction is read from the query token's output. The batch carries an
+  ``attn_mask`` letting every token attend to the N context tokens only (not the query), so a
+  normalized linear attention divides by N, as in their f(E) = E + W^{PV} E M (Eᵀ W^{KQ} E)/N.
+
+Every batch also carries the raw tensors X [B, N, d], y [B, N], w [B, d], x_query [B, d] and
+y_query [B] (in the batch's dtype), so closed-form predictors can be run on the same prompts.
+Metrics: ``mse`` and the normalized squared error ``nse`` = mse / d (Garg's: predicting 0 scores 1
+for isotropic noiseless data), at the query; the interleaved task also reports ``mse_all_prefixes``.
+
+TODO: a curriculum on d and N (Garg et al. 2022) is not implemented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import ConfigError
+from .base import Batch, register_task
+
+TOKENIZATIONS = ("interleaved", "stacked")
+INPUT_DISTS = ("gaussian", "uniform")
+DTYPES = ("float32", "float64")
+
+
+def stack_tokens(X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+    """Stacked tokens [B, N + 1, d + 1]: [x_i; y_i] for the context, [x_q; 0] for the query."""
+    ctx = torch.cat([X, y[..., None]], dim=-1)
+    query = torch.cat([x_q, torch.zeros_like(x_q[..., :1])], dim=-1)[:, None]
+    return torch.cat([ctx, query], dim=1)
+
+
+def context_only_mask(batch: int, N: int, device=None) -> torch.Tensor:
+    """attn_mask [B, N + 1, N + 1]: every token may attend to the N context tokens, never to the query."""
+    allowed = torch.zeros(N + 1, N + 1, dtype=torch.bool, device=device)
+    allowed[:, :N] = True
+    return allowed.expand(batch, N + 1, N + 1)
+
+
+def interleave_tokens(X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+    """Interleaved tokens [B, 2N + 1, d]: x_1, (y_1, 0, …, 0), …, x_N, (y_N, 0, …, 0), x_q."""
+    B, N, d = X.shape
+    y_tok = torch.zeros_like(X)
+    y_tok[..., 0] = y
+    pairs = torch.stack([X, y_tok], dim=2).reshape(B, 2 * N, d)
+    return torch.cat([pairs, x_q[:, None]], dim=1)
+
+
+@register_task("icl_regression")
+@dataclass(frozen=True)
+class ICLRegressionConfig:
+    """Config of the in-context linear regression task (see the module docstring).
+
+    x_cov: None (identity), a length-d tuple (diagonal) or a d×d tuple of tuples (full, positive
+    definite); gaussian inputs only. n_tasks: None for w ~ N(0, I_d), or the pool size M ≥ 1.
+    """
+
+    d: int = 5
+    n_points: int = 10
+    tokenization: str = "interleaved"
+    x_dist: str = "gaussian"
+    x_cov: Any = None
+    noise_std: float = 0.0
+    n_tasks: int | None = None
+    pool_seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.x_cov, list):  # from a JSON dict: keep the config hashable
+            cov = tuple(tuple(r) if isinstance(r, list) else r for r in self.x_cov)
+            object.__setattr__(self, "x_cov", cov)
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("d", "n_points"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(name, v, "a positive integer")
+        for name, allowed in (("tokenization", TOKENIZATIONS), ("x_dist", INPUT_DISTS), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, getattr(self, name), f"one of {', '.join(map(repr, allowed))}")
+        if not (isinstance(self.noise_std, (int, float)) and self.noise_std >= 0):
+            raise ConfigError("noise_std", self.noise_std, "a non-negative float")
+        if self.n_tasks is not None and (not isinstance(self.n_tasks, int) or isinstance(self.n_tasks, bool)
+                                         or self.n_tasks < 1):
+            raise ConfigError("n_tasks", self.n_tasks, "None (w ~ N(0, I)) or a pool size ≥ 1")
+        if not isinstance(self.pool_seed, int) or self.pool_seed < 0:
+            raise ConfigError("pool_seed", self.pool_seed, "a non-negative integer")
+        if self.x_cov is not None:
+            if self.x_dist != "gaussian":
+                raise ConfigError("x_cov", self.x_cov, "None when x_dist='uniform' (U(−1, 1) has covariance I/3)")
+            self.covariance()  # refuses a wrong shape or a covariance that is not positive definite
+
+    def covariance(self) -> torch.Tensor:
+        """Σ as a float64 [d, d] tensor (I/3 for uniform inputs)."""
+        from theory.icl.predictors import covariance_matrix  # the one positive-definiteness check
+
+        if self.x_dist == "uniform":
+            return torch.eye(self.d, dtype=torch.float64) / 3
+        if self.x_cov is None:
+            return torch.eye(self.d, dtype=torch.float64)
+        try:
+            cov = torch.tensor(self.x_cov, dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise ConfigError("x_cov", self.x_cov, "a length-d tuple (diagonal) or a d×d tuple of tuples") from None
+        try:
+            return covariance_matrix(cov, self.d)
+        except ConfigError as e:
+            raise ConfigError("x_cov", self.x_cov, e.allowed) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def build(self) -> "ICLRegressionTask":
+        return ICLRegressionTask(self)
+
+
+class ICLRegressionTask:
+    def __init__(self, cfg: ICLRegressionConfig):
+        self.cfg = cfg
+        self.dtype = getattr(torch, cfg.dtype)
+        self.cov = cfg.covariance()
+        self._chol = torch.linalg.cholesky(self.cov)
+        self.pool = None
+        if cfg.n_tasks is not None:
+            gen = torch.Generator().manual_seed(cfg.pool_seed)
+            self.pool = torch.randn(cfg.n_tasks, cfg.d, generator=gen, dtype=torch.float64)
+
+    # ------------------------------------------------------------------ Task protocol
+    def model_fields(self) -> dict[str, Any]:
+        d, N = self.cfg.d, self.cfg.n_points
+        if self.cfg.tokenization == "interleaved":
+            return {"input_kind": "continuous", "d_input": d, "n_ctx": 2 * N + 1, "d_vocab_out": 1}
+        return {"input_kind": "continuous", "d_input": d + 1, "n_ctx": N + 1, "d_vocab_out": 1}
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", batch_size, "a positive integer")
+        cfg, B, N, d = self.cfg, batch_size, self.cfg.n_points, self.cfg.d
+        f64 = torch.float64
+        if cfg.x_dist == "uniform":
+            pts = torch.rand(B, N + 1, d, generator=generator, dtype=f64) * 2 - 1
+        else:
+            pts = torch.randn(B, N + 1, d, generator=generator, dtype=f64) @ self._chol.T
+        if self.pool is None:
+            w = torch.randn(B, d, generator=generator, dtype=f64)
+        else:
+            w = self.pool[torch.randint(len(self.pool), (B,), generator=generator)]
+        noise = torch.randn(B, N + 1, generator=generator, dtype=f64) * cfg.noise_std
+        labels = torch.einsum("bnd,bd->bn", pts, w) + noise
+        X, y, x_q, y_q = pts[:, :N], labels[:, :N], pts[:, N], labels[:, N]
+        raw = {k: v.to(self.dtype) for k, v in dict(X=X, y=y, w=w, x_query=x_q, y_query=y_q).items()}
+        if cfg.tokenization == "interleaved":
+            inputs = interleave_tokens(raw["X"], raw["y"], raw["x_query"])
+            return {"inputs": inputs, "targets": labels.to(self.dtype), **raw}
+        inputs = stack_tokens(raw["X"], raw["y"], raw["x_query"])
+        return {"inputs": inputs, "targets": raw["y_query"], "attn_mask": context_only_mask(B, N), **raw}
+
+    def predictions(self, output: torch.Tensor) -> torch.Tensor:
+        """Predicted labels: [B, N + 1] (every x position) interleaved, [B] (query) stacked."""
+        if self.cfg.tokenization == "interleaved":
+            return output[:, 0::2, 0]
+        return output[:, -1, 0]
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Mean squared error; interleaved: averaged over all N + 1 prefixes (Garg et al. 2022)."""
+        return ((self.predictions(output) - batch["targets"]) ** 2).mean()
+
+    @torch.no_grad()
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        pred = self.predictions(output)
+        err = (pred - batch["targets"]) ** 2
+        query_err = err[:, -1] if err.dim() == 2 else err
+        out = {"mse": float(query_err.mean()), "nse": float(query_err.mean()) / self.cfg.d}
+        if err.dim() == 2:
+            out["mse_all_prefixes"] = float(err.mean())
+        return out
