@@ -188,3 +188,36 @@ def test_console_script_refuses_an_unknown_name_with_status_2_and_no_traceback(t
     assert "Traceback" not in result.stderr
     assert "unknown experiment 'no_such_experiment'; valid experiments:" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_diverging_run_exits_1_with_the_step_and_no_traceback(tmp_path, capsys):
+    """lr = 1e30 makes the loss non-finite within a few steps: the trainer's message, exit status 1."""
+    from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
+    from theorybench.registry import ExperimentSpec, isolated_registry, register_experiment
+    from toy_models.config import TransformerConfig
+    from toy_models.tasks.markov import MarkovConfig
+
+    def build(scale):
+        """A Markov run that diverges."""
+        return ExperimentConfig(name="diverges", task=MarkovConfig(n_states=4, seq_len=8),
+                                model=TransformerConfig(n_layers=1, d_model=8, n_heads=1),
+                                optim=OptimConfig(name="sgd", lr=1e30),
+                                train=TrainConfig(steps=20, batch_size=4, eval_every=10, checkpoint_every=10,
+                                                  log_every=1))
+
+    with isolated_registry():
+        register_experiment(ExperimentSpec("diverges", "variance", build))
+        status = main(["train", "diverges", "--runs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "run failed" in err and "step" in err and "nan" in err.lower()
+    assert "Traceback" not in err
+
+
+def test_a_refused_section_value_names_the_section(tmp_path, capsys):
+    from theorybench.experiment import ExperimentConfig, OverrideError, apply_overrides
+    from toy_models.tasks.markov import MarkovConfig
+
+    cfg = ExperimentConfig(name="x", task=MarkovConfig())
+    with pytest.raises(OverrideError, match=r"model\.n_layers=0 is not allowed: a positive integer"):
+        apply_overrides(cfg, ["model.n_layers=0"])

@@ -23,6 +23,7 @@ from . import registry
 from .registry import FAMILIES, SCALES, RegistryError
 
 USAGE_ERROR = 2
+RUN_FAILED = 1
 
 
 class InputError(Exception):
@@ -30,7 +31,7 @@ class InputError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command line; returns the exit status (0 ok, 1 a run failed, 2 bad input)."""
     parser = _parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"theorybench {args.command}: error: {err}", file=sys.stderr)
         return USAGE_ERROR
+    except RunError as err:  # the input was fine but the run failed: its message says where and why
+        print(f"theorybench {args.command}: run failed: {err}", file=sys.stderr)
+        return RUN_FAILED
+
+
+class RunError(Exception):
+    """A run diverged, failed before, or its folder holds another config: exit status 1, no traceback."""
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -75,7 +83,13 @@ def _train(args: argparse.Namespace) -> int:
     cfg = _resolve_config(args)
     from .runstore import DEFAULT_ROOT, get_or_train
 
-    run = get_or_train(cfg, root=Path(args.runs) if args.runs else DEFAULT_ROOT)
+    from .runstore import RunConfigMismatchError, RunFailedError
+    from .train import NonFiniteError
+
+    try:
+        run = get_or_train(cfg, root=Path(args.runs) if args.runs else DEFAULT_ROOT)
+    except (NonFiniteError, RunFailedError, RunConfigMismatchError) as err:
+        raise RunError(err) from None
     print(f"run: {run.dir}")
     metrics = run.metrics
     if len(metrics) == 0:

@@ -242,8 +242,15 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
             why = _why_not_settable(cfg, section, name)
             raise OverrideError(key, text, f"{why}; valid {section} keys: {', '.join(f'{section}.{k}' for k in settable)}")
         changes[section][name] = _parse(key, text, get_type_hints(type(obj))[name])
+    sections: dict[str, Any] = {}
+    for section in SECTIONS:
+        if changes[section]:
+            try:
+                sections[section] = dataclasses.replace(getattr(cfg, section), **changes[section])
+            except ConfigError as err:  # the section's own check: name the key as the user wrote it
+                key = f"{section}.{err.field_name}"
+                raise OverrideError(key, err.value, f"{key}={err.value!r} is not allowed: {err.allowed}") from None
     try:
-        sections = {s: dataclasses.replace(getattr(cfg, s), **changes[s]) for s in SECTIONS if changes[s]}
         return dataclasses.replace(cfg, **changes[""], **sections)
     except ConfigError as err:
         raise OverrideError(err.field_name, err.value, str(err)) from None
