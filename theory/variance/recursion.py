@@ -1,0 +1,285 @@
+"""Residual-stream variance across depth at initialization, for every norm placement.
+
+The state is the position kernel C[p, q] = E[x_p · x_q] / d of the residual stream of one token
+sequence (expectation over the weights at initialization; x_p ∈ R^d the stream at position p), so
+C[p, p] is the per-coordinate variance at position p. Each sublayer F has an output projection
+(W_O or W_out) with zero-mean weights drawn independently of everything upstream, so
+E[x_p · F_q] = 0 and, exactly in expectation at any width,
+
+    Var[x_{l+1}] = Var[x_l] + Var[F(·)]        (C ← C + C_F)
+
+("On Layer Normalization in the Transformer Architecture", Xiong et al. 2020; "Peri-LN: Revisiting
+Layer Normalization in the Transformer Architecture", Kim et al. 2025). Per placement:
+
+    none: C ← C + F(C)          pre:  C ← C + F(N(C))       peri: C ← C + N(F(N(C)))
+    post: C ← N(C + F(C))       mix:  post for the first ⌊αL⌋ blocks, then pre
+
+Sublayer constants, derived for ``toy_models.init`` (σ²_X the variance of matrix X's entries):
+
+- Norm N (LayerNorm, gain 1, bias 0): N(C)[p,q] = c C_pq / √((c C_pp + ε)(c C_qq + ε)) with
+  c = 1 − 1/d (removing the token mean removes 1/d of the variance of exchangeable, uncorrelated
+  coordinates); c = 1 for RMSNorm. The diagonal is exact per token up to the concentration of
+  the token's variance s² (output mean square s²/(s² + ε) exactly).
+- Attention: o_p = Σ_h Σ_k A_pk u_k W_V^h W_O^h, hence
+  C_attn = H d_head d σ²_V σ²_O · A K Aᵀ, K the input kernel. A is taken as uniform over the
+  allowed keys (1/(p+1) on keys ≤ p with a causal mask): exact in the limit of small scores. The
+  scores have variance s² = d_head (d σ²_Q K_pp)(d σ²_K K_kk) / scale² (``score_variance``); the
+  relative error of the uniform approximation is O(s²). With ``gpt2`` init s² ≈ (d σ²)² ≈ 1e-4;
+  with ``fan_in`` s² = 1, where attention is *not* uniform — there set ``attn_scale`` large
+  (s² → 0) or expect the prediction to miss (stated in the tests).
+- MLP: u W_in has Gaussian columns given u (W_in Gaussian), covariance σ²_in d K, so
+  C_mlp = d_mlp σ²_out · E[φ(a_p)φ(a_q)], a ~ N(0, σ²_in d K) (``gaussian.activation_kernel``);
+  gated: d_mlp σ²_out · E[φ(g_p)φ(g_q)] ⊙ (σ²_in d K), g ~ N(0, σ²_gate d K).
+  fan_in: σ²_in = 1/d, σ²_out = 1/d_mlp, so C_mlp = E[φφ](K) (ReLU: K_pp/2 on the diagonal).
+  gpt2: σ²_in = σ², σ²_out = σ²/(2L).
+- Embedding: C0 = σ²_E [t_p = t_q] + σ²_pos [p = q] (learned), + PE_p·PE_q/d (sinusoidal); with
+  ``fan_in`` σ²_E = σ²_pos = 1, with ``gpt2`` σ²_E = σ²_pos = init_std².
+
+Infinite-width statements apart from the exact recursion: the per-token variance concentrates (the
+norms' 1/σ is deterministic) and correlations between tokens are replaced by their expectations;
+both err by O(1/d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from toy_models.config import ConfigError, TransformerConfig
+
+from .gaussian import activation_kernel
+
+SUPPORTED_PLACEMENTS = ("none", "post", "pre", "peri", "mix")
+
+
+@dataclass(frozen=True)
+class InitVariances:
+    """Entry variances of each weight at initialization (``toy_models.init``), by scheme."""
+
+    embed: float
+    pos: float
+    qkv: float
+    o: float
+    w_in: float
+    w_out: float
+
+    @classmethod
+    def from_config(cls, cfg: TransformerConfig) -> "InitVariances":
+        d, m, H, dh, L = cfg.d_model, cfg.mlp_dim, cfg.n_heads, cfg.head_dim, cfg.n_layers
+        s2 = cfg.init_std**2
+        if cfg.init == "gpt2":
+            return cls(embed=s2, pos=s2, qkv=s2, o=s2 / (2 * L), w_in=s2, w_out=s2 / (2 * L))
+        if cfg.init == "fan_in":
+            return cls(embed=1.0, pos=1.0, qkv=1.0 / d, o=1.0 / (H * dh), w_in=1.0 / d, w_out=1.0 / m)
+        if cfg.init == "normal":
+            return cls(embed=s2, pos=s2, qkv=s2, o=s2, w_in=s2, w_out=s2)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class VarianceProfile:
+    """Predicted position kernels of the residual stream at each hook, in forward order.
+
+    ``hooks[i]`` is a TransformerLens hook name (``blocks.0.hook_resid_pre``, ``blocks.l.hook_resid_mid``,
+    ``blocks.l.hook_resid_post``); ``kernels[i]`` the [T, T] kernel there. ``variance`` is the
+    position-averaged per-coordinate variance, E[|x_p|²]/d averaged over p.
+    """
+
+    hooks: tuple[str, ...]
+    kernels: np.ndarray  # [n_hooks, T, T]
+    # Size of the second-order finite-width term at states that are a norm's output (0 elsewhere):
+    # there the per-token mean square is s²/(s² + ε) exactly, and the only error left is how much
+    # s² fluctuates, which the Gaussian-coordinate term bounds (s² fixed ⇒ 0, Gaussian ⇒ the term).
+    remainder: np.ndarray  # [n_hooks]
+    states: tuple = ()  # the StreamState at each hook (one sequence only; empty for a batch)
+
+    @property
+    def per_position(self) -> np.ndarray:
+        return np.diagonal(self.kernels, axis1=1, axis2=2)
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.per_position.mean(-1)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"hook": self.hooks, "quantity": "variance", "value": self.variance})
+
+
+def input_kernel(cfg: TransformerConfig, tokens: np.ndarray) -> np.ndarray:
+    """C0[p, q] = E[x0_p · x0_q]/d for one token sequence (before any embedding norm)."""
+    if cfg.input_kind != "tokens" or cfg.embed != "learned":
+        raise ConfigError("input_kind/embed", (cfg.input_kind, cfg.embed),
+                          "learned token embeddings (the theory draws W_E at random)")
+    tokens = np.asarray(tokens)
+    T = tokens.shape[0]
+    iv = InitVariances.from_config(cfg)
+    C = iv.embed * (tokens[:, None] == tokens[None, :]).astype(np.float64)
+    if cfg.pos == "learned":
+        C = C + iv.pos * np.eye(T)
+    elif cfg.pos == "sinusoidal":
+        from toy_models.positional import sinusoidal_table
+
+        pe = sinusoidal_table(cfg.n_ctx, cfg.d_model, dtype=__import__("torch").float64)[:T].numpy()
+        C = C + pe @ pe.T / cfg.d_model
+    elif cfg.pos == "onehot":
+        raise ConfigError("pos", cfg.pos, "'learned', 'sinusoidal', 'rotary' or 'none'")
+    return C
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """Second moments of the residual stream at one point of the forward pass.
+
+    C: raw kernel E[x_p·x_q]/d. Cc: the kernel of the token-centred stream (what a LayerNorm sees).
+    fixed: per position, the share of the centred variance that comes from a norm's output, whose
+    per-token norm is fixed (it sets how much the token variance s² fluctuates, see ``norm_state``).
+    """
+
+    C: np.ndarray
+    Cc: np.ndarray
+    fixed: np.ndarray
+
+    @classmethod
+    def fresh(cls, cfg: TransformerConfig, C: np.ndarray) -> "StreamState":
+        """A sum of independent writes with exchangeable, uncorrelated coordinates: removing the token
+        mean removes 1/d of each kernel entry."""
+        return cls(C, (1.0 - 1.0 / cfg.d_model) * C, np.zeros(C.shape[0]))
+
+    def __add__(self, other: "StreamState") -> "StreamState":  # independent writes: no cross terms
+        return StreamState(self.C + other.C, self.Cc + other.Cc, self.fixed)
+
+
+def norm_state(cfg: TransformerConfig, x: StreamState) -> StreamState:
+    """The stream after a norm with gain 1 and bias 0 (its exact init values).
+
+    With S the kernel the norm sees (centred for LayerNorm, raw for RMSNorm) and m_p = S_pp:
+    N[p,q] = S_pq / √((m_p + ε)(m_q + ε)). Per token the output mean square is f(s²) = s²/(s² + ε)
+    exactly; E[f(s²)] ≈ f(m) + f''(m) Var(s²)/2 with f''(m) = −2ε/(m + ε)³ (the Jensen term; it
+    matters when m is comparable to ε, e.g. the gpt2 embedding, m ≈ 8e-4, ε = 1e-5). For a fixed-norm
+    part m_x plus a Gaussian part m_F = m − m_x: Var(s²) ≈ (2 m_F² + 4 m_x m_F)/(d − 1).
+    """
+    d, eps = cfg.d_model, cfg.norm_eps
+    S = x.Cc if cfg.norm_kind == "layernorm" else x.C
+    m = np.diag(S)
+    K = S / np.sqrt((m + eps)[:, None] * (m + eps)[None, :])
+    K = K + np.diag(_jensen(cfg, m, x.fixed))
+    centred = K if cfg.norm_kind == "layernorm" else (1.0 - 1.0 / d) * K
+    return StreamState(K, centred, np.diag(centred).copy())
+
+
+def _jensen(cfg: TransformerConfig, m: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    d, eps = cfg.d_model, cfg.norm_eps
+    m_x = np.minimum(fixed, m)
+    m_f = m - m_x
+    var_s2 = (2.0 * m_f**2 + 4.0 * m_x * m_f) / max(d - 1, 1)
+    return -eps * var_s2 / (m + eps) ** 3
+
+
+def norm_kernel(cfg: TransformerConfig, C: np.ndarray) -> np.ndarray:
+    """``norm_state`` of a freshly written stream with raw kernel C (convenience)."""
+    return norm_state(cfg, StreamState.fresh(cfg, C)).C
+
+
+def averaging_matrix(cfg: TransformerConfig, T: int) -> np.ndarray:
+    allowed = np.tril(np.ones((T, T))) if cfg.attention_dir == "causal" else np.ones((T, T))
+    return allowed / allowed.sum(-1, keepdims=True)
+
+
+def attention_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
+    iv = InitVariances.from_config(cfg)
+    A = averaging_matrix(cfg, K.shape[0])
+    gain = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.qkv * iv.o
+    return gain * A @ K @ A.T
+
+
+def score_variance(cfg: TransformerConfig, K: np.ndarray) -> float:
+    """Largest attention-score variance d_head (dσ²_Q K_pp)(dσ²_K K_kk)/scale²; uniform attention needs ≪ 1."""
+    iv = InitVariances.from_config(cfg)
+    kmax = float(np.diag(K).max())
+    return cfg.head_dim * (cfg.d_model * iv.qkv * kmax) ** 2 / cfg.scale**2
+
+
+def mlp_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
+    iv = InitVariances.from_config(cfg)
+    d, m = cfg.d_model, cfg.mlp_dim
+    pre = iv.w_in * d * K
+    if cfg.gated_mlp:  # W_gate is drawn like W_in
+        return m * iv.w_out * activation_kernel(cfg.act_fn, pre) * pre
+    return m * iv.w_out * activation_kernel(cfg.act_fn, pre)
+
+
+def _check(cfg: TransformerConfig) -> None:
+    if cfg.attention != "softmax":
+        raise ConfigError("attention", cfg.attention, "'softmax' (the theory assumes near-uniform softmax at init)")
+    if cfg.input_kind != "tokens":
+        raise ConfigError("input_kind", cfg.input_kind, "'tokens'")
+
+
+def variance_profile(cfg: TransformerConfig, tokens) -> VarianceProfile:
+    """Predicted residual kernels at every resid hook for ``cfg`` at init on ``tokens`` [T] or
+    [batch, T] (a batch is averaged: the kernels are per sequence, their diagonals are averaged)."""
+    _check(cfg)
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 2:
+        profiles = [variance_profile(cfg, row) for row in tokens]
+        return VarianceProfile(profiles[0].hooks, np.mean([p.kernels for p in profiles], axis=0),
+                               np.mean([p.remainder for p in profiles], axis=0))
+    if tokens.ndim != 1 or tokens.shape[0] == 0:
+        raise ValueError(f"tokens must have shape [T] or [batch, T], got {tokens.shape}")
+    x = StreamState.fresh(cfg, input_kernel(cfg, tokens))
+    remainder = [0.0]
+    if cfg.has_embed_norm:
+        x, r = _norm_with_remainder(cfg, x)
+        remainder = [r]
+    hooks, kernels, states = ["blocks.0.hook_resid_pre"], [x.C], [x]
+    sublayers = [attention_kernel] + ([] if cfg.attn_only else [mlp_kernel])
+
+    def F(kernel, state: StreamState) -> StreamState:
+        return StreamState.fresh(cfg, kernel(cfg, state.C))
+
+    for layer in range(cfg.n_layers):
+        placement = cfg.block_placement(layer)
+        for i, kernel in enumerate(sublayers):
+            r = 0.0
+            if placement == "none":
+                x = x + F(kernel, x)
+            elif placement == "pre":
+                x = x + F(kernel, norm_state(cfg, x))
+            elif placement == "peri":
+                x = x + norm_state(cfg, F(kernel, norm_state(cfg, x)))
+            else:  # post
+                x, r = _norm_with_remainder(cfg, x + F(kernel, x))
+            remainder.append(r)
+            last = i == len(sublayers) - 1
+            hooks.append(f"blocks.{layer}.hook_resid_post" if last else f"blocks.{layer}.hook_resid_mid")
+            kernels.append(x.C)
+            states.append(x)
+    return VarianceProfile(tuple(hooks), np.stack(kernels), np.array(remainder), tuple(states))
+
+
+def _norm_with_remainder(cfg: TransformerConfig, x: StreamState) -> tuple[StreamState, float]:
+    """A norm's output and the size of its Jensen term (position-averaged): at a norm's output the
+    seed-to-seed spread vanishes, and what is left is this second-order finite-width term, whose
+    Var(s²) is modelled, not exact — the comparison allows its whole size."""
+    S = x.Cc if cfg.norm_kind == "layernorm" else x.C
+    return norm_state(cfg, x), float(np.abs(_jensen(cfg, np.diag(S), x.fixed)).mean())
+
+
+def linear_growth_slope(cfg: TransformerConfig) -> float:
+    """Pre-LN with fan_in init, no token repeats, T → 1 (a single token): each block adds
+    d H d_head σ²_Vσ²_O·1 + d_mlp σ²_out E[φ(z)²], z ~ N(0, dσ²_in) — the slope of linear growth."""
+    from .gaussian import second_moment
+
+    iv = InitVariances.from_config(cfg)
+    attn = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.qkv * iv.o
+    if cfg.attn_only:
+        return attn
+    s2 = cfg.d_model * iv.w_in
+    mlp = cfg.mlp_dim * iv.w_out * (second_moment(cfg.act_fn, s2) * (s2 if cfg.gated_mlp else 1.0))
+    return attn + mlp
+
+
+__all__ = ["InitVariances", "VarianceProfile", "variance_profile", "input_kernel", "norm_kernel",
+           "attention_kernel", "mlp_kernel", "StreamState", "norm_state", "score_variance", "linear_growth_slope"]
