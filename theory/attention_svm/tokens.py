@@ -1,0 +1,70 @@
+"""Token optimality in the attention-SVM picture.
+
+"Transformers as Support Vector Machines" (Tarzanagh, Li, Thrampoulidis, Oymak, 2023):
+
+- token score γ_it = Y_i vᵀ x_it; the globally optimal token opt_i = argmax_t γ_it;
+- support tokens of a selection α: T_i = {t ≠ α_i : (x_{iα_i} − x_it)ᵀ W^mm_α z_i = 1};
+- α is locally optimal when the Att-SVM for α is feasible and γ_{iα_i} > γ_it for every support
+  token t ∈ T_i (the selected token beats its support tokens, not necessarily all tokens).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .problems import SUPPORT_TOL, SVMInputError, SVMSolution, check_tokens, solve_att_svm
+
+# Two scores closer than this are a tie: the optimal token is then not unique and the Att-SVM for
+# "the" optimal token is ill-posed. 1e-9 is ~1e7 float64 ulps of an O(1) score, far above round-off.
+TIE_TOL = 1e-9
+
+
+def token_scores(X, Y, v) -> np.ndarray:
+    """γ [n, T] with γ_it = Y_i vᵀ x_it."""
+    X, _, _ = check_tokens(X)
+    Y = np.asarray(Y, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    if Y.shape != (X.shape[0],):
+        raise SVMInputError("Y", Y, f"a label vector of shape [{X.shape[0]}]")
+    if v.shape != (X.shape[2],):
+        raise SVMInputError("v", v, f"a head vector of shape [{X.shape[2]}]")
+    return Y[:, None] * (X @ v)
+
+
+def optimal_tokens(X, Y, v, tie_tol: float = TIE_TOL) -> np.ndarray:
+    """opt_i = argmax_t γ_it; a tie for the maximum (within ``tie_tol``) is an error, not a coin flip."""
+    gamma = token_scores(X, Y, v)
+    top2 = np.sort(gamma, axis=1)[:, -2:]
+    tied = np.nonzero(top2[:, 1] - top2[:, 0] <= tie_tol)[0]
+    if tied.size:
+        raise SVMInputError("X", f"inputs {tied.tolist()} with tied top scores",
+                            f"a unique optimal token per input (top two scores more than {tie_tol} apart)")
+    return np.argmax(gamma, axis=1)
+
+
+def support_tokens(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarray:
+    """[n, T] bool: constraints that are active at the solution (margin within ``tol`` of its bound)."""
+    sol = solution.require()
+    return sol.constrained & (np.abs(sol.margins - sol.rhs) <= tol)
+
+
+def is_feasible(X, Z, alpha) -> bool:
+    """Whether some W separates α from the other tokens with margin 1 (the Att-SVM has a feasible point)."""
+    sol = solve_att_svm(X, Z, alpha, norm="fro")
+    if sol.optimal:
+        return True
+    if sol.infeasible:
+        return False
+    raise RuntimeError(f"feasibility undecided: solver status {sol.status!r}")
+
+
+def is_locally_optimal(X, Y, v, Z, alpha, solution: SVMSolution | None = None) -> bool:
+    """α is feasible and γ_{iα_i} > γ_it for all support tokens t of the Frobenius Att-SVM for α."""
+    X, Z, alpha = check_tokens(X, Z, alpha)
+    sol = solution if solution is not None else solve_att_svm(X, Z, alpha, norm="fro")
+    if sol.infeasible:
+        return False
+    gamma = token_scores(X, Y, v)
+    selected = gamma[np.arange(len(alpha)), alpha][:, None]
+    support = support_tokens(sol)
+    return bool(np.all(selected[np.nonzero(support)[0], 0] > gamma[support]))
