@@ -15,7 +15,9 @@ import torch
 
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 
-SIZES = {"quick": dict(d=10, n_max=30, prompts=2000), "full": dict(d=20, n_max=60, prompts=20000)}
+# "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
+SIZES = {"quick": dict(d=10, n_max=30, prompts=2000), "full": dict(d=20, n_max=60, prompts=20000),
+         "tiny": dict(d=3, n_max=8, prompts=200)}
 NOISE_STD = 0.5
 
 
