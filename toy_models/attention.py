@@ -204,13 +204,31 @@ def build_allowed(attention_dir: str, padding_mask: torch.Tensor | None, attn_ma
     if padding_mask is not None:
         if tuple(padding_mask.shape) != (batch, T):
             raise ValueError(f"padding_mask has shape {tuple(padding_mask.shape)}; expected [batch, pos] = [{batch}, {T}]")
-        allowed = allowed & padding_mask.to(device).bool()[:, None, None, :]
+        allowed = allowed & _keep_mask("padding_mask", padding_mask).to(device)[:, None, None, :]
     if attn_mask is not None:
         if tuple(attn_mask.shape) == (T, T):
-            allowed = allowed & attn_mask.to(device).bool()[None, None]
+            allowed = allowed & _keep_mask("attn_mask", attn_mask).to(device)[None, None]
         elif tuple(attn_mask.shape) == (batch, T, T):
-            allowed = allowed & attn_mask.to(device).bool()[:, None]
+            allowed = allowed & _keep_mask("attn_mask", attn_mask).to(device)[:, None]
         else:
             raise ValueError(f"attn_mask has shape {tuple(attn_mask.shape)}; expected [query, key] = [{T}, {T}] "
                              f"or [batch, query, key] = [{batch}, {T}, {T}]")
     return allowed
+
+
+def _keep_mask(name: str, mask: torch.Tensor) -> torch.Tensor:
+    """A Boolean keep-mask from a bool or 0/1 mask.
+
+    An additive float mask (0 = attend, −inf = blocked: the SDPA convention) would be inverted by
+    ``.bool()``, so a float ``attn_mask`` is refused; a float ``padding_mask`` is accepted only when it
+    holds just 0s and 1s (Hugging Face's ``attention_mask`` is sometimes float).
+    """
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_floating_point() or mask.is_complex():
+        if name == "attn_mask" or not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"{name} must be bool (True = may attend) or 0/1 values, got dtype {mask.dtype}"
+                             + ("; for an additive float mask m use (m == 0)" if name == "attn_mask" else ""))
+    elif not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{name} must hold only 0s and 1s (1 = may attend), got values outside {{0, 1}}")
+    return mask.bool()

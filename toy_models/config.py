@@ -194,16 +194,16 @@ class TransformerConfig:
         if self.d_head is None and self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads,
                               f"must divide d_model={self.d_model} when d_head is not set")
-        if not (isinstance(self.mix_alpha, (int, float)) and 0.0 <= self.mix_alpha <= 1.0):
-            raise ConfigError("mix_alpha", self.mix_alpha, "a fraction in [0, 1]")
-        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
-            raise ConfigError("norm_eps", self.norm_eps, "a positive float")
-        if not (isinstance(self.init_std, (int, float)) and self.init_std >= 0):
-            raise ConfigError("init_std", self.init_std, "a non-negative float")
-        if self.attn_scale is not None and not (isinstance(self.attn_scale, (int, float)) and self.attn_scale > 0):
-            raise ConfigError("attn_scale", self.attn_scale, "a positive float, or None for √d_head")
-        if not (isinstance(self.rotary_base, (int, float)) and self.rotary_base > 0):
-            raise ConfigError("rotary_base", self.rotary_base, "a positive float")
+        if not (_real(self.mix_alpha) and 0.0 <= self.mix_alpha <= 1.0):
+            raise ConfigError("mix_alpha", self.mix_alpha, "a finite fraction in [0, 1]")
+        if not (_real(self.norm_eps) and self.norm_eps > 0):
+            raise ConfigError("norm_eps", self.norm_eps, "a positive finite float")
+        if not (_real(self.init_std) and self.init_std >= 0):
+            raise ConfigError("init_std", self.init_std, "a non-negative finite float")
+        if self.attn_scale is not None and not (_real(self.attn_scale) and self.attn_scale > 0):
+            raise ConfigError("attn_scale", self.attn_scale, "a positive finite float, or None for √d_head")
+        if not (_real(self.rotary_base) and self.rotary_base > 0):
+            raise ConfigError("rotary_base", self.rotary_base, "a positive finite float")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", self.seed, "a non-negative integer")
         if self.pos == "rotary" and self.head_dim % 2:
@@ -230,6 +230,11 @@ _LITERALS: dict[str, Any] = {
     "norm_kind": NormKind, "input_kind": InputKind, "embed": EmbedKind, "pos": PosKind, "output": OutputKind,
     "init": InitScheme, "dtype": Dtype, "attn_path": AttentionPath,
 }
+
+
+def _real(value: Any) -> bool:
+    """A finite int or float; bool is refused although Python counts True as the int 1."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive_int(name: str, value: Any) -> None:
