@@ -1,0 +1,200 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Attention as a support vector machine
+#
+# "Transformers as Support Vector Machines" and "Max-Margin Token Selection in Attention Mechanism"
+# (Tarzanagh, Li, Thrampoulidis, Oymak, 2023): train one softmax-attention layer
+#
+# $$f(X) = v^\top X^\top \mathrm{softmax}(X W z)$$
+#
+# with the logistic loss by normalized gradient descent, and the direction of $W(k)$ converges to a
+# hard-margin SVM that separates the selected token $x_{i\alpha_i}$ of every input from its other tokens:
+#
+# $$W^{mm} = \arg\min \|W\| \quad\text{s.t.}\quad (x_{i\alpha_i} - x_{it})^\top W z_i \ge 1 \quad \forall i,\ t \ne \alpha_i .$$
+#
+# Which norm depends on the parameterization: training $W$ itself gives the **Frobenius** norm
+# (Att-SVM), training $W = KQ^\top$ gives the **nuclear** norm (Att-SVM⋆), because
+# $\min\{\tfrac12(\|K\|_F^2 + \|Q\|_F^2) : KQ^\top = W\} = \|W\|_\star$.
+#
+# The flow: config → data → the two SVMs (with their KKT certificates and ranks) → model → training →
+# comparison with the SVMs → figure.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from theory.attention_svm import InfeasibleSVMError, certify, correlation, numerical_rank, solve_att_svm
+from theorybench.registry import default_scale
+from theorybench.studies.attention_svm import correlation_curve, selected_mass
+from theorybench.style import apply_style
+from toy_models.single_attention import SingleAttention
+from toy_models.svm_training import initialize_factors, train
+from toy_models.tasks.attention_svm_data import AttentionSVMData
+
+apply_style()
+# 10×10 tensors: extra intra-op threads only add synchronization (many times slower on a busy machine).
+torch.set_num_threads(1)
+SCALE = default_scale()  # THEORYBENCH_SCALE: "quick" (tests, CPU) or "full"
+STEPS = 1000 if SCALE == "quick" else 3000
+LR = 0.1
+print(f"scale={SCALE}: {STEPS} normalized-GD steps, η = {LR}")
+
+# %% [markdown]
+# ## 1. Config and data
+#
+# The paper's size: n = 6 inputs, T = 8 tokens, d = 10, unit-vector queries $z_i$ (cross-attention),
+# a fixed unit head $v$ and labels $Y_i = \pm 1$. The token score is $\gamma_{it} = Y_i v^\top x_{it}$.
+# The `equal_scores` geometry gives every non-optimal token the same score (0 here, 0.5 for the
+# optimal one), the condition under which the paper proves *global* convergence, so the selected
+# tokens are the optimal ones, $\alpha = \mathrm{opt}$.
+
+# %%
+data = AttentionSVMData(n=6, T=8, d=10, seed=0, geometry="equal_scores", cross_attn=True)
+inst = data.generate()
+print("X", inst.X.shape, " Z", inst.Z.shape, " Y", inst.Y)
+print("optimal token per input:", inst.opt)
+print("scores γ_it (rows: inputs):\n", np.round(inst.scores, 2) + 0.0)  # + 0.0: no "-0."
+
+# %% [markdown]
+# ## 2. The two SVMs, certified
+#
+# Both are solved by cvxpy with CLARABEL (an interior-point solver) to 1e-9. `certify` checks the
+# returned solution against its own KKT conditions: primal and dual feasibility, complementary
+# slackness, stationarity ($W = \sum_{i,t} \lambda_{it}(x_{i\alpha_i} - x_{it}) z_i^\top$ for the
+# Frobenius norm; a subgradient of $\|W\|_\star$ for the nuclear one) and the duality gap.
+#
+# The stationarity condition explains the ranks: the Frobenius solution is a sum of n outer products
+# with the queries $z_i$, so its rank is at most min(n, d) = 6 and generically equal; the nuclear norm
+# buys a lower rank. Ranks are judged by the largest gap in the spectrum, not a fixed threshold.
+
+# %%
+svm = {norm: solve_att_svm(inst.X, inst.Z, inst.opt, norm) for norm in ("fro", "nuc")}
+for norm, sol in svm.items():
+    cert = certify(sol)
+    print(cert.summary())
+    assert cert.passed
+    sv = np.linalg.svd(sol.W, compute_uv=False)
+    print(f"  {norm}: ‖W‖ = {sol.objective:.4f}, rank {sol.rank}, σ/σ₁ = {np.array2string(sv / sv[0], precision=1)}")
+    print(f"  support tokens (margin 1) per input: {np.sum(np.isclose(sol.margins, 1.0, atol=1e-6) & sol.constrained, axis=1)}")
+assert svm["fro"].rank == min(data.n, data.d) and svm["nuc"].rank < svm["fro"].rank
+print(f"the two solutions differ: corr(W_fro, W_nuc) = {correlation(svm['fro'].W, svm['nuc'].W):.3f}")
+
+# %% [markdown]
+# A selection with no margin is reported as infeasible, never skipped: make token 1 of input 0 a copy
+# of its selected token, so no W can separate them.
+
+# %%
+X_tied = inst.X.copy()
+other = 1 if inst.opt[0] != 1 else 2
+X_tied[0, other] = X_tied[0, inst.opt[0]]
+tied = solve_att_svm(X_tied, inst.Z, inst.opt, "fro")
+print("status:", tied.status)
+try:
+    tied.W
+except InfeasibleSVMError as err:
+    print("refused:", err)
+else:
+    raise AssertionError("a tied selection must be infeasible")
+
+# %% [markdown]
+# ## 3. The model
+#
+# `SingleAttention` is a 1-head attention module of the toy transformer, with value and output maps
+# frozen so that its output is $v^\top X^\top \mathrm{softmax}(XWz)$. For `"W"` the key matrix holds
+# W and the query matrix is a frozen identity; for `"KQ"` both are trained. W(0) = 0 for `"W"`;
+# K(0) small and random, Q(0) = 0 for `"KQ"`, so both start at W = 0 and uniform attention.
+# The `direct` path (the formula written out) is used for speed; the training tests check that it
+# agrees with the toy transformer's reference and kernel paths.
+
+# %%
+models = {}
+for par in ("W", "KQ"):
+    models[par] = SingleAttention(torch.tensor(inst.v), par, cross_attn=True)
+    initialize_factors(models[par], seed=0)
+    print(par, "trains", [tuple(p.shape) for p in models[par].factors()], "| W(0) = 0:",
+          bool(torch.all(models[par].W() == 0)))
+
+# %% [markdown]
+# ## 4. Training: normalized GD on the logistic loss
+#
+# Each trained factor steps by $-\eta\, \nabla / \|\nabla\|$, so ‖W(k)‖ grows steadily and the
+# softmax saturates onto the selected tokens. With v fixed the loss cannot reach 0: it tends to
+# (1/n) Σ_i log(1 + exp(−γ_{i,opt})) = log(1 + e^{−0.5}) ≈ 0.474, and is minimized along many
+# directions of W; the question is which one GD picks.
+
+# %%
+traj = {par: train(models[par], inst.X, inst.Z, inst.Y, steps=STEPS, lr=LR, path="direct") for par in models}
+for par, tr in traj.items():
+    print(f"{par:>2}: loss {tr.loss[0]:.3f} → {tr.loss[-1]:.2e}, ‖W‖ = {np.linalg.norm(tr.W[-1]):.1f}, "
+          f"selects the optimal tokens: {bool(np.all(tr.selected == inst.opt))}")
+
+# %% [markdown]
+# ## 5. Comparison with the SVMs
+#
+# The correlation $\langle W(k), W^{mm}\rangle / (\|W(k)\|\,\|W^{mm}\|)$ is 1 when the two point the
+# same way. Each parameterization should correlate (almost) perfectly with its own norm's solution and
+# clearly less with the other; the rank of W(k) should follow its solution's rank.
+
+# %%
+print(f"{'':>3} {'corr fro':>9} {'corr nuc':>9} {'rank W(k)':>10} {'mass on α':>10}")
+for par, tr in traj.items():
+    c = {norm: correlation(tr.W[-1], svm[norm].W) for norm in svm}
+    print(f"{par:>3} {c['fro']:9.4f} {c['nuc']:9.4f} {numerical_rank(tr.W[-1]):10d} "
+          f"{selected_mass(tr.W, inst)[-1]:10.4f}")
+print(f"{'SVM':>3} {'':>9} {'':>9} {'fro ' + str(svm['fro'].rank) + ', nuc ' + str(svm['nuc'].rank):>10}")
+# The threshold: ≥ 0.99 by 1000 steps (measured on seed 0: 0.9958 for W, 0.9987 for K, Q).
+assert correlation(traj["W"].W[-1], svm["fro"].W) >= 0.99
+assert correlation(traj["KQ"].W[-1], svm["nuc"].W) >= 0.99
+
+# %% [markdown]
+# ## 6. Figure
+#
+# Left and middle: the correlation with both solutions along training, on a log axis. Right: the
+# normalized spectrum of the final W(k) beside its SVM solution's. The W trajectory keeps six
+# comparable singular values, like the Frobenius solution; the (K, Q) trajectory's trailing singular
+# values fall toward the nuclear solution's zeros. They are still falling at 1000 steps (the study
+# figure `attention_svm_rank_and_saturation` shows them along k), which is why the numerical rank of
+# the (K, Q) trajectory can sit one above the nuclear solution's there.
+#
+# The study figure with the mean ± sd over seeds: `theorybench figures attention_svm_directional_convergence
+# attention_svm_rank_and_saturation`.
+
+# %%
+k = np.arange(1, STEPS + 1)  # k = 0 is W = 0: no direction
+fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8), layout="constrained")
+titles = {"W": "W trained directly", "KQ": "W = K Qᵀ"}
+labels = {"fro": "vs Frobenius Att-SVM", "nuc": "vs nuclear Att-SVM⋆"}
+for ax, (par, tr) in zip(axes[:2], traj.items()):
+    for norm in svm:
+        ax.plot(k, correlation_curve(tr.W, svm[norm].W)[1:], label=labels[norm])
+    ax.set_xscale("log")
+    ax.set_xlabel("iteration k")
+    ax.set_title(titles[par])
+axes[0].set_ylabel("corr(W(k), W_svm)")
+axes[0].legend()
+ax = axes[2]
+i = np.arange(1, data.n + 1)
+for par, norm, color in (("W", "fro", "C0"), ("KQ", "nuc", "C1")):
+    sv = np.linalg.svd(traj[par].W[-1], compute_uv=False)[: data.n]
+    ax.plot(i, sv / sv[0], "o-", color=color, label=f"{titles[par]}, k = {STEPS}")
+    sv = np.linalg.svd(svm[norm].W, compute_uv=False)[: data.n]
+    ax.plot(i, np.maximum(sv / sv[0], 1e-12), "x--", color=color, ms=8, label=labels[norm][3:])
+ax.set_yscale("log")
+ax.set_ylim(3e-13, 2)
+ax.set_xlabel("index i")
+ax.set_ylabel("σ_i / σ_1")
+ax.set_title("spectra (SVM values < 1e-12 drawn at 1e-12)", fontsize=9)
+ax.legend(fontsize=7, loc="lower left")
+plt.show()
