@@ -143,3 +143,12 @@ def test_kernel_path_refuses_pattern_scores_and_result_hooks(hook, direction):
 def test_kernel_path_refuses_an_explicit_cache_of_the_pattern():
     with pytest.raises(RuntimeError, match="attn_path='reference'"):
         Transformer(CFG).run_with_cache(_tokens(), attn_path="kernel", names_filter=lambda n: "pattern" in n)
+
+
+def test_run_with_cache_takes_the_kernel_path_by_position_too():
+    """attn_path is forward's fourth parameter; passed by position the kernel cache still skips the
+    reference-only hooks instead of refusing them."""
+    model = Transformer(TransformerConfig(n_layers=1, d_model=16, n_heads=2, n_ctx=8, d_vocab=10))
+    tokens = torch.zeros(1, 4, dtype=torch.long)
+    _, cache = model.run_with_cache(tokens, None, None, "kernel")
+    assert "blocks.0.attn.hook_z" in cache and "blocks.0.attn.hook_pattern" not in cache

@@ -147,3 +147,11 @@ def test_one_hot_embedding_does_not_shift_the_draws_of_other_weights():
     a = Transformer(TransformerConfig(**base, pos="onehot"))
     b = Transformer(TransformerConfig(**base, pos="rotary"))
     assert torch.equal(a.blocks[0].attn.W_Q, b.blocks[0].attn.W_Q)
+
+
+def test_gpt2_scheme_counts_one_residual_writer_per_block_when_attention_only():
+    """GPT-2 scales residual writers by 1/√(number of writers): 2L with MLPs, L without."""
+    cfg = TransformerConfig(**SMALL, init="gpt2", attn_only=True)
+    for name, p in _params(Transformer(cfg)).items():
+        if name.endswith("attn.W_O"):
+            _assert_normal_sample(name, p, cfg.init_std / math.sqrt(cfg.n_layers))

@@ -1,7 +1,8 @@
 """Named, seeded initialization schemes, so that statistics at initialization are exact and repeatable.
 
 - ``gpt2``:   every matrix and embedding ~ N(0, σ²) with σ = ``init_std`` (0.02), except the
-  projections that write into the residual stream (W_O, the MLP's W_out), ~ N(0, σ²/(2L))
+  projections that write into the residual stream (W_O, the MLP's W_out), ~ N(0, σ²/n_w) with
+  n_w the number of residual writers (2L, or L for attention-only models)
   ("Language Models are Unsupervised Multitask Learners", Radford et al. 2019).
 - ``fan_in``: every matrix ~ N(0, 1/fan_in) (variance-preserving: Var[(xW)_j] = Var[x_i] for
   independent inputs; a continuous read-in is a matrix), token and position embeddings ~ N(0, 1);
@@ -22,6 +23,11 @@ from torch import nn
 
 # Parameters whose fan-in is not the size of their second-to-last dimension.
 _RESIDUAL_WRITERS = ("attn.W_O", "mlp.W_out")
+
+
+def residual_writers(cfg) -> int:
+    """How many sublayers add into the residual stream: two per block, one when attention-only."""
+    return cfg.n_layers * (1 if cfg.attn_only else 2)
 
 
 def fan_in(name: str, p: torch.Tensor) -> int:
@@ -53,7 +59,7 @@ def _draw(name: str, p: torch.Tensor, cfg, gen: torch.Generator) -> torch.Tensor
     if cfg.init == "gpt2":
         std = cfg.init_std
         if name.endswith(_RESIDUAL_WRITERS):
-            std /= math.sqrt(2 * cfg.n_layers)
+            std /= math.sqrt(residual_writers(cfg))
     elif cfg.init == "fan_in":
         std = 1.0 if is_embedding else 1.0 / math.sqrt(fan_in(name, p))
     else:  # normal

@@ -153,7 +153,8 @@ class Transformer(HookedRootModule):
                        **kwargs: Any):
         """TransformerLens' ``run_with_cache``. On the kernel path, with no filter, the cache holds every
         activation that path computes (scores, pattern and per-head result do not exist there)."""
-        path = self._check_path(kwargs.get("attn_path"))
+        # attn_path is forward's fourth parameter: it may come by position too.
+        path = self._check_path(kwargs.get("attn_path", args[3] if len(args) > 3 else None))
         if names_filter is None and path == "kernel":
             names_filter = lambda name: not name.endswith(REFERENCE_ONLY_HOOKS)  # noqa: E731
         return super().run_with_cache(*args, names_filter=names_filter, **kwargs)

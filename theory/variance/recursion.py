@@ -31,7 +31,7 @@ Sublayer constants, derived for ``toy_models.init`` (σ²_X the variance of matr
   C_mlp = d_mlp σ²_out · E[φ(a_p)φ(a_q)], a ~ N(0, σ²_in d K) (``gaussian.activation_kernel``);
   gated: d_mlp σ²_out · E[φ(g_p)φ(g_q)] ⊙ (σ²_in d K), g ~ N(0, σ²_gate d K).
   fan_in: σ²_in = 1/d, σ²_out = 1/d_mlp, so C_mlp = E[φφ](K) (ReLU: K_pp/2 on the diagonal).
-  gpt2: σ²_in = σ², σ²_out = σ²/(2L).
+  gpt2: σ²_in = σ², σ²_out = σ²/n_w, n_w = 2L residual writers (L when attention-only).
 - Embedding: C0 = σ²_E [t_p = t_q] + σ²_pos [p = q] (learned), + PE_p·PE_q/d (sinusoidal); with
   ``fan_in`` σ²_E = σ²_pos = 1, with ``gpt2`` σ²_E = σ²_pos = init_std².
 
@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from toy_models.init import residual_writers
 from toy_models.config import ConfigError, TransformerConfig
 
 from .gaussian import activation_kernel
@@ -70,7 +71,8 @@ class InitVariances:
         d, m, H, dh, L = cfg.d_model, cfg.mlp_dim, cfg.n_heads, cfg.head_dim, cfg.n_layers
         s2 = cfg.init_std**2
         if cfg.init == "gpt2":
-            return cls(embed=s2, pos=s2, qkv=s2, o=s2 / (2 * L), w_in=s2, w_out=s2 / (2 * L))
+            n_w = residual_writers(cfg)  # 2L, or L when attention-only: the same rule as the init
+            return cls(embed=s2, pos=s2, qkv=s2, o=s2 / n_w, w_in=s2, w_out=s2 / n_w)
         if cfg.init == "fan_in":
             return cls(embed=1.0, pos=1.0, qkv=1.0 / d, o=1.0 / (H * dh), w_in=1.0 / d, w_out=1.0 / m)
         if cfg.init == "normal":
