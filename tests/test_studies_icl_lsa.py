@@ -1,0 +1,86 @@
+"""Trained linear self-attention vs one tuned GD step / the Zhang–Frei–Bartlett optimum, at the tiny size.
+
+Claim ("Transformers learn in-context by gradient descent", von Oswald et al. 2023; "Trained
+Transformers Learn Linear Models In-Context", Zhang, Frei, Bartlett 2024): one LSA layer trained on
+stacked tokens converges to ŷ = x_qᵀ Γ⁻¹ (1/N) Σ y_i x_i, which for x ~ N(0, I) is one GD step with the
+risk-minimizing η = N/(N + d + 1).
+
+Thresholds (the claim's, not numerical tolerances). With ŷ_GD the optimum of the linear-moment class,
+first-order optimality kills the cross term for a perturbation inside that class, so the excess risk is
+E[(ŷ − ŷ_GD)²] = rel_diff² · E[ŷ_GD²]: rel_diff < 0.1 means within 1 % of E[ŷ_GD²] of the optimum.
+For sensitivities ŵ = ŵ_GD + δ with ‖δ_⊥‖/‖ŵ_GD‖ = r, cos = 1 − r²/2 + O(r⁴): r = 0.1 gives 0.995, so
+cos > 0.99 allows the same 10 % off-direction error (mean over prompts).
+"""
+
+import pytest
+import torch
+
+from theory.icl.predictors import zfb_gamma
+from theorybench.studies import icl
+
+TINY = icl.SIZES["tiny"]["lsa"]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {}
+
+
+def _run(runs, init):
+    if init not in runs:
+        runs[init] = icl.train_lsa(init=init, **TINY)
+    return runs[init]
+
+
+@pytest.mark.parametrize("init", ["zfb", "toy_zfb_shaped"])
+def test_trained_lsa_matches_the_tuned_gd_step(runs, init):
+    final = _run(runs, init)["final"]
+    assert final["rel_diff"] < 0.1, final["rel_diff"]  # excess risk < 1 % of E[ŷ_GD²] (module docstring)
+    assert final["cosine"] > 0.99, final["cosine"]  # ≤ 10 % off-direction sensitivity (module docstring)
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "Measured (tiny: d=2, N=8, 300 steps): relative prediction difference 0.67, cosine 0.68 (from −0.11 at "
+    "step 0). The same init at quick (d=5, N=20, 600 steps) converges (0.021 / 0.9998): from a generic random "
+    "start convergence to GD is not robust across sizes/seeds, unlike from ZFB's structured init."))
+def test_generic_init_learns_the_direction(runs):
+    """The toy's factored Q, K, V, O from a random start are NOT aligned at step 0 (unlike ZFB's init,
+    which is already a scaled GD step): here alignment would have to be learned, not inherited."""
+    trace = _run(runs, "toy_fixed_io")["trace"]
+    assert trace["cosine"][0] < 0.9
+    assert trace["cosine"][-1] > 0.99 and trace["rel_diff"][-1] < 0.1  # same thresholds as above
+
+
+def test_zfb_blocks_reach_inverse_gamma(runs):
+    """W^{PV}_{d+1,d+1} W^{KQ}_{11} → Γ⁻¹ (ZFB's limit). A relative error ε of this matrix moves ŷ_GD by
+    about ε relative, so the same 10 % as the prediction threshold applies."""
+    model = _run(runs, "zfb")["model"]
+    d, N = TINY["d"], TINY["N"]
+    g_inv = torch.linalg.inv(zfb_gamma(torch.eye(d, dtype=torch.float64), N))
+    M = icl.zfb_effective_matrix(model)
+    assert float((M - g_inv).norm() / g_inv.norm()) < 0.1
+
+
+def test_frozen_parameters_are_not_trained(runs):
+    """The ZFB parametrization keeps the identity read-in, W_K = W_V = I and the read-out fixed."""
+    model = _run(runs, "zfb")["model"]
+    D = TINY["d"] + 1
+    assert torch.equal(model.embed.W_E, torch.eye(D)) and torch.equal(model.blocks[0].attn.W_K[0], torch.eye(D))
+    assert torch.equal(model.unembed.W_U[:, 0], torch.eye(D)[-1])
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "Measured (tiny, 300 steps): relative prediction difference 0.91, cosine 0.63 (quick: 0.60 / 0.74, "
+    "MSE 2.49 vs optimum 1.15). With the trainable read-in W_E and read-out W_U and the generic "
+    "init='normal' (σ = 0.1; also σ = 0.3 and fan_in at quick) training settles at MSE ≈ 1.9–2.5, away "
+    "from GD; fixing W_E = I and W_U = e_{d+1} (toy_fixed_io) or starting ZFB-shaped converges."))
+def test_toy_with_generic_init_and_trainable_read_in_out_matches_gd(runs):
+    final = _run(runs, "toy_normal")["final"]
+    assert final["rel_diff"] < 0.1, final["rel_diff"]  # same claim threshold as above
+
+
+def test_unknown_init_is_refused():
+    from toy_models import ConfigError
+
+    with pytest.raises(ConfigError, match="init"):
+        icl.lsa_learner(2, 4, "xavier")
