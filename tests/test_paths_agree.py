@@ -124,10 +124,11 @@ def test_float64_paths_agree_to_rounding(cfg, data):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="float32 stress regime (fan_in init, up to 3 layers): measured |Δ| up to "
-                   "~30·√K·ε₃₂·scale on gradients and ~20× on logits (e.g. linear attention under Peri-LN with "
-                   "padding: an output norm of a sublayer output much smaller than its inputs amplifies rounding by "
-                   "their ratio). The paths agree to 1e-12 in float64, so this is conditioning, not a path bug.")
+@pytest.mark.xfail(strict=False, reason="float32 stress regime (fan_in init, up to 3 layers): in ~600 random draws "
+                   "(exploration script) one exceeded the bound, |Δ| ≈ 7e-5·scale on a gradient and 1.3e-5·scale on the "
+                   "logits (linear attention, Peri-LN RMSNorm, padding: an output norm of a sublayer output much smaller "
+                   "than its inputs amplifies rounding by their ratio). Rare, so a run may pass. The paths agree to "
+                   "1e-12 in float64, so this is conditioning, not a path bug.")
 @given(data=st.data(), cfg=configs(init=st.just("fan_in"), max_layers=3))
 @settings(max_examples=200)  # a rare regime: needs many draws to show up
 def test_float32_paths_agree_in_the_ill_conditioned_fan_in_regime(cfg, data):
