@@ -56,5 +56,9 @@ def test_makefile_has_the_targets_and_each_installs_first():
 def test_make_targets_run_the_documented_commands(target, command):
     # -n prints the commands without running them. When the install stamp is out of date the install
     # commands come first, so the target's own command is the last line.
-    out = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    # Under `make test` this runs inside make: drop the inherited MAKE* variables, which add
+    # "make[1]: Entering directory" lines, so the target prints what a user's `make -n` prints.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=REPO, capture_output=True, text=True,
+                         check=True, env=env).stdout
     assert out.strip().splitlines()[-1] == command
