@@ -21,6 +21,7 @@ import os
 
 import pytest
 import torch
+from _randomized import randomized as _randomized
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,22 +36,8 @@ REL_TOL_F64 = 1e-12
 
 
 # ---------------------------------------------------------------------- helpers
-@torch.no_grad()
 def randomized(cfg: TransformerConfig, zero_unembed_bias: bool = False) -> Transformer:
-    """A model whose every weight matters: fan-in matrices, and gains 1 + 0.3·N, biases 0.3·N (the
-    default init leaves gains at 1 and biases at 0, which would hide a mis-mapped gain or bias)."""
-    model = Transformer(cfg.replace(init="fan_in")).eval()
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    for name, p in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        noise = 0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
-        if leaf == "w":
-            p.copy_(1 + noise)
-        elif leaf.startswith("b"):
-            p.copy_(noise)
-    if zero_unembed_bias and model.unembed.b_U is not None:
-        model.unembed.b_U.zero_()
-    return model
+    return _randomized(cfg, keep_zero_bias=lambda name: zero_unembed_bias and name == "unembed.b_U")
 
 
 def inputs(cfg: TransformerConfig, batch: int, T: int, seed: int, padded: bool):

@@ -16,6 +16,7 @@ import warnings
 
 import pytest
 import torch
+from _randomized import randomized as _randomized
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,19 +31,9 @@ ACTS = ("relu", "gelu", "gelu_tanh", "silu")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@torch.no_grad()
 def randomized(cfg: TransformerConfig) -> Transformer:
-    """Fan-in matrices, gains 1 + 0.3·N and biases 0.3·N, so every mapped weight changes the output."""
-    model = Transformer(cfg.replace(init="fan_in")).eval()
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    for name, p in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        noise = 0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
-        if leaf == "w":
-            p.copy_(1 + noise)
-        elif leaf.startswith("b") and not (cfg.gated_mlp and ".mlp." in name):  # TL's gated MLP: zero biases only
-            p.copy_(noise)
-    return model
+    # TransformerLens adds b_in after the gate product, so a gated MLP exports exactly only with zero biases.
+    return _randomized(cfg, keep_zero_bias=lambda name: cfg.gated_mlp and ".mlp." in name)
 
 
 def export(model: Transformer):
