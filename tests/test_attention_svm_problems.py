@@ -149,6 +149,8 @@ def test_local_optimality_hand_made():
     assert optimal_tokens(X, Y, v)[0] == 2
     sol = solve_att_svm(X, Z, np.array([0]))
     np.testing.assert_array_equal(support_tokens(sol), [[False, True, False]])
+    # 1e-8: CLARABEL stops at SOLVER_TOL = 1e-9 relative; on O(1) entries of a strictly
+    # complementary QP the primal error is of that order, so 10× leaves room and still fails a wrong W.
     np.testing.assert_allclose(sol.W[:, 0], [0.8, 0.4], atol=1e-8)
     assert is_locally_optimal(X, Y, v, Z, np.array([0]))
     assert not is_locally_optimal(X, Y, v, Z, np.array([1]))
@@ -162,6 +164,7 @@ def test_p_svm_and_v_svm_closed_form():
     # λ = 0) is degenerate and an interior point then resolves p only to ~√tol.
     K = np.array([[[1.0, 1.0], [-1.0, 1.0], [-3.0, -3.0]]])
     p = solve_p_svm(K, np.array([0]))
+    # 1e-8 here and below: 10 × SOLVER_TOL on O(1) values of strictly complementary QPs (see above).
     np.testing.assert_allclose(p.value, [0.5, 0.0], atol=1e-8)
     np.testing.assert_allclose(p.duals, [[0.0, 0.25, 0.0]], atol=1e-8)
     # v-SVM: two points on a line through the origin; v = x/‖x‖² for the closer one.
