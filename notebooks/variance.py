@@ -42,9 +42,9 @@ from theorybench.studies.variance import (
     base_config,
     fixed_tokens,
     residual_monte_carlo,
-    single_thread,
     theory_per_layer,
 )
+from theorybench.threads import single_thread
 from theorybench.style import apply_style
 from toy_models import Transformer
 from toy_models.transforms import pre_ln_to_pre_crmsnorm, pre_ln_to_pre_rmsnorm

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.threads import single_thread
 
 # "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
 # n, T, d, η and 1000 steps are the paper's setup; seeds ≥ 2 so that a standard deviation exists.
@@ -58,11 +59,7 @@ def seed_runs(n: int, T: int, d: int, steps: int, seeds: int) -> tuple[SeedRun, 
     from toy_models.tasks.attention_svm_data import AttentionSVMData
 
     runs = []
-    threads = torch.get_num_threads()
-    # d×d = 10×10 tensors: intra-op threads only add synchronization. Measured on the shared 2-core
-    # machine under load: 367 s with 2 threads against 38 s with 1 for the quick size.
-    torch.set_num_threads(1)
-    try:
+    with single_thread():  # d×d = 10×10 tensors: extra intra-op threads only cost
         for seed in tqdm(range(seeds), desc="attention-SVM seeds", leave=False, disable=None):
             inst = AttentionSVMData(n=n, T=T, d=d, seed=seed).generate()
             svm = {norm: solve_att_svm(inst.X, inst.Z, inst.opt, norm).require() for norm in NORM_LABELS}
@@ -72,8 +69,6 @@ def seed_runs(n: int, T: int, d: int, steps: int, seeds: int) -> tuple[SeedRun, 
                 initialize_factors(model, seed=seed)
                 W[par] = train(model, inst.X, inst.Z, inst.Y, steps=steps, lr=LR, path="direct").W
             runs.append(SeedRun(seed, inst, svm, W))
-    finally:
-        torch.set_num_threads(threads)
     return tuple(runs)
 
 

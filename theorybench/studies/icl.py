@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.threads import single_thread
 
 # "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
 # ``lsa``: the trained-LSA figure (``icl_lsa_trained_vs_gd``): dimension, prompt length, batch, Adam steps
@@ -275,14 +276,8 @@ def train_lsa(d: int, N: int, init: str, batch: int, steps: int, lr: float, eval
         trace["step"].append(step)
         return result
 
-    # A few hundred weights: torch's intra-op threads cost more than they save here (measured: the quick
-    # figure 6.5 min with 2 threads on a loaded 2-core machine, ~1 min with 1), so train on one, restored after.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():  # a few hundred weights: extra intra-op threads only cost
         _train_loop(model, task, optimizer, scheduler, data_gen, batch, steps, eval_every, record, init, progress)
-    finally:
-        torch.set_num_threads(threads)
     final = record(steps)
     return {"model": model.eval(), "trace": trace, "final": final, "eta": eta}
 

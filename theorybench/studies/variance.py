@@ -27,13 +27,13 @@ that runs high at some layer does so for every placement.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 import torch
 
 from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.threads import single_thread
 
 # "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
 SIZES = {
@@ -45,19 +45,6 @@ PLACEMENTS = ("none", "post", "pre", "peri", "mix")
 LABELS = {"none": "no norm", "post": "Post-LN", "pre": "Pre-LN", "peri": "Peri-LN", "mix": "Mix-LN (α = 0.25)"}
 ATTN_SCALE = 1e4  # scores ~ N(0, d_head/1e8): attention uniform at init, where the theory is exact
 N_CTX, D_VOCAB, N_SEQ = 8, 50, 2
-
-
-@contextlib.contextmanager
-def single_thread():
-    """torch on one thread while the Monte Carlo runs, then as before: these models are d_model ≤ 64, so
-    intra-op threads only add synchronization, and on a shared machine they oversubscribe the cores (a
-    quick-scale figure measured > 10× slower with torch's default thread count on 2 loaded cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def base_config(d_model: int, n_layers: int, placement: str, **overrides):
