@@ -168,6 +168,13 @@ def or_zeros(bias: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dty
     return bias if bias is not None else torch.zeros(shape, dtype=dtype)
 
 
+def position_table(model, dtype: torch.dtype) -> torch.Tensor:
+    """The absolute position table [n_ctx, d_model] the toy adds (learned, sinusoidal or one-hot), or
+    zeros when it adds none: what a target with a learned position embedding must hold."""
+    cfg = model.cfg
+    return or_zeros(model.pos_embed.W_pos if model.pos_embed is not None else None, (cfg.n_ctx, cfg.d_model), dtype)
+
+
 def heads_in_out(W: torch.Tensor) -> torch.Tensor:
     """Per-head [head, d_model, d_head] → one [d_model, head·d_head] matrix, heads in contiguous blocks
     (the layout every Hugging Face attention reshapes with ``view(..., n_heads, head_dim)``)."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import BERT, check_exportable, gain_and_bias, heads_in_out, or_zeros, write_all_parameters
+from .errors import (BERT, check_exportable, gain_and_bias, heads_in_out, or_zeros, position_table,
+                     write_all_parameters)
 
 # toy act_fn → BERT hidden_act ("gelu_pytorch_tanh" is the same torch kernel as the toy's gelu_tanh)
 ACTIVATIONS = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "relu": "relu", "silu": "silu"}
@@ -50,7 +51,7 @@ def to_hf_bert(model):
 
 def _bert_parameters(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     cfg, d = model.cfg, model.cfg.d_model
-    pos = model.pos_embed.W_pos if model.pos_embed is not None else torch.zeros(cfg.n_ctx, d, dtype=dtype)
+    pos = position_table(model, dtype)
     emb = "bert.embeddings."
     params = {emb + "word_embeddings.weight": model.embed.W_E, emb + "position_embeddings.weight": pos,
               emb + "token_type_embeddings.weight": torch.zeros(1, d, dtype=dtype)}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import GPT2, check_exportable, gain_and_bias, heads_in_out, or_zeros, write_all_parameters
+from .errors import (GPT2, check_exportable, gain_and_bias, heads_in_out, or_zeros, position_table,
+                     write_all_parameters)
 
 # toy act_fn → GPT-2 activation_function ("gelu_new" is GPT-2's tanh approximation)
 ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
@@ -46,7 +47,7 @@ def to_hf_gpt2(model):
 
 def _gpt2_parameters(model, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     cfg, d = model.cfg, model.cfg.d_model
-    pos = model.pos_embed.W_pos if model.pos_embed is not None else torch.zeros(cfg.n_ctx, d, dtype=dtype)
+    pos = position_table(model, dtype)
     params = {"transformer.wte.weight": model.embed.W_E, "transformer.wpe.weight": pos}
     for i, block in enumerate(model.blocks):
         attn, mlp, prefix = block.attn, block.mlp, f"transformer.h.{i}."

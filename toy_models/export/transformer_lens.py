@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import TRANSFORMER_LENS, check_exportable, gain_and_bias, or_zeros, write_all_parameters
+from .errors import TRANSFORMER_LENS, check_exportable, gain_and_bias, or_zeros, position_table, write_all_parameters
 
 # toy act_fn → TransformerLens act_fn ("gelu_pytorch_tanh" is the same torch kernel as the toy's gelu_tanh)
 ACTIVATIONS = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "relu": "relu", "silu": "silu"}
@@ -73,8 +73,7 @@ def _tl_parameters(model, normalization_type: str | None, dtype: torch.dtype) ->
     params = {"embed.W_E": model.embed.W_E, "unembed.W_U": model.unembed.W_U,
               "unembed.b_U": or_zeros(model.unembed.b_U, (cfg.vocab_out,), dtype)}
     if cfg.pos != "rotary":
-        params["pos_embed.W_pos"] = (model.pos_embed.W_pos if model.pos_embed is not None
-                                     else torch.zeros(cfg.n_ctx, d, dtype=dtype))
+        params["pos_embed.W_pos"] = position_table(model, dtype)
 
     def norm(name: str, toy_norm, with_params: bool) -> None:
         if not with_params:
