@@ -225,3 +225,42 @@ def test_band_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="one length"):
         band(ax, [0, 1, 2], [0, 1], [0, 0], label="x")
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+def _markov_config(name: str, seed: int):
+    from theorybench.experiment import ExperimentConfig
+    from toy_models.tasks.markov import MarkovConfig
+
+    return ExperimentConfig(name=name, task=MarkovConfig(), seed=seed)
+
+
+def test_sweep_members_are_checked_and_listed():
+    from theorybench.registry import SweepSpec, get_sweep, register_sweep, sweeps
+
+    def build(scale):
+        """Two seeds of one Markov run."""
+        return [_markov_config(f"m_s{s}", s) for s in range(2)]
+
+    with isolated_registry():
+        spec = register_sweep(SweepSpec("variance_demo", "variance", build))
+        assert list(sweeps()) == ["variance_demo"] and get_sweep("variance_demo") is spec
+        assert spec.summary == "Two seeds of one Markov run."
+        assert [c.seed for c in spec.members("quick")] == [0, 1]
+        with pytest.raises(RegistryError, match="scale='huge'"):
+            spec.members("huge")
+        with pytest.raises(RegistryError, match="unknown sweep 'nope'; valid sweeps: variance_demo"):
+            get_sweep("nope")
+
+
+def test_sweep_refuses_duplicate_members_and_non_configs():
+    from theorybench.registry import SweepSpec
+
+    twice = SweepSpec("variance_twice", "variance", lambda scale: [_markov_config("m", 0)] * 2)
+    with pytest.raises(RegistryError, match="member 'm' appears twice"):
+        twice.members("quick")
+    wrong = SweepSpec("variance_wrong", "variance", lambda scale: ["not a config"])
+    with pytest.raises(RegistryError, match="returned str, expected ExperimentConfig"):
+        wrong.members("quick")
+    with pytest.raises(RegistryError, match="family='nope'"):
+        SweepSpec("x_y", "nope", lambda scale: [])

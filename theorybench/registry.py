@@ -7,6 +7,11 @@ else needs to change when a family is added.
 
 - An ``ExperimentSpec`` names a config builder: ``build(scale)`` returns an ``ExperimentConfig``
   (``scale`` is "quick", CPU-sized, or "full", the paper's size on a GPU).
+- A ``SweepSpec`` names a grid of runs: ``build(scale)`` returns the list of ``ExperimentConfig``s
+  (configs × seeds) that a figure trains; ``theorybench sweep NAME`` runs the members the run store
+  lacks, locally or on a cluster, and the figure maker then finds them all with ``get_or_train``.
+  Declare it in the same study module as the figure that reads it, and let the figure build its
+  configs from the sweep (one source of truth for what the figure needs).
 - A ``FigureSpec`` names a figure maker: ``make(scale)`` trains or reuses the runs it needs and
   returns a ``FigureResult``, the matplotlib figure plus the measured numbers shown beside the
   paper ``claim`` it reproduces. Its name starts with its family (``icl_…``, ``graph_search_…``,
@@ -80,6 +85,45 @@ class FigureSpec:
             raise RegistryError(f"figure {self.name!r}: make must be callable as make(scale)")
 
 
+@dataclass(frozen=True)
+class SweepSpec:
+    """A named set of runs: ``build(scale)`` returns the ``ExperimentConfig``s (every config × seed)
+    that the figures of its family read; the first line of ``build``'s docstring is its summary."""
+
+    name: str
+    family: str
+    build: Callable[[str], "list[ExperimentConfig]"]
+
+    def __post_init__(self) -> None:
+        _check_name_and_family("sweep", self.name, self.family)
+        if not callable(self.build):
+            raise RegistryError(f"sweep {self.name!r}: build must be callable as build(scale)")
+
+    @property
+    def summary(self) -> str:
+        return _first_line(self.build.__doc__)
+
+    def members(self, scale: str) -> "list[ExperimentConfig]":
+        """The sweep's configs at ``scale``, checked: a list of ExperimentConfig with distinct names.
+
+        Distinct names matter because a run is found by (name, config hash): two members with one
+        name would be reported as one."""
+        configs = list(self.build(check_scale(scale)))
+        from theorybench.experiment import ExperimentConfig  # lazy: keeps the CLI start-up light
+
+        for c in configs:
+            if not isinstance(c, ExperimentConfig):
+                raise RegistryError(f"sweep {self.name!r}: build({scale!r}) returned {type(c).__name__}, "
+                                    "expected ExperimentConfig")
+        seen: set[tuple[str, str]] = set()
+        for c in configs:
+            key = (c.name, c.config_hash())
+            if key in seen:
+                raise RegistryError(f"sweep {self.name!r}: member {c.name!r} appears twice at scale {scale!r}")
+            seen.add(key)
+        return configs
+
+
 @dataclass
 class FigureResult:
     """What a figure maker returns: the figure and the measured numbers shown beside its claim."""
@@ -90,6 +134,7 @@ class FigureResult:
 
 _EXPERIMENTS: dict[str, ExperimentSpec] = {}
 _FIGURES: dict[str, FigureSpec] = {}
+_SWEEPS: dict[str, SweepSpec] = {}
 _LOAD_STUDIES = True
 
 
@@ -101,6 +146,10 @@ def register_figure(spec: FigureSpec) -> FigureSpec:
     return _register(_FIGURES, "figure", spec)
 
 
+def register_sweep(spec: SweepSpec) -> SweepSpec:
+    return _register(_SWEEPS, "sweep", spec)
+
+
 def experiments() -> dict[str, ExperimentSpec]:
     """Registered experiments by name, grouped by family in ``FAMILIES`` order."""
     return _ordered(_EXPERIMENTS)
@@ -109,6 +158,15 @@ def experiments() -> dict[str, ExperimentSpec]:
 def figures() -> dict[str, FigureSpec]:
     """Registered figures by name, grouped by family in ``FAMILIES`` order."""
     return _ordered(_FIGURES)
+
+
+def sweeps() -> dict[str, SweepSpec]:
+    """Registered sweeps by name, grouped by family in ``FAMILIES`` order."""
+    return _ordered(_SWEEPS)
+
+
+def get_sweep(name: str) -> SweepSpec:
+    return _lookup(_SWEEPS, "sweep", name)
 
 
 def get_experiment(name: str) -> ExperimentSpec:
@@ -146,13 +204,13 @@ def isolated_registry():
     """Empty registries, and ``load_studies()`` doing nothing, for the duration of the block.
 
     For tests: they register their own specs without seeing the study families' or leaking theirs."""
-    global _EXPERIMENTS, _FIGURES, _LOAD_STUDIES
-    saved = _EXPERIMENTS, _FIGURES, _LOAD_STUDIES
-    _EXPERIMENTS, _FIGURES, _LOAD_STUDIES = {}, {}, False
+    global _EXPERIMENTS, _FIGURES, _SWEEPS, _LOAD_STUDIES
+    saved = _EXPERIMENTS, _FIGURES, _SWEEPS, _LOAD_STUDIES
+    _EXPERIMENTS, _FIGURES, _SWEEPS, _LOAD_STUDIES = {}, {}, {}, False
     try:
         yield
     finally:
-        _EXPERIMENTS, _FIGURES, _LOAD_STUDIES = saved
+        _EXPERIMENTS, _FIGURES, _SWEEPS, _LOAD_STUDIES = saved
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -188,8 +246,8 @@ def _first_line(doc: str | None) -> str:
 
 
 __all__ = [
-    "FAMILIES", "SCALES", "SCALE_ENV", "ExperimentSpec", "FigureResult", "FigureSpec", "RegistryError",
-    "check_scale", "default_scale", "experiments", "figures", "get_experiment", "get_figure", "isolated_registry",
-    "load_studies",
-    "register_experiment", "register_figure",
+    "FAMILIES", "SCALES", "SCALE_ENV", "ExperimentSpec", "FigureResult", "FigureSpec", "RegistryError", "SweepSpec",
+    "check_scale", "default_scale", "experiments", "figures", "get_experiment", "get_figure", "get_sweep",
+    "isolated_registry", "load_studies",
+    "register_experiment", "register_figure", "register_sweep", "sweeps",
 ]
