@@ -24,12 +24,27 @@ Achieved FLOP/s = that count / median step time, reported as a fraction of the m
 matmul peak (benchmarks/matmul_peak.py). Targets (issue 2): kernel path ≥ HF GPT-2 on CPU, and
 ≥ 30 % of matmul peak.
 
+**On a GPU** (``--device cuda``, issue 8): the same rows on the GPU, timed with
+``torch.cuda.synchronize()`` around each step, in ``--precision`` strict (float32, TF32 off), tf32
+or bf16 (autocast; the kernel path then takes the flash kernel), the peak being a square matmul on
+the device in that arithmetic. ``--check-agreement`` also compares the kernel path's logits and
+parameter gradients on the device with the reference path on the CPU in float64 (same weights and
+tokens): the max error relative to the largest reference magnitude (over all logits; over all
+parameter gradients together), against the bound
+√(3·L·K)·u, K = max(d_model, d_mlp) the longest inner product and u the unit roundoff of the
+arithmetic (float32 2⁻²⁴, TF32 2⁻¹¹, bfloat16 2⁻⁸): the probabilistic rounding model ("A New
+Approach to Probabilistic Rounding Error Analysis", Higham & Mary 2019) gives √K·u per inner product,
+and errors of the 3·L chained products (QKV, attention, MLP per layer) add in quadrature.
+This mode has not been run on a GPU yet (no GPU was available when it was written).
+
 Run: ``.venv/bin/python benchmarks/bench_model.py`` (``--help`` for the options).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import statistics
 import sys
@@ -74,11 +89,63 @@ def matmul_flops_per_step(cfg: TransformerConfig, batch: int, seq: int) -> float
     return 6 * params_matmul * batch * seq + 12 * L * seq * seq * d * batch
 
 
-def make_step(model, call):
+UNIT_ROUNDOFF = {"strict": 2.0**-24, "tf32": 2.0**-11, "bf16": 2.0**-8}
+
+
+def make_step(model, call, precision="strict", device=torch.device("cpu")):
     def step():
         model.zero_grad(set_to_none=True)
-        call().float().pow(2).mean().backward()
+        with _autocast(precision, device):
+            out = call()
+        out.float().pow(2).mean().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # time the work, not its launch
     return step
+
+
+def _autocast(precision, device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def device_matmul_peak(device, precision, n=8192, repeats=5):
+    """Best FLOP/s of an n×n matmul on ``device`` in the arithmetic ``precision`` uses."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(a, b)
+    torch.cuda.synchronize(device)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def check_agreement(cfg, tokens, device, precision):
+    """Kernel path on ``device`` vs the float64 reference path on the CPU: relative max errors and the bound."""
+    toy = Transformer(cfg)
+    ref = Transformer(cfg.replace(dtype="float64"))
+    ref.load_state_dict({k: v.double() for k, v in toy.state_dict().items()})
+    ref_logits = ref(tokens, attn_path="reference")
+    ref_logits.pow(2).mean().backward()
+    toy = toy.to(device)
+    with _autocast(precision, device):
+        logits = toy(tokens.to(device), attn_path="kernel")
+    logits.float().pow(2).mean().backward()
+    rel = lambda got, want: ((got.double().cpu() - want).abs().max() / want.abs().max()).item()  # noqa: E731
+    errors = {"logits": rel(logits, ref_logits)}
+    grads = dict(ref.named_parameters())
+    # Over all parameters at once, relative to the largest gradient entry: some gradients vanish
+    # exactly in theory (a key bias does not change a softmax), so a per-tensor ratio means nothing there.
+    pairs = [(p.grad.double().cpu(), grads[n].grad) for n, p in toy.named_parameters() if p.grad is not None]
+    errors["gradients"] = (max((g - r).abs().max() for g, r in pairs) / max(r.abs().max() for _, r in pairs)).item()
+    K = max(cfg.d_model, cfg.mlp_dim)
+    bound = math.sqrt(3 * cfg.n_layers * K) * UNIT_ROUNDOFF[precision]
+    return errors, bound
 
 
 def main() -> None:
@@ -93,21 +160,36 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--skip", nargs="*", default=[], help="rows to skip: reference kernel compiled hf-sdpa hf-eager")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--precision", choices=sorted(UNIT_ROUNDOFF), default="strict",
+                        help="strict (float32, TF32 off; default), tf32 (CUDA) or bf16 (autocast)")
+    parser.add_argument("--check-agreement", action="store_true",
+                        help="compare the kernel path on --device with the float64 CPU reference path")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch.cuda.is_available() is False here")
+    if args.precision == "tf32" and device.type != "cuda":
+        parser.error("--precision tf32 needs --device cuda")
+    torch.set_float32_matmul_precision("high" if args.precision == "tf32" else "highest")
     cfg = toy_config(args.layers, args.d_model, args.heads, args.seq, args.vocab)
-    tokens = torch.randint(0, cfg.d_vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    cpu_tokens = torch.randint(0, cfg.d_vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    tokens = cpu_tokens.to(device)
     flops = matmul_flops_per_step(cfg, args.batch, args.seq)
-    peak = matmul_peak_flops(threads=args.threads)
+    measure_peak = (lambda: device_matmul_peak(device, args.precision)) if device.type == "cuda" else (
+        lambda: matmul_peak_flops(threads=args.threads))
+    peak = measure_peak()
 
-    toy = Transformer(cfg)
+    toy = Transformer(cfg).to(device)
+    p, dev = args.precision, device
     candidates = {
-        "reference": lambda: make_step(toy, lambda: toy(tokens, attn_path="reference")),
-        "kernel": lambda: make_step(toy, lambda: toy(tokens, attn_path="kernel")),
-        "compiled": lambda: _compiled_step(toy, tokens),
-        "hf-sdpa": lambda: _hf_step(cfg, "sdpa", tokens),
-        "hf-eager": lambda: _hf_step(cfg, "eager", tokens),
+        "reference": lambda: make_step(toy, lambda: toy(tokens, attn_path="reference"), p, dev),
+        "kernel": lambda: make_step(toy, lambda: toy(tokens, attn_path="kernel"), p, dev),
+        "compiled": lambda: _compiled_step(toy, tokens, p, dev),
+        "hf-sdpa": lambda: _hf_step(cfg, "sdpa", tokens, p, dev),
+        "hf-eager": lambda: _hf_step(cfg, "eager", tokens, p, dev),
     }
     labels = {"reference": "toy, reference path", "kernel": "toy, kernel path",
               "compiled": "toy, kernel path, torch.compile", "hf-sdpa": "HF GPT-2, sdpa", "hf-eager": "HF GPT-2, eager"}
@@ -125,13 +207,15 @@ def main() -> None:
             times[key].append(time.perf_counter() - start)
     rows = [(key, statistics.median(ts)) for key, ts in times.items()]
     # The peak, measured before and after the model steps; the better of the two (load only lowers it).
-    peak = max(peak, matmul_peak_flops(threads=args.threads))
+    peak = max(peak, measure_peak())
 
     hf = dict(rows).get("hf-sdpa")
+    where = (f"{torch.cuda.get_device_name(device)}, precision {args.precision}" if device.type == "cuda"
+             else f"{torch.get_num_threads()} threads, precision {args.precision}")
     print(f"\nshape: {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, d_mlp {cfg.mlp_dim}, "
-          f"seq {args.seq}, batch {args.batch}, vocab {cfg.d_vocab}; {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
-    print(f"matmul FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+          f"seq {args.seq}, batch {args.batch}, vocab {cfg.d_vocab}; {where}, torch {torch.__version__}")
+    arithmetic = {"strict": "float32", "tf32": "TF32", "bf16": "bfloat16"}[args.precision]
+    print(f"matmul FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP; {arithmetic} matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"median of {args.iters} steps per row (rows timed round-robin) after {args.warmup} warm-up\n")
     print(f"{'model':34s} {'ms/step':>9s} {'examples/s':>11s} {'÷ HF sdpa':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
     for key, seconds in rows:
@@ -146,16 +230,21 @@ def main() -> None:
                   f"({hf / times_by_row['kernel']:.2f}×)")
         frac = flops / times_by_row["kernel"] / peak
         print(f"target kernel ≥ 30% of matmul peak: {'HOLDS' if frac >= 0.30 else 'MISSED'} ({100 * frac:.1f}%)")
+    if args.check_agreement:
+        errors, bound = check_agreement(cfg, cpu_tokens, device, args.precision)
+        print(f"\nkernel path on {args.device} ({args.precision}) vs float64 CPU reference path, max error / max "
+              f"magnitude: logits {errors['logits']:.2e}, parameter gradients {errors['gradients']:.2e}; bound "
+              f"√(3·L·K)·u = {bound:.2e}: {'HOLDS' if max(errors.values()) <= bound else 'MISSED'}")
 
 
-def _compiled_step(toy, tokens):
+def _compiled_step(toy, tokens, precision="strict", device=torch.device("cpu")):
     compiled = compile_model(toy)
-    return make_step(toy, lambda: compiled(tokens, attn_path="kernel"))
+    return make_step(toy, lambda: compiled(tokens, attn_path="kernel"), precision, device)
 
 
-def _hf_step(cfg, attn_implementation, tokens):
-    model = hf_gpt2(cfg, attn_implementation)
-    return make_step(model, lambda: model(input_ids=tokens).logits)
+def _hf_step(cfg, attn_implementation, tokens, precision="strict", device=torch.device("cpu")):
+    model = hf_gpt2(cfg, attn_implementation).to(device)
+    return make_step(model, lambda: model(input_ids=tokens).logits, precision, device)
 
 
 if __name__ == "__main__":

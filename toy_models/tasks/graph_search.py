@@ -6,26 +6,34 @@ mv = (N − 5) // 3 (id 0 is reserved), then the path, edge, padding and query t
 
     PAD … PAD  E u₁ v₁  E u₂ v₂ …  E u_m v_m  Q s g  P s     → predict a useful child of s
 
-left-padded to length N (m ≤ mv edges, so 3m + 5 ≤ N always fits). Vertex ids are a random
-injection into 1..mv and the edge order is shuffled, so ids and positions carry no topology.
+left-padded to length N (m ≤ mv edges, so 3m + 5 ≤ N always fits). Vertex ids are a uniformly random
+injection into 1..mv and the edge order is a uniformly random permutation, so ids and positions carry
+no topology.
 
 Distributions:
 - ``naive``: V ~ U{3..mv−1}; each vertex i ≥ 1 takes one parent with probability 1/2, otherwise
-  U{1..3} (at most i), uniformly among earlier vertices; start and goal uniform with d(s, g) ≥ 2.
-  Lookahead decays roughly exponentially, so large L is almost never seen.
+  U{1..3} (at most i), uniformly among earlier vertices; graphs with more than mv edges are redrawn;
+  start and goal uniform with a path of length ≥ 2 between them. Lookahead decays roughly
+  exponentially, so large L is almost never seen.
 - ``balanced``: L ~ U{0..L_max}; a path of length L from the start to the goal, k − 1 distractor
   branches of length L or L + 1 from the start, a prefix chain into the start, a few extra vertices
-  wired by preferential attachment (weight α + degree, α = 1/2) without creating cycles; rejected
-  unless the measured lookahead equals L. This makes every L equally likely.
+  wired by preferential attachment (weight α + degree, α = 1/2) without creating cycles; the
+  construction is redrawn with the same L until the measured lookahead equals L, which makes every L
+  exactly equally likely.
 - ``star``: equal-length spokes from the start; the goal ends spoke 0.
 
 Labels: every useful next step (a child from which the goal is reachable); one drawn uniformly is the
 training target, and accuracy counts any useful step. Held-out test sets keep only examples whose
-start has ≥ 2 children and exactly one useful step.
+start has ≥ 2 children and exactly one useful step; training drops any example equal to one of them.
+
+Generation is compiled with numba (``toy_models.tasks._graph_kernels``, the only implementation of
+the distributions) with its own SplitMix64 state, seeded from the caller's ``torch.Generator`` (or
+``random.Random``), so a seed fixes the data stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -34,13 +42,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from theory.graph_search import lookahead, reaches, useful_steps
 from toy_models.config import ConfigError
 
+from . import _graph_kernels as K
 from .base import Batch, register_task
 
 Distribution = Literal["naive", "balanced", "star"]
-PREFERENTIAL_ALPHA = 0.5
+PREFERENTIAL_ALPHA = K.PREFERENTIAL_ALPHA
+_DIST_CODE = {"naive": K.NAIVE, "balanced": K.BALANCED, "star": K.STAR}
+# The smallest N each distribution can fill: balanced and star need 3 ids (a start with two
+# one-edge branches); naive draws V ~ U{3..mv−1}, so it needs mv ≥ 4.
+MIN_INPUT_SIZE = {"balanced": 14, "star": 14, "naive": 17}
 
 
 @dataclass(frozen=True)
@@ -96,147 +108,66 @@ class Example:
     out_degree: int  # of the start: chance accuracy is 1/out_degree when one step is useful
 
 
+def _state(rng: random.Random) -> np.ndarray:
+    return K.new_state(rng.getrandbits(64))
+
+
 # ---------------------------------------------------------------------------------------- graphs
+def _graph(rng: random.Random, dist: int, vocab: Vocab, max_lookahead: int, L: int) -> tuple[Graph, int]:
+    src, dst, V, s, g, lk = K.sample_graph(_state(rng), dist, vocab.max_vertex, max_lookahead, L)
+    adj = np.zeros((V, V), dtype=bool)
+    adj[src, dst] = True
+    return Graph(adj, int(s), int(g)), int(lk)
+
+
 def naive_graph(rng: random.Random, vocab: Vocab) -> Graph:
-    mv = vocab.max_vertex
-    while True:
-        V = rng.randint(3, mv - 1)
-        adj = np.zeros((V, V), dtype=bool)
-        for i in range(1, V):
-            n_parents = 1 if rng.random() < 0.5 else rng.randint(1, 3)
-            for p in rng.sample(range(i), min(n_parents, i)):
-                adj[p, i] = True
-        if adj.sum() > mv:
-            continue
-        s, g = rng.sample(range(V), 2)
-        if reaches(adj, g)[s] and not adj[s, g]:  # a path of length > 1
-            return Graph(adj, s, g)
+    """One naive graph (see the module docstring); vertices in generation order."""
+    if vocab.max_input_size < MIN_INPUT_SIZE["naive"]:
+        raise ConfigError("max_input_size", vocab.max_input_size, f"≥ {MIN_INPUT_SIZE['naive']} for naive graphs")
+    return _graph(rng, K.NAIVE, vocab, 1, -1)[0]
 
 
 def star_graph(rng: random.Random, vocab: Vocab, max_lookahead: int) -> Graph:
-    mv = vocab.max_vertex
-    spoke_len = rng.randint(1, max_lookahead)
-    spokes = rng.randint(2, max(2, (mv - 1) // spoke_len))
-    V = 1 + spokes * spoke_len
-    adj = np.zeros((V, V), dtype=bool)
-    for s in range(spokes):
-        chain = [0] + [1 + s * spoke_len + j for j in range(spoke_len)]
-        for a, b in zip(chain, chain[1:]):
-            adj[a, b] = True
-    return Graph(adj, 0, spoke_len)
+    """Spokes of one length in 1..max_lookahead from start 0; the goal ends the first spoke."""
+    _check_lookahead("max_lookahead", max_lookahead, vocab, low=1)
+    return _graph(rng, K.STAR, vocab, max_lookahead, -1)[0]
 
 
 def balanced_graph(rng: random.Random, vocab: Vocab, max_lookahead: int, L: int | None = None) -> tuple[Graph, int]:
     """A graph whose measured lookahead is L (drawn uniformly from 0..max_lookahead unless given)."""
-    mv = vocab.max_vertex
-    max_edges = mv
-    # L is drawn once and the construction retried: re-drawing L after a rejection would favour the
-    # lookaheads that are easy to build and break the uniform histogram.
-    lk = rng.randint(0, max_lookahead) if L is None else L
-    while True:
-        graph = _balanced_candidate(rng, lk, mv, max_edges)
-        if graph is not None and lookahead(graph.adj, graph.start, graph.goal) == lk:
-            return graph, lk
+    _check_lookahead("max_lookahead", max_lookahead, vocab, low=1)
+    if L is not None:
+        _check_lookahead("L", L, vocab, low=0, high=max_lookahead)
+    return _graph(rng, K.BALANCED, vocab, max_lookahead, -1 if L is None else L)
 
 
-def _balanced_candidate(rng: random.Random, L: int, mv: int, max_edges: int) -> Graph | None:
-    edges: list[tuple[int, int]] = []
-    order: list[int] = []  # a topological order; every edge goes forwards in it
-
-    def chain(length: int, first: int) -> list[int]:
-        nodes = [first] + [len(order) + i for i in range(length)]
-        order.extend(nodes[1:])
-        edges.extend(zip(nodes, nodes[1:]))
-        return nodes
-
-    order.append(0)  # the start
-    if L == 0:
-        path = chain(rng.randint(1, 3), 0)
-        branch_lengths: list[int] = []
-    else:
-        k = rng.randint(2, max(2, (max_edges - 1) // L))
-        branch_lengths = [L + rng.randint(0, 1) for _ in range(k - 1)]
-        while branch_lengths and L + 1 + sum(branch_lengths) > mv:
-            branch_lengths.pop()
-        if not branch_lengths:
-            return None
-        path = chain(L, 0)
-        for length in branch_lengths:
-            chain(length, 0)
-    goal = path[-1]
-    room = min(mv - len(order), max_edges - len(edges))
-    if room < 0:
-        return None
-    prefix = rng.randint(0, room)
-    prefix_nodes = [len(order) + i for i in range(prefix)]
-    order[:0] = prefix_nodes
-    edges.extend(zip(prefix_nodes, prefix_nodes[1:] + [0]) if prefix_nodes else [])
-    n_extra = min(rng.randint(0, 5), mv - len(order))
-    for _ in range(n_extra):
-        _add_extra_vertex(rng, order, edges, max_edges)
-    V = len(order)
-    adj = np.zeros((V, V), dtype=bool)
-    for a, b in edges:
-        adj[a, b] = True
-    return Graph(adj, 0, goal)
-
-
-def _add_extra_vertex(rng: random.Random, order: list[int], edges: list[tuple[int, int]], max_edges: int) -> None:
-    """Insert a vertex at a random place in the topological order with preferential-attachment edges."""
-    v = len(order)
-    position = rng.randint(0, len(order))
-    order.insert(position, v)
-    rank = {u: i for i, u in enumerate(order)}
-    indeg: dict[int, int] = {}
-    outdeg: dict[int, int] = {}
-    for a, b in edges:
-        outdeg[a] = outdeg.get(a, 0) + 1
-        indeg[b] = indeg.get(b, 0) + 1
-    earlier = [u for u in order if rank[u] < rank[v]]
-    later = [u for u in order if rank[u] > rank[v]]
-    for pool, n, degree, outgoing in ((later, rng.randint(0, 3), indeg, True),
-                                      (earlier, rng.randint(0, 3), outdeg, False)):
-        for u in _preferential_sample(rng, pool, n, degree):
-            if len(edges) >= max_edges:
-                return
-            edges.append((v, u) if outgoing else (u, v))
-
-
-def _preferential_sample(rng: random.Random, pool: list[int], n: int, degree: dict[int, int]) -> list[int]:
-    chosen: list[int] = []
-    candidates = list(pool)
-    for _ in range(min(n, len(candidates))):
-        weights = [PREFERENTIAL_ALPHA + degree.get(u, 0) for u in candidates]
-        pick = rng.choices(range(len(candidates)), weights=weights)[0]
-        chosen.append(candidates.pop(pick))
-    return chosen
+def _check_lookahead(name: str, value, vocab: Vocab, low: int, high: int | None = None) -> None:
+    high = vocab.default_max_lookahead if high is None else high
+    if not (isinstance(value, (int, np.integer)) and low <= value <= high):
+        raise ConfigError(name, value, f"an integer in [{low}, {high}] for max_input_size={vocab.max_input_size}")
 
 
 # ---------------------------------------------------------------------------------------- encoding
 def encode(rng: random.Random, graph: Graph, vocab: Vocab, L: int | None = None) -> Example:
-    """Random ids, shuffled edges, left padding; label drawn uniformly among the useful steps."""
-    V = graph.adj.shape[0]
-    ids = rng.sample(range(1, vocab.max_vertex + 1), V)
-    edges = [(ids[a], ids[b]) for a, b in zip(*np.nonzero(graph.adj))]
-    rng.shuffle(edges)
-    body: list[int] = []
-    for u, v in edges:
-        body += [vocab.edge, u, v]
-    s, g = ids[graph.start], ids[graph.goal]
-    body += [vocab.query, s, g, vocab.path, s]
-    if len(body) > vocab.max_input_size:
-        raise ValueError(f"example needs {len(body)} tokens > max_input_size={vocab.max_input_size}")
-    to_goal = reaches(graph.adj, graph.goal)
-    useful = [ids[c] for c in useful_steps(graph.adj, graph.start, graph.goal, to_goal).tolist()]
-    if L is None:
-        L = lookahead(graph.adj, graph.start, graph.goal, to_goal)
-    return Example(
-        tokens=[vocab.pad] * (vocab.max_input_size - len(body)) + body,
-        label=rng.choice(useful),
-        useful=sorted(useful),
-        lookahead=L,
-        out_degree=int(graph.adj[graph.start].sum()),
-    )
+    """Random ids, shuffled edges, left padding; label drawn uniformly among the useful steps.
+
+    ``L`` is the lookahead to record (measured when None). The same compiled encoder produces every
+    generated example, so encoding a hand-made graph here gives exactly what training would see.
+    """
+    adj = np.ascontiguousarray(graph.adj, dtype=bool)
+    V, m = adj.shape[0], int(adj.sum())
+    if V > vocab.max_vertex or m > vocab.max_vertex:
+        raise ValueError(f"a graph with {V} vertices and {m} edges does not fit max_input_size="
+                         f"{vocab.max_input_size}: at most {vocab.max_vertex} of each")
+    tokens = np.empty(vocab.max_input_size, dtype=np.int64)
+    useful = np.empty(vocab.size, dtype=np.bool_)
+    label, lk, degree, _ = K.encode_graph(_state(rng), adj, graph.start, graph.goal, vocab.max_input_size,
+                                          vocab.max_vertex, -1 if L is None else L, tokens, useful)
+    if lk == K.NO_CHILDREN:
+        raise ValueError(f"vertex {graph.start} has no children: there is no next step")
+    if lk < 0:
+        raise ValueError(f"goal {graph.goal} is not reachable from vertex {graph.start}")
+    return Example(tokens.tolist(), int(label), np.flatnonzero(useful).tolist(), int(lk), int(degree))
 
 
 def is_test_example(example: Example) -> bool:
@@ -257,19 +188,39 @@ class GraphSearchConfig:
     test_seed: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_input_size, int) or self.max_input_size < 14:
-            raise ConfigError("max_input_size", self.max_input_size, "an integer ≥ 14 (at least 3 vertex ids)")
-        if self.distribution not in ("naive", "balanced", "star"):
+        if self.distribution not in _DIST_CODE:
             raise ConfigError("distribution", self.distribution, "one of 'naive', 'balanced', 'star'")
+        low = MIN_INPUT_SIZE[self.distribution]
+        if not isinstance(self.max_input_size, int) or self.max_input_size < low:
+            raise ConfigError("max_input_size", self.max_input_size,
+                              f"an integer ≥ {low} for distribution={self.distribution!r} (N = {low} gives "
+                              f"{(low - 5) // 3} vertex ids; smaller N fits no graph of this distribution)")
         limit = Vocab(self.max_input_size).default_max_lookahead
         if self.max_lookahead is not None and not (isinstance(self.max_lookahead, int) and 1 <= self.max_lookahead <= limit):
             raise ConfigError("max_lookahead", self.max_lookahead,
                               f"an integer in [1, {limit}] for max_input_size={self.max_input_size}, or None")
         if not isinstance(self.test_examples_per_lookahead, int) or self.test_examples_per_lookahead < 0:
             raise ConfigError("test_examples_per_lookahead", self.test_examples_per_lookahead, "a non-negative integer")
+        if not isinstance(self.test_seed, int):
+            raise ConfigError("test_seed", self.test_seed, "an integer")
 
     def build(self) -> "GraphSearchTask":
         return GraphSearchTask(self)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """A batch as numpy arrays, straight from the compiled generator."""
+
+    tokens: np.ndarray  # int64 [B, N]
+    labels: np.ndarray  # int64 [B]
+    useful: np.ndarray  # bool [B, vocab]
+    lookahead: np.ndarray  # int64 [B]
+    out_degree: np.ndarray  # int64 [B]
+
+    def examples(self) -> list[Example]:
+        return [Example(self.tokens[i].tolist(), int(self.labels[i]), np.flatnonzero(self.useful[i]).tolist(),
+                        int(self.lookahead[i]), int(self.out_degree[i])) for i in range(len(self.labels))]
 
 
 class GraphSearchTask:
@@ -279,49 +230,64 @@ class GraphSearchTask:
         self.max_lookahead = cfg.max_lookahead or self.vocab.default_max_lookahead
         self.collisions = 0  # training examples dropped because they equal a reserved test input
         self._reserved: set[tuple[int, ...]] | None = None
+        self._reserved_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def model_fields(self) -> dict:
         return {"input_kind": "tokens", "d_vocab": self.vocab.size, "d_vocab_out": self.vocab.size,
                 "n_ctx": self.cfg.max_input_size}
 
     # ------------------------------------------------------------------ examples
+    def _generate(self, seed: int, n: int, dist: str | None = None, L: int = -1, test_only: bool = False,
+                  reserved: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[_Arrays, int]:
+        N, size = self.cfg.max_input_size, self.vocab.size
+        out = _Arrays(np.empty((n, N), np.int64), np.empty(n, np.int64), np.empty((n, size), np.bool_),
+                      np.empty(n, np.int64), np.empty(n, np.int64))
+        res_hash, res_rows = reserved if reserved is not None else (np.empty(0, np.uint64), np.empty((0, N), np.int64))
+        collisions = K.sample_examples(K.new_state(seed), _DIST_CODE[dist or self.cfg.distribution], N,
+                                       self.vocab.max_vertex, self.max_lookahead, L, test_only, res_hash, res_rows,
+                                       out.tokens, out.labels, out.useful, out.lookahead, out.out_degree)
+        return out, int(collisions)
+
     def example(self, rng: random.Random, L: int | None = None) -> Example:
-        if self.cfg.distribution == "naive":
-            return encode(rng, naive_graph(rng, self.vocab), self.vocab)
-        if self.cfg.distribution == "star":
-            return encode(rng, star_graph(rng, self.vocab, self.max_lookahead), self.vocab)
-        graph, lk = balanced_graph(rng, self.vocab, self.max_lookahead, L)
-        return encode(rng, graph, self.vocab, lk)
+        """One example of the configured distribution; ``L`` fixes the lookahead (balanced only)."""
+        if L is not None and self.cfg.distribution == "balanced":
+            _check_lookahead("L", L, self.vocab, low=0, high=self.max_lookahead)
+        lk = -1 if L is None or self.cfg.distribution != "balanced" else L
+        return self._generate(rng.getrandbits(64), 1, L=lk)[0].examples()[0]
 
     def test_set(self, L: int, n: int, seed: int | None = None) -> list[Example]:
-        """n balanced examples with lookahead L that pass ``is_test_example``."""
-        rng = random.Random(f"test-{self.cfg.test_seed if seed is None else seed}-{L}")
-        out: list[Example] = []
-        while len(out) < n:
-            graph, lk = balanced_graph(rng, self.vocab, self.max_lookahead, L)
-            ex = encode(rng, graph, self.vocab, lk)
-            if is_test_example(ex):
-                out.append(ex)
-        return out
+        """n balanced examples with lookahead L that pass ``is_test_example`` (L ≥ 1: at L = 0 every
+        child is useful, so no example has exactly one useful step among ≥ 2 children)."""
+        _check_lookahead("L", L, self.vocab, low=1, high=self.max_lookahead)
+        key = f"graph_search-test-{self.cfg.test_seed if seed is None else seed}-{L}".encode()
+        stream = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        return self._generate(stream, n, dist="balanced", L=L, test_only=True)[0].examples()
 
     def reserved_inputs(self) -> set[tuple[int, ...]]:
         if self._reserved is None:
             n = self.cfg.test_examples_per_lookahead
             self._reserved = {tuple(ex.tokens) for L in range(1, self.max_lookahead + 1)
                               for ex in (self.test_set(L, n) if n else [])}
+            rows = np.array(sorted(self._reserved), dtype=np.int64).reshape(-1, self.cfg.max_input_size)
+            hashes = K.row_hashes(rows)
+            order = np.argsort(hashes, kind="stable")
+            self._reserved_arrays = (hashes[order], rows[order])
         return self._reserved
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
         reserved = self.reserved_inputs()
-        examples: list[Example] = []
-        while len(examples) < batch_size:
-            ex = self.example(rng)
-            if reserved and tuple(ex.tokens) in reserved:
-                self.collisions += 1
-                continue
-            examples.append(ex)
-        return collate(examples, self.vocab)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        out, collisions = self._generate(seed, batch_size, reserved=self._reserved_arrays if reserved else None)
+        self.collisions += collisions
+        tokens = torch.from_numpy(out.tokens)
+        return {
+            "inputs": tokens,
+            "padding_mask": (tokens != self.vocab.pad).long(),
+            "targets": torch.from_numpy(out.labels),
+            "useful": torch.from_numpy(out.useful),
+            "lookahead": torch.from_numpy(out.lookahead),
+            "out_degree": torch.from_numpy(out.out_degree),
+        }
 
     # ------------------------------------------------------------------ loss and metrics
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
