@@ -28,7 +28,8 @@
 # $\min\{\tfrac12(\|K\|_F^2 + \|Q\|_F^2) : KQ^\top = W\} = \|W\|_\star$.
 #
 # The flow: config → data → the two SVMs (with their KKT certificates and ranks) → model → training →
-# comparison with the SVMs → figure.
+# comparison with the SVMs → figure; then three short extensions: a second solver and the rank
+# artifact of an inaccurate one, a trainable prompt in the plane, and a nonlinear head.
 
 # %%
 import matplotlib.pyplot as plt
@@ -169,7 +170,8 @@ assert correlation(traj["KQ"].W[-1], svm["nuc"].W) >= 0.99
 # the (K, Q) trajectory can sit one above the nuclear solution's there.
 #
 # The study figure with the mean ± sd over seeds: `theorybench figures attention_svm_directional_convergence
-# attention_svm_rank_and_saturation`.
+# attention_svm_rank_and_saturation`; sections 7–9 below have theirs in `attention_svm_rank_vs_d`,
+# `attention_svm_prompt_geometry` and `attention_svm_nonlinear_head`.
 
 # %%
 k = np.arange(1, STEPS + 1)  # k = 0 is W = 0: no direction
@@ -198,3 +200,85 @@ ax.set_ylabel("σ_i / σ_1")
 ax.set_title("spectra (SVM values < 1e-12 drawn at 1e-12)", fontsize=9)
 ax.legend(fontsize=7, loc="lower left")
 plt.show()
+
+# %% [markdown]
+# ## 7. Two solvers, one solution — and what an inaccurate one does to the rank
+#
+# The SVMs above come from CLARABEL (interior point, 1e-9). SCS, a first-order conic solver, solves the
+# same nuclear-norm program; `compare` checks the two against tolerances derived from each solver's
+# stated accuracy (and certifies, by weak duality, how much of each solution lies beyond the accurate
+# rank). At cvxpy's default SCS tolerance (1e-5) the solution is still close, but its "zero" singular
+# values sit at ~1e-7 in some directions and ~1e-14 in others, and the largest spectral gap — our rank
+# rule — then falls between those two floors: the rank read off it is inflated.
+
+# %%
+from theory.attention_svm import compare
+
+scs = solve_att_svm(inst.X, inst.Z, inst.opt, "nuc", solver="SCS")
+print(compare(svm["nuc"], scs).summary())
+scs_loose = solve_att_svm(inst.X, inst.Z, inst.opt, "nuc", solver="SCS", tol=1e-5)
+for name, sol in (("CLARABEL 1e-9", svm["nuc"]), ("SCS 1e-9", scs), ("SCS 1e-5 (cvxpy default)", scs_loose)):
+    sv = np.linalg.svd(sol.W, compute_uv=False)
+    print(f"{name:>25}: rank {numerical_rank(sol.W)},  σ/σ₁ = {np.array2string(sv / sv[0], precision=0)}")
+assert numerical_rank(scs.W) == svm["nuc"].rank
+
+# %% [markdown]
+# ## 8. Token selection in the plane: a trainable prompt p
+#
+# "Max-Margin Token Selection in Attention Mechanism" trains a prompt p in f(X) = vᵀXᵀsoftmax(Xp). One
+# input, three tokens in the plane, v = e₂ (the score is the second coordinate): token 2 is the global
+# optimum, token 0 a local one (it beats its only support token). Each locally optimal token has a
+# max-margin ray p^mm (the p-SVM), and normalized GD ends on one of them depending on where it starts.
+# Constant-step GD moves far more slowly: its gradient decays like exp(−margin·‖p‖).
+
+# %%
+from theory.attention_svm import solve_p_svm
+from theorybench.studies.attention_svm_prompt import R0, TOKENS, V, Y as Y_PROMPT, direction_error
+from toy_models.svm_training import train_prompt
+
+rays = {t: solve_p_svm(TOKENS, np.array([t])).value for t in (0, 2)}
+fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+for t, p in rays.items():
+    u = p / np.linalg.norm(p)
+    axes[0].plot([0, 30 * u[0]], [0, 30 * u[1]], lw=6, alpha=0.3, label=f"p^mm, token {t}")
+for theta in (0.0, 1.5, 3.0, 5.5):
+    p0 = R0 * np.array([np.cos(theta), np.sin(theta)])
+    for method, ls in (("normalized", "-"), ("gd", "--")):
+        tr = train_prompt(TOKENS, Y_PROMPT, V, p0, steps=300, lr=0.1, method=method)
+        if method == "normalized":
+            axes[0].plot(tr.p[:, 0], tr.p[:, 1], "k-", lw=1)
+            err = direction_error(tr.p[None], rays[int(tr.selected[0])])[0, -1]
+            print(f"start θ = {theta:.1f}: selects token {tr.selected[0]}, 1 − corr with its ray {err:.1e}")
+        axes[1].plot(np.linalg.norm(tr.p, axis=1), ls=ls, color="k", lw=1)
+axes[0].set_aspect("equal")
+axes[0].set_xlabel("p[0]")
+axes[0].set_ylabel("p[1]")
+axes[0].legend(fontsize=8)
+axes[1].set_xlabel("iteration k")
+axes[1].set_ylabel("‖p(k)‖ (solid: normalized, dashed: constant step)")
+plt.show()
+
+# %% [markdown]
+# ## 9. A nonlinear head keeps several tokens
+#
+# With a fixed ReLU head h(u) = aᵀReLU(Bu) the best attention output mixes tokens, so the softmax keeps
+# a set O_i per input. The SVM-equivalence predictor W^fin + R·W^dir (a direction that separates the
+# kept sets, plus a finite part that reproduces the probabilities inside them) predicts W(k) better
+# than the single-token Att-SVM direction. One seed here; the study figure
+# `attention_svm_nonlinear_head` sweeps d and seeds.
+
+# %%
+from theory.attention_svm import svm_equivalence
+from toy_models.single_attention import ReLUHead
+
+nl = AttentionSVMData(n=6, T=8, d=10, seed=1, geometry="random").generate()
+model = SingleAttention(None, "W", head=ReLUHead(10, width=16, seed=1))
+W_nl = train(model, nl.X, nl.Z, nl.Y, steps=STEPS, lr=LR, path="direct").W[-1]
+a = np.einsum("ntd,de,ne->nt", nl.X, W_nl, nl.Z)
+probs = np.exp(a - a.max(axis=1, keepdims=True))
+probs /= probs.sum(axis=1, keepdims=True)
+eq = svm_equivalence(nl.X, nl.Z, probs, W_nl)
+single = solve_att_svm(nl.X, nl.Z, probs.argmax(axis=1), "fro")
+print("tokens kept per input:", eq.selected.sum(axis=1))
+print(f"1 − corr(W, W^fin + R·W^dir) = {1 - eq.corr_pred:.3f},  1 − corr(W, single-token W^mm) = "
+      f"{1 - correlation(W_nl, single.W):.3f}")

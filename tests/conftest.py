@@ -5,9 +5,14 @@ fast on 2 cores; locally the "dev" profile explores more.
 """
 
 import os
+import tempfile
 
-import torch
-from hypothesis import HealthCheck, settings
+# Before any theorybench import reads it: runs trained by tests (tiny figure renders, notebooks) go to
+# a throw-away store, never into the user's ./runs, and every test session starts from none.
+os.environ.setdefault("THEORYBENCH_RUNS", tempfile.mkdtemp(prefix="theorybench-test-runs-"))
+
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=10, deadline=None, print_blob=True,

@@ -129,3 +129,65 @@ def test_training_through_the_toy_transformer_paths(path):
     for par, norm in (("W", "fro"), ("KQ", "nuc")):
         tr = train(_model(inst, par), inst.X, inst.Z, inst.Y, steps=1000, lr=0.1, path=path)
         assert correlation(tr.W[-1], solve_att_svm(inst.X, inst.Z, inst.opt, norm).W) >= 0.99
+
+
+@pytest.mark.parametrize("cross_attn", [True, False])
+def test_relu_head_paths_agree(cross_attn):
+    """The nonlinear-head layer h(Xᵀ softmax(XWz)) through the toy transformer's paths equals the formula."""
+    from toy_models.single_attention import ReLUHead
+
+    inst = AttentionSVMData(seed=2, cross_attn=cross_attn, geometry="random").generate()
+    head = ReLUHead(10, width=16, seed=3)
+    m = SingleAttention(None, "W", cross_attn=cross_attn, head=head)
+    W = torch.tensor(np.random.default_rng(1).standard_normal((10, 10)))
+    m.set_W(W)
+    X, Z = torch.tensor(inst.X), torch.tensor(inst.Z)
+    z = Z if cross_attn else X[:, 0]
+    s = torch.softmax(torch.einsum("ntd,de,ne->nt", X, W, z), dim=-1)
+    expected = torch.relu(torch.einsum("nt,ntd->nd", s, X) @ head.B.T) @ head.a
+    grads = {}
+    for path in ("direct", "reference", "kernel"):
+        f = m(X, Z if cross_attn else None, path=path)
+        # float64, sums over T ≤ 9 keys, d = 10 and width 16 of O(1) terms: ~1e-15; 1e-11 as above.
+        torch.testing.assert_close(f.detach(), expected, atol=1e-11, rtol=0)
+        grads[path] = torch.autograd.grad(f.sum(), m.factors())[0]
+    for path in ("reference", "kernel"):
+        torch.testing.assert_close(grads[path], grads["direct"], atol=1e-11, rtol=1e-11)
+
+
+def test_prompt_training_is_gd_on_p():
+    """train_prompt runs GD on p through the W-layer with query e_1: W(k) = p(k) e_1ᵀ, and one step
+    equals the hand-written gradient of log(1 + exp(−Y vᵀXᵀsoftmax(Xp)))."""
+    from toy_models.svm_training import train_prompt
+
+    X = np.array([[[1.0, 0.5], [0.3, 0.0], [-1.0, 1.0]], [[0.2, -1.0], [0.5, 0.5], [-0.3, 0.1]]])
+    Y, v, p0 = np.array([1.0, -1.0]), np.array([0.0, 1.0]), np.array([0.4, -0.7])
+    for method in ("normalized", "gd"):
+        tr = train_prompt(X, Y, v, p0, steps=1, lr=0.1, method=method)
+        s = np.exp(X @ p0)
+        s /= s.sum(axis=1, keepdims=True)
+        gamma = X @ v  # [n, T] values
+        f = np.sum(s * gamma, axis=1)
+        dl = -Y / (1 + np.exp(Y * f))  # d/df log(1 + exp(−Y f))
+        # ∂f/∂p = Xᵀ (diag(s) − s sᵀ) γ = Σ_t s_t (γ_t − f) x_t
+        grad = np.mean(dl[:, None] * np.einsum("nt,ntd->nd", s * (gamma - f[:, None]), X), axis=0)
+        step = grad / np.linalg.norm(grad) if method == "normalized" else grad
+        np.testing.assert_allclose(tr.p[1], p0 - 0.1 * step, atol=1e-14)  # same float64 formula, reordered
+
+
+def test_single_constraint_gd_direction_is_exactly_the_svm():
+    """n = 1, T = 2: every gradient is a multiple of a zᵀ (a = x_1 − x_2), the direction of W^mm for
+    both norms, so W(k) ∝ W^mm from the first step on. Tolerance: float64 round-off of the 150 steps'
+    accumulation, ≤ 150·ε ≈ 3e-14 relative in the direction; 1e-12 leaves no room for a wrong one.
+    150 steps keep ‖W‖ = 15 below the float64 wall ‖W^mm‖·ln(1/ε) ≈ 21, where the softmax saturates to
+    round-off and the gradient becomes noise (measured: the direction then drifts to corr 0.9991 by 1000)."""
+    X = np.array([[[0.6, 0.8, 0.0], [0.0, -0.6, 0.8]]])
+    Z, Y, v = np.array([[0.0, 1.0, 0.0]]), np.array([1.0]), np.array([0.0, 1.0, 0.0])
+    W_svm = solve_att_svm(X, Z, np.array([0]), "fro").W
+    m = SingleAttention(torch.tensor(v), "W")
+    tr = train(m, X, Z, Y, steps=150, lr=0.1, path="direct")
+    a, z = X[0, 0] - X[0, 1], Z[0]
+    exact = np.outer(a, z)
+    assert correlation(tr.W[-1], exact) >= 1 - 1e-12
+    # The solver's W^mm against the closed form: 1e-9 relative (CLARABEL's tolerance).
+    assert correlation(W_svm, exact) >= 1 - 1e-9

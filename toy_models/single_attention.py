@@ -13,6 +13,10 @@ the query position masked out of its own keys; self-attention runs [x_1, …, x_
 
 ``path`` selects the toy transformer's ``reference`` (einsum) or ``kernel`` (SDPA) path, or
 ``direct``, the formula above written out; all three read the same parameters.
+
+A nonlinear ``head`` (the paper's section on nonlinear heads, f(X) = h(Xᵀ softmax(X W z))) replaces
+the linear one: W_V = I and W_O = I then carry the whole pooled token Xᵀ s to the head (so m = d).
+``ReLUHead`` is the fixed two-layer head h(u) = aᵀ ReLU(B u) used by the study.
 """
 
 from __future__ import annotations
@@ -29,21 +33,56 @@ Parameterization = Literal["W", "KQ"]
 PATHS = ("direct", "reference", "kernel")
 
 
+class ReLUHead(nn.Module):
+    """A fixed (untrained) two-layer head h(u) = aᵀ ReLU(B u), B [width, d] ~ N(0, 1/d), a_j = ±1 (fair signs).
+
+    Drawn from ``torch.Generator().manual_seed(seed)``; float64. With this head the best attention
+    output mixes several tokens, so trained attention keeps a *set* of tokens per input.
+    """
+
+    def __init__(self, d: int, width: int = 16, seed: int = 0):
+        super().__init__()
+        for name, value in (("d", d), ("width", width)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(name, value, "a positive integer")
+        gen = torch.Generator().manual_seed(seed)
+        self.d = d
+        self.register_buffer("B", torch.randn(width, d, generator=gen, dtype=torch.float64) / d**0.5)
+        signs = torch.randint(0, 2, (width,), generator=gen).to(torch.float64) * 2 - 1
+        self.register_buffer("a", signs)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """u [n, d] → h(u) [n]."""
+        return torch.relu(u @ self.B.T) @ self.a
+
+
 class SingleAttention(nn.Module):
-    def __init__(self, v: torch.Tensor, parameterization: Parameterization = "W", m: int | None = None,
-                 cross_attn: bool = True):
+    def __init__(self, v: torch.Tensor | None, parameterization: Parameterization = "W", m: int | None = None,
+                 cross_attn: bool = True, head: nn.Module | None = None):
         super().__init__()
         if parameterization not in ("W", "KQ"):
             raise ConfigError("parameterization", parameterization, "'W' or 'KQ'")
-        v = torch.as_tensor(v, dtype=torch.float64)
-        if v.ndim != 1:
-            raise ConfigError("v", tuple(v.shape), "a head vector of shape [d]")
-        d = v.shape[0]
+        if head is None:
+            if v is None:
+                raise ConfigError("v", None, "a head vector of shape [d] (or pass a nonlinear head)")
+            v = torch.as_tensor(v, dtype=torch.float64)
+            if v.ndim != 1:
+                raise ConfigError("v", tuple(v.shape), "a head vector of shape [d]")
+            d = v.shape[0]
+        else:
+            if v is not None:
+                raise ConfigError("v", "a vector", "None when a nonlinear head is given (the head replaces v)")
+            d = getattr(head, "d", None)
+            if not isinstance(d, int) or d < 1:
+                raise ConfigError("head", type(head).__name__, "a module with an integer attribute d (its input width)")
         m = d if (m is None or parameterization == "W") else m
         if not isinstance(m, int) or m < 1:
             raise ConfigError("m", m, "a positive integer (width of K and Q)")
+        if head is not None and m != d:
+            raise ConfigError("m", m, f"{d} (= d) with a nonlinear head: W_V = I carries the pooled token")
         self.parameterization, self.cross_attn, self.d, self.m = parameterization, cross_attn, d, m
-        self.register_buffer("v", v.clone())
+        self.head = head
+        self.register_buffer("v", v.clone() if v is not None else torch.zeros(0, dtype=torch.float64))
         cfg = TransformerConfig(n_layers=1, d_model=d, n_heads=1, d_head=m, attn_bias=False, attention="softmax",
                                 attention_dir="bidirectional", attn_scale=1.0, pos="none", dtype="float64",
                                 input_kind="continuous", d_input=d, attn_only=True)
@@ -55,9 +94,13 @@ class SingleAttention(nn.Module):
                 self.attn.W_Q.copy_(torch.eye(d, dtype=torch.float64)[None])
                 self.attn.W_Q.requires_grad_(False)
             self.attn.W_V.zero_()
-            self.attn.W_V[0, :, 0] = v
             self.attn.W_O.zero_()
-            self.attn.W_O[0, 0, 0] = 1.0
+            if head is None:
+                self.attn.W_V[0, :, 0] = v
+                self.attn.W_O[0, 0, 0] = 1.0
+            else:
+                self.attn.W_V.copy_(torch.eye(d, dtype=torch.float64)[None])
+                self.attn.W_O.copy_(torch.eye(d, dtype=torch.float64)[None])
         self.attn.W_V.requires_grad_(False)
         self.attn.W_O.requires_grad_(False)
 
@@ -102,6 +145,8 @@ class SingleAttention(nn.Module):
         if path not in PATHS:
             raise ConfigError("path", path, f"one of {PATHS}")
         if path == "direct":
+            if self.head is not None:
+                return self.head(torch.einsum("nt,ntd->nd", self.attention_probs(X, Z), X))
             return torch.einsum("nt,ntd,d->n", self.attention_probs(X, Z), X, self.v)
         n, T, _ = X.shape
         if self.cross_attn:
@@ -111,4 +156,5 @@ class SingleAttention(nn.Module):
             allowed = build_allowed("bidirectional", None, keys, n, T + 1, X.device)
         else:
             seq, allowed = X, None
-        return self.attn(seq, allowed, path)[:, 0, 0]
+        out = self.attn(seq, allowed, path)[:, 0]  # [n, d], the query position
+        return out[:, 0] if self.head is None else self.head(out)

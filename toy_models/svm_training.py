@@ -15,6 +15,12 @@ step pulls K and Q toward balance (‖K‖ = ‖Q‖), the minimizer of ½(‖K�
 is ‖KQᵀ‖_⋆ — the nuclear-norm bias that the (K, Q) parameterization is predicted to show.
 
 Returns the trajectory of W(k) = K(k) Q(k)ᵀ, the loss and the mean max softmax probability.
+
+``train_prompt``: GD on a trainable prompt p of "Max-Margin Token Selection in Attention Mechanism"
+(Tarzanagh, Li, Zhang, Oymak, 2023), f(X) = vᵀ Xᵀ softmax(X p) (keys = tokens, i.e. their W = I). It
+is the W-layer above with the constant query z = e_1: the score x_tᵀ W e_1 reads column 0 of W, and
+every gradient Σ(…) x e_1ᵀ moves only that column, so W(k) = p(k) e_1ᵀ and ‖∇_W‖ = ‖∇_p‖ — the same
+normalized or plain GD on p.
 """
 
 from __future__ import annotations
@@ -98,3 +104,28 @@ def train(model: SingleAttention, X, Z, Y, steps: int = 1000, lr: float = 0.1, m
     with torch.no_grad():
         selected = model.attention_probs(X, Z).argmax(dim=-1).numpy()
     return Trajectory(W=Ws, loss=losses, max_prob=max_probs, selected=selected)
+
+
+@dataclass(frozen=True)
+class PromptTrajectory:
+    p: np.ndarray  # [steps+1, d], p(0) … p(steps)
+    loss: np.ndarray  # [steps+1]
+    selected: np.ndarray  # [n] argmax token of the final attention softmax(X p)
+
+
+def train_prompt(X, Y, v, p0, steps: int = 1000, lr: float = 0.1, method: str = "normalized",
+                 path: str = "direct") -> PromptTrajectory:
+    """GD on the prompt p from p(0) = ``p0`` (see the module docstring): f(X_i) = vᵀ X_iᵀ softmax(X_i p)."""
+    X = torch.as_tensor(X, dtype=torch.float64)
+    p0 = torch.as_tensor(p0, dtype=torch.float64)
+    d = X.shape[-1]
+    if p0.shape != (d,):
+        raise ConfigError("p0", tuple(p0.shape), f"a prompt of shape [{d}] (the token dimension)")
+    model = SingleAttention(torch.as_tensor(v, dtype=torch.float64), "W", cross_attn=True)
+    W0 = torch.zeros(d, d, dtype=torch.float64)
+    W0[:, 0] = p0
+    model.set_W(W0)
+    Z = torch.zeros(X.shape[0], d, dtype=torch.float64)
+    Z[:, 0] = 1.0
+    tr = train(model, X, Z, Y, steps=steps, lr=lr, method=method, path=path)
+    return PromptTrajectory(p=tr.W[:, :, 0].copy(), loss=tr.loss, selected=tr.selected)

@@ -8,8 +8,10 @@ in direction to a hard-margin SVM that separates the selected token of each inpu
 - ``svm_equivalence``:  the multi-token predictor W^fin + R·W^dir for nonlinear heads.
 - ``tokens``:           token scores, optimal and support tokens, local optimality, feasibility.
 - ``kkt``:              a KKT certificate for a returned Att-SVM solution.
+- ``agreement``:        two solvers' solutions compared, with bounds certified by weak duality.
 """
 
+from .agreement import Agreement, compare
 from .kkt import KKTCertificate, certify
 from .problems import (
     InfeasibleSVMError,
@@ -33,8 +35,8 @@ from .tokens import (
 )
 
 __all__ = [
-    "InfeasibleSVMError", "JointSVMSolution", "KKTCertificate", "SVMEquivalence", "SVMInputError", "SVMSolution",
-    "certify", "correlation", "is_feasible", "is_locally_optimal", "numerical_rank", "optimal_tokens",
+    "Agreement", "InfeasibleSVMError", "JointSVMSolution", "KKTCertificate", "SVMEquivalence", "SVMInputError", "SVMSolution",
+    "certify", "compare", "correlation", "is_feasible", "is_locally_optimal", "numerical_rank", "optimal_tokens",
     "solve_att_svm", "solve_joint_relaxed", "solve_p_svm", "solve_v_svm", "support_tokens", "svm_equivalence",
     "token_scores",
 ]

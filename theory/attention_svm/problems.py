@@ -15,6 +15,9 @@ score a_it = x_itᵀ W z_i of token t of input i under the query z_i:
 - relaxed joint (v, p): v^mm as above, and the p-SVM in which the inputs that are *not* support
   vectors of v^mm only need margin ≥ 0.
 
+Solvers: CLARABEL (interior point, the default) or SCS (a first-order conic solver, ``solver="SCS"``),
+each named explicitly with its tolerance; ``agreement.compare`` checks that the two agree.
+
 Every constraint set is one matrix inequality G·vec(u) ≥ h (no Python loop per constraint). Squared
 norms are minimized for the Euclidean problems (same argmin, and stationarity reads u = Gᵀλ). An
 infeasible problem comes back with ``status='infeasible'`` and no solution; ``require()`` turns that
@@ -31,8 +34,8 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-# ≤ 1e-8 as the study asks: SCS (cvxpy's default for nuclear norms) stops near 1e-4, which shows up as
-# spurious small singular values in rank plots. CLARABEL's gap and feasibility tolerances are relative
+# ≤ 1e-8 as the study asks: SCS at cvxpy's default tolerance (1e-5) leaves spurious singular values at
+# ~1e-7·σ_1, which inflate the rank read by the spectral gap (figure attention_svm_rank_vs_d). CLARABEL's gap and feasibility tolerances are relative
 # to the problem scale. We ask for 1e-9 first; a few nuclear-norm instances stall there (CLARABEL then
 # reports "optimal_inaccurate"), and those are re-solved at exactly the required 1e-8. The tolerance
 # used is recorded in ``SVMSolution.extra['solver_tol']`` (the KKT certificate scales with it).
@@ -43,6 +46,22 @@ SOLVER_TOLS = (SOLVER_TOL, 1e-8)
 def clarabel_options(tol: float) -> dict[str, Any]:
     return dict(tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol, tol_infeas_abs=tol, tol_infeas_rel=tol,
                 tol_ktratio=1e-7, max_iter=500)
+
+
+# SCS stops when its primal and dual residuals and gap are below eps_abs + eps_rel·scale. cvxpy runs it
+# at eps 1e-5 unless told otherwise ("SCS's default" below); ``SCS_TOL`` is the accurate setting. It is
+# an ADMM method: tight tolerances can take many iterations, capped by SCS_MAX_ITERS (then the status
+# is "optimal_inaccurate" and the solution is refused by ``require()``, never used silently).
+SCS_DEFAULT_TOL = 1e-5
+SCS_TOL = 1e-9
+SCS_MAX_ITERS = 20_000
+
+
+def scs_options(tol: float) -> dict[str, Any]:
+    return dict(eps_abs=tol, eps_rel=tol, max_iters=SCS_MAX_ITERS)
+
+
+SOLVERS = ("CLARABEL", "SCS")
 NORMS = ("fro", "nuc")
 
 
@@ -166,15 +185,29 @@ def attention_margins(W: np.ndarray, X: np.ndarray, Z: np.ndarray, alpha: np.nda
 
 
 # ---------------------------------------------------------------------------------------------- solver
+def solver_tolerances(solver: str, tol: float | None) -> tuple[float, ...]:
+    """The tolerances tried in turn: CLARABEL 1e-9 then 1e-8 (see SOLVER_TOLS), SCS 1e-9; or ``(tol,)``."""
+    if solver not in SOLVERS:
+        raise SVMInputError("solver", solver, f"one of {SOLVERS}")
+    if tol is None:
+        return SOLVER_TOLS if solver == "CLARABEL" else (SCS_TOL,)
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise SVMInputError("tol", tol, "a float in (0, 1), or None for the solver's accurate default")
+    return (float(tol),)
+
+
 def solve_margin_program(G: np.ndarray, h: np.ndarray, shape: tuple[int, ...], norm: str,
-                         E: np.ndarray | None = None, e: np.ndarray | None = None) -> dict[str, Any]:
-    """min ‖u‖ (Frobenius/Euclidean or nuclear) s.t. G·vec(u) ≥ h and E·vec(u) = e, with CLARABEL.
+                         E: np.ndarray | None = None, e: np.ndarray | None = None,
+                         solver: str = "CLARABEL", tol: float | None = None) -> dict[str, Any]:
+    """min ‖u‖ (Frobenius/Euclidean or nuclear) s.t. G·vec(u) ≥ h and E·vec(u) = e, with ``solver``.
 
     The Euclidean norm is minimized as ½‖u‖², so the multipliers satisfy u = Gᵀλ + Eᵀμ; the nuclear
-    norm as ‖u‖_⋆, so Gᵀλ + Eᵀμ ∈ ∂‖u‖_⋆. Returns status, value, lam, mu and the norm of the solution.
+    norm as ‖u‖_⋆, so Gᵀλ + Eᵀμ ∈ ∂‖u‖_⋆. Returns status, value, lam, mu, the norm of the solution and
+    the tolerance used.
     """
     if norm not in NORMS:
         raise SVMInputError("norm", norm, f"one of {NORMS}")
+    tols = solver_tolerances(solver, tol)
     if norm == "nuc" and len(shape) != 2:
         raise SVMInputError("norm", norm, "'fro' for a vector unknown (the nuclear norm needs a matrix)")
     U = cp.Variable(shape)
@@ -186,11 +219,12 @@ def solve_margin_program(G: np.ndarray, h: np.ndarray, shape: tuple[int, ...], n
         constraints.append(E @ u == e)
     objective = cp.Minimize(0.5 * cp.sum_squares(u) if norm == "fro" else cp.normNuc(U))
     problem = cp.Problem(objective, constraints)
-    for tol in SOLVER_TOLS:
+    for tol in tols:
+        options = clarabel_options(tol) if solver == "CLARABEL" else scs_options(tol)
         try:
             with warnings.catch_warnings():  # an inaccurate first try is retried, and reported if it stays so
                 warnings.simplefilter("ignore", UserWarning)
-                problem.solve(solver=cp.CLARABEL, **clarabel_options(tol))
+                problem.solve(solver=solver, **options)
         except cp.error.SolverError as exc:  # numerical breakdown: report, never hide
             return dict(status=f"solver_error: {exc}", value=None, lam=None, mu=None, objective=float("nan"), tol=tol)
         if problem.status != cp.OPTIMAL_INACCURATE:
@@ -216,22 +250,23 @@ def _scatter(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------------------------------------- problems
-def solve_att_svm(X, Z, alpha, norm: str = "fro") -> SVMSolution:
+def solve_att_svm(X, Z, alpha, norm: str = "fro", solver: str = "CLARABEL", tol: float | None = None) -> SVMSolution:
     """Att-SVM (``norm='fro'``) or Att-SVM⋆ (``norm='nuc'``) for the selection α.
 
     X [n, T, d] tokens, Z [n, d] queries (self-attention: Z = X[:, 0]), alpha [n] selected tokens.
+    ``solver`` and ``tol``: see ``solve_margin_program`` (default CLARABEL at 1e-9).
     """
     X, Z, alpha = check_tokens(X, Z, alpha)
     if Z is None or alpha is None:
         raise SVMInputError("Z/alpha", None, "both queries Z [n, d] and the selection alpha [n] are required")
     n, T, d = X.shape
     G, mask = att_svm_rows(X, Z, alpha)
-    res = solve_margin_program(G, np.ones(G.shape[0]), (d, d), norm)
+    res = solve_margin_program(G, np.ones(G.shape[0]), (d, d), norm, solver=solver, tol=tol)
     W = res["value"]
     margins = attention_margins(W, X, Z, alpha) if W is not None else None
     return SVMSolution(status=res["status"], norm=norm, value=W, objective=res["objective"],
                        duals=_scatter(res["lam"], mask), margins=margins, constrained=mask, alpha=alpha,
-                       rhs=mask.astype(np.float64), extra=dict(G=G, solver_tol=res["tol"]))
+                       rhs=mask.astype(np.float64), extra=dict(G=G, solver_tol=res["tol"], solver=solver))
 
 
 def solve_p_svm(K, alpha, margin=None) -> SVMSolution:
@@ -300,8 +335,15 @@ def solve_joint_relaxed(X, Y, alpha, K=None) -> JointSVMSolution:
 
 # ---------------------------------------------------------------------------------------------- metrics
 def correlation(A, B) -> float:
-    """⟨A, B⟩ / (‖A‖_F ‖B‖_F): 1 when A and B point the same way."""
+    """⟨A, B⟩ / (‖A‖_F ‖B‖_F): 1 when A and B point the same way. A zero matrix has no direction: an error."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    if A.shape != B.shape:
+        raise SVMInputError("B", f"array of shape {B.shape}", f"the shape of A, {A.shape}")
+    for name, M in (("A", A), ("B", B)):
+        if not np.all(np.isfinite(M)):
+            raise SVMInputError(name, "array with NaN/inf", "finite values")
+        if not np.any(M):
+            raise SVMInputError(name, "the zero matrix", "a nonzero matrix (the zero matrix has no direction)")
     return float(np.sum(A * B) / (np.linalg.norm(A) * np.linalg.norm(B)))
 
 

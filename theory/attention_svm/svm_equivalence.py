@@ -9,7 +9,11 @@ nonlinear heads: when the trained attention keeps a set O_i = {t : s_it ≥ 10�
 - prediction  W^SVMeq = W^fin + R·W^dir, R fitted by least squares to the trained W.
 
 The norm is Frobenius for the W-parameterization and nuclear for (K, Q). Equalities within O_i are
-imposed against one reference token t0_i ∈ O_i (the others follow by differences).
+imposed against one reference token t0_i ∈ O_i (the others follow by differences). When every input
+keeps all its tokens (early in training) there is nothing to separate: W^dir = 0, R = 0 and the
+prediction is W^fin alone (``corr_dir`` is then nan; ``corr_pred`` too if moreover every kept set has
+uniform probabilities, so that W^fin = 0 has no direction). An infeasible W^dir problem raises
+``InfeasibleSVMError``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problems import InfeasibleSVMError, SVMInputError, check_tokens, correlation, solve_margin_program
+from .problems import SOLVER_TOL, InfeasibleSVMError, SVMInputError, check_tokens, correlation, solve_margin_program
 
 SELECT_THRESHOLD = 1e-3
 
@@ -70,7 +74,15 @@ def svm_equivalence(X, Z, probs, W_trained, norm: str = "fro", threshold: float 
         if res["value"] is None:
             raise InfeasibleSVMError(f"the {name} problem of the SVM equivalence failed (status {res['status']!r})")
     W_dir, W_fin = direction["value"], finite["value"]
-    R = float(np.sum((Wt - W_fin) * W_dir) / np.sum(W_dir * W_dir))
+    if len(gi) == 0:  # no token left out anywhere: no direction to grow along
+        W_dir = np.zeros_like(W_dir)
+        R, corr_dir = 0.0, float("nan")
+    else:
+        R = float(np.sum((Wt - W_fin) * W_dir) / np.sum(W_dir * W_dir))
+        corr_dir = correlation(Wt, W_dir)
     W_pred = W_fin + R * W_dir
+    # "Zero" up to the solver: W^fin solves equalities with O(1) right-hand sides to SOLVER_TOL, so a
+    # prediction below 10·SOLVER_TOL in norm is the zero matrix, whose direction is solver noise.
+    corr_pred = correlation(Wt, W_pred) if np.linalg.norm(W_pred) > 10 * SOLVER_TOL else float("nan")
     return SVMEquivalence(selected=O, W_dir=W_dir, W_fin=W_fin, R=R, W_pred=W_pred,
-                          corr_pred=correlation(Wt, W_pred), corr_dir=correlation(Wt, W_dir))
+                          corr_pred=corr_pred, corr_dir=corr_dir)

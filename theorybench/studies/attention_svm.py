@@ -74,18 +74,16 @@ def seed_runs(n: int, T: int, d: int, steps: int, seeds: int) -> tuple[SeedRun, 
 
 def correlation_curve(W: np.ndarray, W_svm: np.ndarray) -> np.ndarray:
     """corr(W(k), W_svm) for every k of a trajectory [K, d, d]; nan where W(k) = 0 (k = 0: both inits give W = 0)."""
-    norms = np.linalg.norm(W, axis=(1, 2))
-    inner = np.einsum("kde,de->k", W, W_svm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, inner / (norms * np.linalg.norm(W_svm)), np.nan)
+    from probes.attention_svm import correlation_curve as curve
+
+    return curve(W, W_svm)
 
 
 def selected_mass(W: np.ndarray, inst) -> np.ndarray:
     """Mean over inputs of softmax(X_i W(k) z_i) at the optimal token, for every k: [K]."""
-    a = np.einsum("ntd,kde,ne->knt", inst.X, W, inst.Z)
-    s = np.exp(a - a.max(axis=-1, keepdims=True))
-    s /= s.sum(axis=-1, keepdims=True)
-    return s[:, np.arange(len(inst.opt)), inst.opt].mean(axis=-1)
+    from probes.attention_svm import selected_mass as mass
+
+    return mass(W, inst.X, inst.Z, inst.opt)
 
 
 def _mean_sd(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,224 @@
+"""The attention-SVM figures on rank vs d, prompt geometry and nonlinear heads: their claims, from their numbers.
+
+Default suite: the "tiny" renders (a few seconds each). Slow: the claims that need the "quick" runs
+(1000–2000 iterations), with the measured numbers beside each assertion.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from test_studies import render_tiny
+
+from theorybench.studies import attention_svm_nonlinear as nonlinear
+from theorybench.studies import attention_svm_prompt as prompt
+from theorybench.studies import attention_svm_rank as rank
+
+
+def _numbers(name, monkeypatch):
+    _, result = render_tiny(name, monkeypatch)
+    plt.close(result.figure)
+    return result.numbers
+
+
+def _fraction(text: str) -> tuple[int, int]:
+    a, b = text.split("/")
+    return int(a), int(b)
+
+
+# ------------------------------------------------------------------------------------------- rank vs d
+@pytest.fixture(scope="module")
+def rank_tiny():
+    mp = pytest.MonkeyPatch()
+    try:
+        numbers = _numbers("attention_svm_rank_vs_d", mp)
+    finally:
+        mp.undo()
+    return numbers, rank.rank_table(**rank.SIZES["tiny"])
+
+
+def test_rank_bounds_hold_on_every_solved_instance(rank_tiny):
+    numbers, table = rank_tiny
+    solved, total = _fraction(numbers["Frobenius rank ≤ min(n, d)"])
+    assert solved == total > 0
+    # rank ≤ min(n, d) for both norms (W·P_Z meets the constraints with no larger norm).
+    assert _fraction(numbers["nuclear rank ≤ min(n, d)"]) == (total, total)
+    # Infeasible instances are counted, not dropped silently: tiny has n = 6, d = 2 (42 constraints, 4 unknowns).
+    assert numbers["Att-SVM infeasible (reported, left out)"] >= 1
+    assert numbers["instances (n, d, seed)"] == len(table)
+
+
+def test_nuclear_rank_is_lower_at_the_papers_n(rank_tiny):
+    """For n = 6 (the issue's n) every accurately solved nuclear solution has lower rank than the
+    Frobenius one (measured 3 vs 4, 5, 6 at d = 4, 6, 8); at n = 2 they can tie (measured at d = 6)."""
+    _, table = rank_tiny
+    six = [row for (n, d, s), row in table.items() if n == 6 and all(v[0] == "optimal" for v in row.values())]
+    assert six and all(row["nuc"][1] < row["fro"][1] for row in six)
+
+
+def test_inaccurate_solver_inflates_the_nuclear_rank(rank_tiny):
+    """CLARABEL's zero singular values come back at its tolerance level or below (measured median
+    σ_(r+1)/σ_1 = 4.6e-11; bound 1e-8 = 10 × its 1e-9); SCS at 1e-5 leaves them at ~5e-7 in some
+    directions and ~1e-14 in others, and the spectral gap between those two floors reads as rank."""
+    numbers, table = rank_tiny
+    solved = [row for row in table.values() if all(v[0] == "optimal" for v in row.values())]
+    assert all(row["nuc"][2] < 1e-8 for row in solved if np.isfinite(row["nuc"][2]))
+    assert numbers["nuc_scs_default: median σ_(r+1)/σ_1 beyond the accurate rank"] > 1e-8
+    differ, total = _fraction(numbers["SCS-default nuclear rank ≠ accurate nuclear rank"])
+    assert differ >= 1  # measured 4/7: the artifact is there
+    assert _fraction(numbers["SCS-default nuclear rank > accurate nuclear rank"]) == (differ, total)  # always up
+
+
+# ------------------------------------------------------------------------------------------- prompt geometry
+@pytest.fixture(scope="module")
+def prompt_tiny():
+    mp = pytest.MonkeyPatch()
+    try:
+        numbers = _numbers("attention_svm_prompt_geometry", mp)
+    finally:
+        mp.undo()
+    return numbers, prompt.prompt_runs(**prompt.SIZES["tiny"])
+
+
+def test_prompt_paths_end_on_locally_optimal_tokens_both_rays_reached(prompt_tiny):
+    numbers, run = prompt_tiny
+    assert numbers["locally optimal tokens (with their p-SVM rays)"] == "0, 2"  # token 1 loses to its support token 0
+    assert run["opt"] == 2
+    n = prompt.SIZES["tiny"]["inits"]
+    assert numbers["starts ending on a token that is not locally optimal"] == f"0/{n}"
+    local, _ = _fraction(numbers["starts ending on the local token 0"])
+    glob, _ = _fraction(numbers["starts ending on the global token 2"])
+    assert local >= 1 and glob >= 1 and local + glob == n  # measured 2 and 4
+
+
+def test_prompt_direction_error_decreases_along_every_path(prompt_tiny):
+    _, run = prompt_tiny
+    P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
+    for path, t in zip(P, sel):
+        err = prompt.direction_error(path[None], run["rays"][t])[0]
+        # From k = 10 to K = 150 the error falls (measured 3–300×) and by at least 3× on every path.
+        assert err[-1] <= err[10] / 3
+
+
+def test_prompt_norm_growth_normalized_vs_constant_step(prompt_tiny):
+    numbers, run = prompt_tiny
+    K = prompt.SIZES["tiny"]["steps"]
+    norms = np.linalg.norm(run["paths"]["normalized"], axis=-1)
+    # Normalized steps have length η: ‖p(k)‖ ≤ ‖p(0)‖ + ηk by the triangle inequality (+ round-off 1e-12).
+    assert np.all(norms <= prompt.R0 + prompt.LR * np.arange(K + 1) + 1e-12)
+    # Constant steps shrink with the gradient: measured ‖p(K)‖ 3.1 against 16.3 normalized at K = 150.
+    assert numbers[f"constant-step GD: mean ‖p(K)‖ at K = {K}"] < 0.5 * numbers[f"normalized GD: mean ‖p(K)‖ at K = {K}"]
+
+
+@pytest.mark.slow
+def test_prompt_claims_at_quick_scale():
+    size = prompt.SIZES["quick"]
+    run = prompt.prompt_runs(**size)
+    P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
+    for t, ray in run["rays"].items():
+        mine = sel == t
+        assert mine.any()
+        # The issue's threshold, corr ≥ 0.99 averaged (here over starts). Measured at K = 1000: 0.9990 (local),
+        # 0.9957 (global); the worst single start 0.987, limited by the float64 wall (module docstring).
+        assert np.mean(1 - prompt.direction_error(P[mine], ray)[:, -1]) >= 0.99
+    K = size["steps"]
+    eps = np.finfo(np.float64).eps
+    for t, ray in run["rays"].items():
+        mine = sel == t
+        r_mm = np.linalg.norm(ray)
+        # Normalized GD stops at the float64 wall: the gradient ≈ C·exp(−‖p‖/‖p^mm‖) reaches round-off ε
+        # at ‖p‖ = ‖p^mm‖ (ln(1/ε) + ln C) with ln(1/ε) = 36; for C within e^±5 (loss slope × support
+        # weight × token gaps, all O(0.01–100) here) the ratio to ‖p^mm‖ ln(1/ε) is 1 ± 0.14.
+        # Measured 1.02 (local) and 1.06–1.08 (global).
+        wall = np.linalg.norm(P[mine, -1], axis=-1) / (r_mm * np.log(1 / eps))
+        assert np.all(np.abs(wall - 1) <= 0.15), wall
+    # Constant steps: once a path runs along a ray, ‖p‖ ≈ ‖p^mm‖ ln k + c, i.e. at most ‖p^mm‖ ln 2 per
+    # doubling of k (a logarithm, reached from below). With η = 0.1 most constant-step paths are still
+    # turning at K = 1000 (1 − corr 0.1–0.4 at K/2, measured); the bound is checked on those already
+    # aligned at K/2 (1 − corr ≤ 0.01): measured one start, increment 0.14 against 0.42.
+    G, gsel = run["paths"]["gd"], run["selected"]["gd"]
+    aligned = 0
+    for t, ray in run["rays"].items():
+        mine = gsel == t
+        err = prompt.direction_error(G[mine], ray)[:, K // 2]
+        g = np.linalg.norm(G[mine], axis=-1)
+        ok = err <= 0.01
+        aligned += int(ok.sum())
+        assert np.all(g[ok, K] - g[ok, K // 2] <= np.linalg.norm(ray) * np.log(2))
+    assert aligned >= 1
+
+
+# ------------------------------------------------------------------------------------------- nonlinear head
+@pytest.fixture(scope="module")
+def nonlinear_tiny():
+    mp = pytest.MonkeyPatch()
+    try:
+        numbers = _numbers("attention_svm_nonlinear_head", mp)
+    finally:
+        mp.undo()
+    t = nonlinear.SIZES["tiny"]
+    return numbers, nonlinear.equivalence_runs(t["n"], t["T"], t["ds"], t["steps"], t["seeds"], t["checkpoints"])
+
+
+def test_nonlinear_figure_reports_every_checkpoint(nonlinear_tiny):
+    numbers, runs = nonlinear_tiny
+    t = nonlinear.SIZES["tiny"]
+    for d in t["ds"]:
+        eq = runs[d]["eq"]
+        failed, total = _fraction(numbers[f"d = {d}: W^dir infeasible (checkpoints × seeds)"])
+        assert total == eq.size
+        # Every checkpoint is either a number or counted as infeasible: nothing dropped silently.
+        assert np.isfinite(eq).sum() + failed == total
+
+
+def test_while_all_tokens_are_kept_the_equivalence_is_exact(nonlinear_tiny):
+    """GD from W = 0 moves W in the span of (x_it − x_iτ) z_iᵀ (softmax gradients sum to zero over t),
+    and W^fin is the minimum-norm W with W(k)'s log-ratios: with every token kept, W^fin = W(k). The
+    solver's 1e-9 relative residual, amplified by the conditioning of the equalities, leaves a relative
+    error δ ≲ 1e-5, i.e. 1 − corr ≈ δ²/2 ≤ 1e-10."""
+    _, runs = nonlinear_tiny
+    T = nonlinear.SIZES["tiny"]["T"]
+    checked = 0
+    for r in runs.values():
+        all_kept = r["kept"] == T
+        checked += all_kept.sum()
+        assert np.all(r["eq"][all_kept] <= 1e-10)
+    assert checked > 0
+
+
+@pytest.fixture(scope="module")
+def nonlinear_quick():
+    q = nonlinear.SIZES["quick"]
+    runs = nonlinear.equivalence_runs(q["n"], q["T"], q["ds"], q["steps"], q["seeds"], q["checkpoints"])
+    final = {d: (r["eq"][:, -1], r["single"][:, -1]) for d, r in runs.items()}
+    return q["ds"], final
+
+
+@pytest.mark.slow
+def test_equivalence_is_closer_than_the_single_token_svm(nonlinear_quick):
+    ds, final = nonlinear_quick
+    for d in ds:
+        eq, single = final[d]
+        assert np.nanmean(eq) < np.nanmean(single), d
+
+
+@pytest.mark.slow
+def test_equivalence_error_shrinks_as_d_grows(nonlinear_quick):
+    # Measured at k = 2000 (4 seeds): 0.129 (d = 6), 0.101 (d = 10), 0.047 (d = 16).
+    ds, final = nonlinear_quick
+    errors = [np.nanmean(final[d][0]) for d in ds]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "measured gap 1−corr(single-token W^mm) − (1−corr(W^fin + R·W^dir)) at k = 2000, 4 seeds: 0.127 (d = 6), "
+    "0.205 (d = 10), 0.199 (d = 16) — it does not shrink with d: the single-token error stays at 0.25–0.31 "
+    "for every d while the equivalence's error falls, so the gap, if anything, widens"))
+def test_gap_to_the_single_token_svm_shrinks_as_d_grows(nonlinear_quick):
+    ds, final = nonlinear_quick
+    gaps = []
+    for d in ds:
+        eq, single = final[d]
+        both = np.isfinite(eq) & np.isfinite(single)
+        gaps.append(np.mean(single[both] - eq[both]))
+    assert all(a > b for a, b in zip(gaps, gaps[1:])), gaps

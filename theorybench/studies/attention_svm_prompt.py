@@ -1,0 +1,168 @@
+"""Attention as an SVM in two dimensions: GD paths of a trainable prompt p and the max-margin rays.
+
+"Max-Margin Token Selection in Attention Mechanism" (Tarzanagh, Li, Zhang, Oymak, 2023): for
+f(X) = vᵀ Xᵀ softmax(X p) with the logistic loss, gradient descent on p diverges in norm and its
+direction converges to the p-SVM solution p^mm_α = argmin ‖p‖ s.t. pᵀ(x_α − x_t) ≥ 1 (t ≠ α) of a
+*locally optimal* selection α — the globally optimal token from most initializations, a locally
+optimal one from initializations in its cone. Normalized GD grows ‖p(k)‖ linearly (η per step once the
+direction settles); constant-step GD only logarithmically, as the gradient decays like exp(−margin·‖p‖).
+
+In float64 the growth has a wall: along the ray of α the loss gradient is ≈ C·exp(−‖p‖/‖p^mm_α‖)
+(the support tokens' softmax weight, with margin 1 at ‖p^mm_α‖) and falls to round-off (ε ≈ 2.2e-16)
+near ‖p‖ ≈ ‖p^mm_α‖·ln(1/ε) ≈ 36‖p^mm_α‖; there the ε-guarded normalized step (``svm_training``) stops
+moving p. The direction reached by then keeps the offset that the path picked up before the softmax
+saturated, so 1 − corr levels off near ½(offset/‖p‖)² ~ 1e-3–1e-2 instead of going to 0.
+
+The instance is one input of three tokens in the plane, with head v = e_2 (token score γ_t = x_t[1]):
+x_0 = (1, 0.5) (γ = 0.5, locally optimal: it beats its only support token x_1), x_1 = (0.3, 0)
+(γ = 0) and x_2 = (−1, 1) (γ = 1, the global optimum). GD starts on a circle of radius R_0
+around the origin, at evenly spaced angles.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.threads import single_thread
+
+SIZES = {
+    "quick": dict(inits=8, steps=1000),
+    "full": dict(inits=24, steps=5000),
+    "tiny": dict(inits=6, steps=150),
+}
+LR = 0.1
+R0 = 3.0  # radius of the initializations: large enough that the local cone catches some of them
+TOKENS = np.array([[[1.0, 0.5], [0.3, 0.0], [-1.0, 1.0]]])
+Y = np.array([1.0])
+V = np.array([0.0, 1.0])
+Z_E1 = np.array([[1.0, 0.0]])  # the prompt model as the W-layer with query e_1 (see toy_models.svm_training)
+
+
+@functools.lru_cache(maxsize=2)
+def prompt_runs(inits: int, steps: int) -> dict:
+    """p-SVM solutions of every locally optimal selection and the GD paths from each initialization."""
+    from tqdm.auto import tqdm
+
+    from theory.attention_svm import is_locally_optimal, optimal_tokens, solve_att_svm, solve_p_svm
+    from toy_models.svm_training import train_prompt
+
+    T = TOKENS.shape[1]
+    rays = {}
+    for t in range(T):
+        alpha = np.array([t])
+        sol = solve_p_svm(TOKENS, alpha)
+        att = solve_att_svm(TOKENS, Z_E1, alpha)  # same constraints on W e_1: the local-optimality test's SVM
+        if sol.optimal and is_locally_optimal(TOKENS, Y, V, Z_E1, alpha, solution=att):
+            rays[t] = sol.value
+    angles = np.linspace(0, 2 * np.pi, inits, endpoint=False)
+    paths = {"normalized": [], "gd": []}
+    selected = {"normalized": [], "gd": []}
+    with single_thread():
+        for theta in tqdm(angles, desc="prompt GD paths", leave=False, disable=None):
+            p0 = R0 * np.array([np.cos(theta), np.sin(theta)])
+            for method in paths:
+                tr = train_prompt(TOKENS, Y, V, p0, steps=steps, lr=LR, method=method)
+                paths[method].append(tr.p)
+                selected[method].append(int(tr.selected[0]))
+    return dict(rays=rays, opt=int(optimal_tokens(TOKENS, Y, V)[0]), angles=angles,
+                paths={m: np.stack(p) for m, p in paths.items()}, selected={m: np.array(s) for m, s in selected.items()})
+
+
+def direction_error(paths: np.ndarray, ray: np.ndarray) -> np.ndarray:
+    """1 − corr(p(k), ray) for paths [inits, K, 2]."""
+    norms = np.linalg.norm(paths, axis=-1)
+    return 1 - paths @ ray / (norms * np.linalg.norm(ray))
+
+
+def token_selection_geometry(scale: str) -> FigureResult:
+    import matplotlib.pyplot as plt
+
+    size = SIZES[scale]
+    run = prompt_runs(**size)
+    rays, opt = run["rays"], run["opt"]
+    P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
+    k = np.arange(size["steps"] + 1)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ray_color = {t: colors[i % len(colors)] for i, t in enumerate(sorted(rays))}
+    gamma = (Y[:, None] * (TOKENS @ V))[0]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), layout="constrained")
+
+    ax = axes[0]
+    extent = 1.1 * np.abs(P).max()
+    for t, p in sorted(rays.items()):
+        u = p / np.linalg.norm(p)
+        kind = "global" if t == opt else "local"
+        ax.plot([0, extent * u[0]], [0, extent * u[1]], color=ray_color[t], lw=6, alpha=0.25,
+                label=f"{kind} max-margin ray p^mm (token {t})")
+    for path, s in zip(P, sel):
+        ax.plot(path[:, 0], path[:, 1], color=ray_color.get(s, "0.4"), lw=1)
+        ax.plot(path[0, 0], path[0, 1], "o", color=ray_color.get(s, "0.4"), ms=3)
+    shown = 0.25 * extent  # tokens are O(1): drawn scaled up so that they are visible beside the paths
+    for t, x in enumerate(TOKENS[0]):
+        ax.plot(*(shown * x), marker="*", ms=12, color="k")
+        ax.annotate(f"x{t} (γ = {gamma[t]:g})", shown * x, textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_aspect("equal")
+    ax.set_xlabel("p[0]")
+    ax.set_ylabel("p[1]")
+    ax.set_title(f"normalized GD from {len(P)} starts on ‖p‖ = {R0:g} (★: tokens × {shown:.0f})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+
+    ax = axes[1]
+    numbers: dict[str, float | str] = {}
+    for t, p in sorted(rays.items()):
+        mine = sel == t
+        if mine.any():
+            err = np.maximum(direction_error(P[mine], p), 1e-16)
+            for e in err:
+                ax.plot(k[1:], e[1:], color=ray_color[t], lw=1)
+        kind = "global" if t == opt else "local"
+        numbers[f"starts ending on the {kind} token {t}"] = f"{int(mine.sum())}/{len(P)}"
+        if mine.any():
+            numbers[f"{kind} token {t}: max 1 − corr(p(K), p^mm) over its starts"] = float(f"{direction_error(P[mine], p)[:, -1].max():.2e}")
+    stray = ~np.isin(sel, list(rays))
+    numbers["starts ending on a token that is not locally optimal"] = f"{int(stray.sum())}/{len(P)}"
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("1 − corr(p(k), p^mm of the token it selects)")
+    ax.set_title("each normalized-GD path against its own ray", fontsize=9)
+
+    ax = axes[2]
+    for method, style, label in (("normalized", "-", "normalized GD"), ("gd", "--", "constant-step GD")):
+        norms = np.linalg.norm(run["paths"][method], axis=-1)
+        ax.plot(k, norms.mean(axis=0), ls=style, color="k", label=f"{label} (mean over starts)")
+        ax.fill_between(k, norms.min(axis=0), norms.max(axis=0), color="0.5", alpha=0.2)
+        numbers[f"{label}: mean ‖p(K)‖ at K = {size['steps']}"] = float(f"{norms[:, -1].mean():.3g}")
+    ax.plot(k, R0 + LR * k, ls=":", color="0.5", label="‖p(0)‖ + η k")
+    eps = np.finfo(np.float64).eps
+    for t, p in sorted(rays.items()):
+        wall = np.linalg.norm(p) * np.log(1 / eps)
+        ax.axhline(wall, color=ray_color[t], lw=1, ls="-.", label=f"‖p^mm‖ ln(1/ε), token {t}")
+        mine = sel == t
+        if mine.any():
+            numbers[f"token {t}: ‖p(K)‖ / (‖p^mm‖ ln(1/ε)) (mean over its starts)"] = float(
+                f"{np.linalg.norm(P[mine, -1], axis=-1).mean() / wall:.3g}")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("‖p(k)‖ (band: min–max over starts)")
+    ax.set_ylim(0, 1.3 * max(np.linalg.norm(p) * np.log(1 / eps) for p in rays.values()))
+    ax.set_title(f"norm growth, η = {LR}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle("Token selection by a trainable prompt p: GD converges in direction to a max-margin ray", fontsize=10)
+    numbers["locally optimal tokens (with their p-SVM rays)"] = ", ".join(str(t) for t in sorted(rays))
+    numbers["iterations"] = size["steps"]
+    return FigureResult(fig, numbers)
+
+
+register_figure(FigureSpec(
+    name="attention_svm_prompt_geometry",
+    family="attention_svm",
+    claim=("Gradient descent on a trainable prompt p converges in direction to the max-margin (p-SVM) ray of a locally "
+           "optimal token — the global one or, from starts in its cone, a local one — while ‖p(k)‖ grows without bound: "
+           "linearly under normalized GD, logarithmically under constant steps "
+           "('Max-Margin Token Selection in Attention Mechanism', Tarzanagh, Li, Zhang, Oymak 2023)."),
+    make=token_selection_geometry,
+))
