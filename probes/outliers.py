@@ -7,8 +7,7 @@
 - Kurtosis ("Quantizable Transformers: Removing Outliers by Helping Attention Heads Do Nothing",
   Bondarenko et al. 2023): per token, E[(x − μ)⁴]/σ⁴ over the d_model coordinates (3 for a Gaussian),
   averaged over tokens; with the infinity norm max|x|.
-- Attention sinks / "no-op" heads (same paper): the attention mass each head puts on given key
-  positions (e.g. the first token), averaged over the queries that could attend elsewhere.
+- Attention sinks / "no-op" heads (same paper): in ``probes.attention_sinks_noop`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ._common import forward_kwargs, n_layers, resid_hook_names
+from ._common import forward_kwargs, resid_hook_names
+from .attention_sinks_noop import attention_sinks  # noqa: F401  (re-exported: its former home)
 
 
 def kurtosis(x: torch.Tensor) -> torch.Tensor:
@@ -58,22 +58,3 @@ def massive_activations(model, inputs, abs_threshold: float = 100.0, rel_thresho
     names = hook_names or resid_hook_names(model)
     _, cache = model.run_with_cache(inputs, names_filter=names, **forward_kwargs(model, kwargs))
     return outlier_stats({n: cache[n] for n in names}, abs_threshold, rel_threshold)
-
-
-@torch.no_grad()
-def attention_sinks(model, inputs, sink_positions: tuple[int, ...] = (0,), **kwargs) -> pd.DataFrame:
-    """Tidy frame (layer, head, quantity="sink_mass", value): the mean over batch and over queries
-    q > max(sink_positions) of Σ_{k ∈ sinks} A[q, k] (queries at or before the sinks are left out:
-    under a causal mask query 0 can only attend to key 0)."""
-    L = n_layers(model)
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(L)]
-    _, cache = model.run_with_cache(inputs, names_filter=names, **forward_kwargs(model, kwargs, need_pattern=True))
-    rows = []
-    first_query = max(sink_positions) + 1
-    for layer, name in enumerate(names):
-        pattern = cache[name].double()  # [batch, head, query, key]
-        if pattern.shape[-2] <= first_query:
-            raise ValueError(f"sequence length {pattern.shape[-2]} leaves no query after sink positions {sink_positions}")
-        mass = pattern[..., first_query:, list(sink_positions)].sum(-1).mean(dim=(0, 2))
-        rows += [(layer, h, "sink_mass", float(m)) for h, m in enumerate(mass)]
-    return pd.DataFrame(rows, columns=["layer", "head", "quantity", "value"])

@@ -142,3 +142,130 @@ def test_crmsnorm_needs_zero_mean_writers():
     with pytest.raises(ConversionError) as err:
         pre_rmsnorm_to_pre_crmsnorm(Transformer(TransformerConfig(n_layers=1, d_model=16, n_heads=2, n_ctx=8)))
     assert err.value.field_name == "norm_kind"
+
+
+# ------------------------------------------------------------------------------------------ training
+# "The same training trajectory": the converted models are the Pre-LN model in other coordinates, so
+# training gives the same trajectory when the optimizer acts in coordinates that correspond.
+#
+# Pre-RMSNorm. L_pre(θ) = L_rms(T θ), T recentring the writers over d_model (C = I − 11ᵀ/d on their last
+# axis). So ∇_pre = C ∇_rms on the writers, and the Pre-LN update, mapped through T, is the update of the
+# RMSNorm model trained with zero-mean writers: gradient projected by C, weights re-centred after the
+# step (the parametrization W = Ŵ C). That holds for any optimizer (AdamW included: both see the same
+# gradients, and weight decay is linear). Norm gains are left out: folding γ into W_Q changes the
+# coordinates of (γ, W_Q) to γ·W_Q, where no plain optimizer step corresponds.
+#
+# Pre-CRMSNorm. Writers become W P (P = C[:, :d−1]) and readers Q R (Q = [I | −1]), so an SGD step on
+# the Pre-LN model maps to SGD on the CRMSNorm model preconditioned by PᵀP = I − 11ᵀ/d on the writers
+# and QQᵀ = I + 11ᵀ on the readers ((PᵀP)(QQᵀ) = I: the two metrics are inverse).
+#
+# Tolerance: float64; the conversion itself is exact to ~1e-15 (above), each step adds rounding of the
+# same order, and an AdamW step normalizes updates elementwise (errors stay relative); 5 steps: ≲ 1e-13
+# (measured ≤ 1.5e-16 relative on the losses). The float64 bound, 1e-10 relative, holds.
+_WRITER_SUFFIXES = ("embed.W_E", "pos_embed.W_pos", "attn.W_O", "attn.b_O", "mlp.W_out", "mlp.b_out")
+_READER_SUFFIXES = ("attn.W_Q", "attn.W_K", "attn.W_V", "mlp.W_in", "unembed.W_U")  # d_model on axis −2
+TRAIN_STEPS = 5
+
+
+def _trainable_pre_ln(seed: int) -> Transformer:
+    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, n_ctx=8, d_vocab=13, init="fan_in", dtype="float64",
+                            norm_gain=False, norm_bias=False, seed=seed)
+    model = Transformer(cfg)
+    _randomize(model, torch.Generator().manual_seed(seed), zero_gate_bias=False)
+    return model
+
+
+def _loss(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
+    logits = model(tokens)
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def _train(model: Transformer, batches, make_opt, before_step=None, after_step=None) -> list[float]:
+    opt = make_opt(model.parameters())
+    losses = []
+    for tokens in batches:
+        loss = _loss(model, tokens)
+        opt.zero_grad()
+        loss.backward()
+        if before_step:
+            before_step(model)
+        opt.step()
+        if after_step:
+            after_step(model)
+        losses.append(loss.item())
+    return losses
+
+
+def _each(model: Transformer, suffixes, fn) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(suffixes):
+                fn(p)
+
+
+def _centre_writer_grads(model):
+    _each(model, _WRITER_SUFFIXES, lambda p: p.grad.sub_(p.grad.mean(-1, keepdim=True)))
+
+
+def _centre_writers(model):
+    _each(model, _WRITER_SUFFIXES, lambda p: p.sub_(p.mean(-1, keepdim=True)))
+
+
+def _crms_metric(model):
+    d = model.cfg.d_model + 1  # the Pre-LN width
+    _each(model, _WRITER_SUFFIXES, lambda p: p.grad.sub_(p.grad.sum(-1, keepdim=True) / d))
+    _each(model, _READER_SUFFIXES, lambda p: p.grad.add_(p.grad.sum(-2, keepdim=True)))
+
+
+def _batches(seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 13, (4, 8), generator=gen) for _ in range(TRAIN_STEPS)]
+
+
+OPTIMIZERS = {
+    "sgd": lambda params: torch.optim.SGD(params, lr=0.1),
+    "adamw": lambda params: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pre_rmsnorm_with_zero_mean_writers_trains_like_pre_ln(opt, seed):
+    pre = _trainable_pre_ln(seed)
+    rms = pre_ln_to_pre_rmsnorm(pre)
+    batches = _batches(seed)
+    want = _train(pre, batches, OPTIMIZERS[opt])
+    got = _train(rms, batches, OPTIMIZERS[opt], before_step=_centre_writer_grads, after_step=_centre_writers)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-10 * max(want)
+    with torch.no_grad():
+        ref = pre(batches[0])
+        assert _rel_err(rms(batches[0]), ref) <= REL_TOL["float64"]  # after the last step, too
+        assert _rel_err(pre_ln_to_pre_rmsnorm(pre)(batches[0]), rms(batches[0])) <= REL_TOL["float64"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pre_crmsnorm_trains_like_pre_ln_under_sgd_in_the_mapped_metric(seed):
+    pre = _trainable_pre_ln(seed)
+    crms = pre_ln_to_pre_crmsnorm(pre)
+    assert crms.cfg.d_model == pre.cfg.d_model - 1
+    batches = _batches(seed)
+    want = _train(pre, batches, OPTIMIZERS["sgd"])
+    got = _train(crms, batches, OPTIMIZERS["sgd"], before_step=_crms_metric)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-10 * max(want)
+    with torch.no_grad():
+        assert _rel_err(crms(batches[0]), pre(batches[0])) <= REL_TOL["float64"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured: plain AdamW (lr 1e-2) on the converted models, with no zero-mean parametrization or metric, "
+    "leaves the Pre-LN trajectory from the second step: relative loss gap up to 6e-3 (RMSNorm) and 4.6e-2 "
+    "(CRMSNorm) within 5 steps, against ≤ 1.5e-16 in the corresponding coordinates; the optimizer acts in "
+    "other coordinates (see the comment above)"))
+@pytest.mark.parametrize("convert", [pre_ln_to_pre_rmsnorm, pre_ln_to_pre_crmsnorm], ids=["rmsnorm", "crmsnorm"])
+def test_plain_training_of_the_converted_model_follows_pre_ln(convert):
+    pre = _trainable_pre_ln(0)
+    other = convert(pre)
+    batches = _batches(0)
+    want = _train(pre, batches, OPTIMIZERS["adamw"])
+    got = _train(other, batches, OPTIMIZERS["adamw"])
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-10 * max(want)
