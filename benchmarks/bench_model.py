@@ -215,7 +215,8 @@ def main() -> None:
     print(f"\nshape: {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads, d_mlp {cfg.mlp_dim}, "
           f"seq {args.seq}, batch {args.batch}, vocab {cfg.d_vocab}; {where}, torch {torch.__version__}")
     arithmetic = {"strict": "float32", "tf32": "TF32", "bf16": "bfloat16"}[args.precision]
-    print(f"matmul FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP; {arithmetic} matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"matmul FLOPs per step (fwd+bwd): {flops / 1e9:.1f} GFLOP; {arithmetic} matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s")
     print(f"median of {args.iters} steps per row (rows timed round-robin) after {args.warmup} warm-up\n")
     print(f"{'model':34s} {'ms/step':>9s} {'examples/s':>11s} {'÷ HF sdpa':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
     for key, seconds in rows:

@@ -5,6 +5,12 @@ batch draw so that a test can SIGKILL it mid-run. The sleep does not touch the d
 killed-and-resumed run must match an uninterrupted one bit for bit. The test runs it in a forked
 process (a fresh interpreter spends ~8 s of CPU importing transformer_lens); ``python
 tests/_train_worker.py ROOT`` runs the same thing as a script.
+
+``SlowMarkovConfig`` (task "test_slow_markov") is the Markov task whose batch draws sleep
+``$THEORYBENCH_TEST_SLEEP_PER_BATCH_S`` seconds (0 if unset): jobs started in fresh interpreters
+(submitit's local executor) import it from here and train slowly enough to be interrupted, while
+the same config trained in the test process, with the variable unset, is the fast reference (the
+sleep is not part of the config, so both are one run).
 """
 
 from __future__ import annotations
@@ -15,11 +21,30 @@ import time
 
 import torch
 
+import dataclasses
+
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
 from toy_models import TransformerConfig
+from toy_models.tasks.base import register_task
 from toy_models.tasks.markov import MarkovConfig, MarkovTask
 
 SLEEP_PER_BATCH_S = 0.02
+SLEEP_ENV = "THEORYBENCH_TEST_SLEEP_PER_BATCH_S"
+
+
+@register_task("test_slow_markov")
+@dataclasses.dataclass(frozen=True)
+class SlowMarkovConfig(MarkovConfig):
+    """The Markov task; batch draws sleep $THEORYBENCH_TEST_SLEEP_PER_BATCH_S seconds (data unchanged)."""
+
+    def build(self):
+        return _SlowMarkovTask(self)
+
+
+class _SlowMarkovTask(MarkovTask):
+    def sample(self, batch_size, generator):
+        time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
+        return super().sample(batch_size, generator)
 
 
 def tiny_config(steps: int = 60, **optim) -> ExperimentConfig:

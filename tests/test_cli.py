@@ -68,8 +68,9 @@ def run(argv, capsys) -> tuple[int, str, str]:
 def assert_refused(code: int, err: str, *must_list: str) -> None:
     assert code == 2, err
     assert "Traceback" not in err
+    flat = " ".join(err.split())  # long messages are wrapped at 100 columns
     for text in must_list:
-        assert text in err, f"{text!r} missing from the refusal: {err}"
+        assert text in flat, f"{text!r} missing from the refusal: {err}"
 
 
 # ------------------------------------------------------------------------------------------ list
@@ -80,7 +81,8 @@ def test_list_shows_families_experiments_and_claims(cli_registry, capsys):
         assert f"  {family}:" in out
     assert "cli_markov  Tiny Markov next-token run for the command-line tests." in out
     assert "variance_cli_demo\n      claim: A straight line has slope one (\"A Test Paper\")." in out
-    assert out.count("(none yet)") == 6  # 3 families without experiments, 3 without figures
+    # 3 families without experiments, 3 without figures, 4 without sweeps (tests/test_sweep_cli.py lists one)
+    assert out.count("(none yet)") == 10
 
 
 # ------------------------------------------------------------------------------------------ refusals
@@ -158,6 +160,63 @@ def test_figures_makes_the_registered_figures_and_the_index(cli_registry, capsys
     assert cli_registry == ["quick"]
     assert (tmp_path / "variance_cli_demo.png").exists() and (tmp_path / "variance_cli_demo.pdf").exists()
     assert "![variance_cli_demo](variance_cli_demo.png)" in (tmp_path / "README.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ devices, full scale
+def test_train_at_full_scale_on_the_cpu_needs_confirmation(cli_registry, capsys, tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no terminal to ask on
+    runs = tmp_path / "runs"
+    code, out, err = run(["train", "cli_markov", "--scale", "full", "--runs", str(runs)], capsys)
+    assert_refused(code, err, "theorybench train cli_markov --scale full: 1 run(s), 40 training steps",
+                   "it would take about", "This is an estimate", "Not started: add --yes")
+    assert not runs.exists()
+    code, out, err = run(["train", "cli_markov", "--scale", "full", "--runs", str(runs), "--yes"], capsys)
+    assert code == 0 and "  step: 40" in out, err
+    # Done now: asking again reuses the run and needs no confirmation.
+    code, again, err = run(["train", "cli_markov", "--scale", "full", "--runs", str(runs)], capsys)
+    assert code == 0 and again == out and err == ""
+
+
+def test_figures_at_full_scale_on_the_cpu_need_confirmation(cli_registry, capsys, tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = run(["figures", "--scale", "full", "--out", str(tmp_path)], capsys)
+    assert_refused(code, err, "no registered sweep declares these figures' runs", "--yes")
+    assert cli_registry == [] and not list(tmp_path.iterdir())
+    code, _, err = run(["figures", "--scale", "full", "--out", str(tmp_path), "--yes"], capsys)
+    assert code == 0 and cli_registry == ["full"], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cuda"], "device='cuda' asks for a GPU, but torch.cuda.is_available() is False"),
+    (["--device", "cuda:x"], "device='cuda:x' is not a device"),
+    (["--precision", "tf32"], "precision='tf32' needs a CUDA device"),
+    (["--precision", "bf16", "model.dtype=float64"], "precision='bf16' is not allowed for a float64 model"),
+])
+def test_a_device_or_precision_this_machine_cannot_honour_is_refused(cli_registry, capsys, tmp_path, argv, message):
+    runs = tmp_path / "runs"
+    code, _, err = run(["train", "cli_markov", "--runs", str(runs), *argv], capsys)
+    assert_refused(code, err, message)
+    assert not runs.exists()
+
+
+def test_a_device_from_the_environment_is_named_as_such(cli_registry, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("THEORYBENCH_DEVICE", "gpu")
+    code, _, err = run(["train", "cli_markov", "--runs", str(tmp_path)], capsys)
+    assert_refused(code, err, "THEORYBENCH_DEVICE='gpu' is not a device")
+
+
+def test_train_in_bf16_is_a_run_of_its_own(cli_registry, capsys, tmp_path):
+    code, out, err = run(["train", "cli_markov", "--precision", "bf16", "--runs", str(tmp_path)], capsys)
+    assert code == 0, err
+    run_dir = Path(out.splitlines()[0].removeprefix("run: "))
+    assert run_dir.name.endswith("-bf16") and json.loads((run_dir / "runtime.json").read_text())["precision"] == "bf16"
+    code, strict, err = run(["train", "cli_markov", "--runs", str(tmp_path)], capsys)
+    assert code == 0 and Path(strict.splitlines()[0].removeprefix("run: ")) == run_dir.with_name(
+        run_dir.name.removesuffix("-bf16"))
 
 
 def test_figures_with_nothing_registered_still_writes_the_index(capsys, tmp_path):

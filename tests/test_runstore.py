@@ -100,6 +100,32 @@ def test_status_of_an_incomplete_run(tmp_path):
     assert list(load_run(folder).metrics.columns) == ["step", "train_loss", "lr"]
 
 
+def test_lock_held_sees_a_training_process_and_creates_nothing(trained, tmp_path):
+    import multiprocessing
+
+    from theorybench.runstore import _locked, lock_held
+
+    _, _, run = trained
+    assert not lock_held(run.dir) and not lock_held(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+    with _locked(run.dir):  # another open file of the lock, as another process would have
+        assert lock_held(run.dir)
+        # A separate process sees it too (flock locks are shared by all processes on the file).
+        probe = multiprocessing.get_context("fork").Process(target=lambda: os._exit(3 if lock_held(run.dir) else 4))
+        probe.start()
+        probe.join()
+        assert probe.exitcode == 3
+    assert not lock_held(run.dir)
+
+
+def test_checkpoint_step_reads_where_a_run_would_resume(trained, tmp_path):
+    from theorybench.runstore import checkpoint_step
+
+    _, _, run = trained
+    assert checkpoint_step(run.dir) == 10 == torch.load(run.dir / CHECKPOINT_FILE, weights_only=True)["step"]
+    assert checkpoint_step(tmp_path) == 0
+
+
 # ---------------------------------------------------------------------------------- atomic files
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
     path = tmp_path / "file.json"

@@ -1,26 +1,37 @@
 """The ``theorybench`` command line (also ``python -m theorybench``).
 
-    theorybench list                                   experiments and figures, by family
+    theorybench list                                   experiments, figures and sweeps, by family
     theorybench train NAME [key=value ...]             train (or reuse) a registered experiment
     theorybench figures [NAME ...]                     make figures (all by default) and their index
+    theorybench sweep NAME [--executor local|slurm]    train a sweep's missing runs (--status: progress)
     theorybench show-config NAME [key=value ...]       the resolved config as JSON; nothing is trained
 
-Every input (names, ``key=value`` overrides, scale) is checked before any work. A bad one is refused
-with one paragraph that lists what is allowed, exit status 2 and no traceback. Heavy modules (torch,
-the trainer) are imported only by the subcommands that need them, so ``--help`` and argument errors
-are fast.
+Every input (names, ``key=value`` overrides, scale, cluster options) is checked before any work. A
+bad one is refused with one paragraph that lists what is allowed, exit status 2 and no traceback.
+A run or sweep member that fails gives exit status 1 (a sweep runs all its other members first).
+Heavy modules (torch, the trainer) are imported only by the subcommands that need them, so
+``--help`` and argument errors are fast.
+
+``--scale full`` uses a CUDA GPU when one is present (unless ``--device`` or ``$THEORYBENCH_DEVICE``
+says otherwise). Where it would train on the CPU, it first prints what it needs and an estimate of
+how long it would take (``theorybench.device_estimate``) and asks for confirmation; ``--yes``
+starts it without asking, and with no terminal to ask on it is refused (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
 from . import registry
+from .device import DEVICE_ENV, PRECISIONS
 from .registry import FAMILIES, SCALES, RegistryError
+from .sweep import EXECUTORS
 
 USAGE_ERROR = 2
 RUN_FAILED = 1
@@ -68,6 +79,10 @@ def _list(args: argparse.Namespace) -> int:
                      lambda spec: f"    {spec.name}" + (f"  {spec.summary}" if spec.summary else ""))
     print("\nFigures (theorybench figures [NAME ...]):")
     _print_by_family(registry.figures().values(), lambda spec: f"    {spec.name}\n      claim: {spec.claim}")
+    print("\nSweeps (theorybench sweep NAME [--scale full] [--executor slurm]; theorybench sweep NAME --status):")
+    _print_by_family(registry.sweeps().values(),
+                     lambda spec: f"    {spec.name}" + (f"  {spec.summary}" if spec.summary else "")
+                     + (f"  [precision {spec.precision}]" if spec.precision != "strict" else ""))
     return 0
 
 
@@ -81,13 +96,22 @@ def _print_by_family(specs, describe) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = _resolve_config(args)
-    from .runstore import DEFAULT_ROOT, get_or_train
-
-    from .runstore import RunConfigMismatchError, RunFailedError
+    from .runstore import (DEFAULT_ROOT, Run, RunConfigMismatchError, RunFailedError, checkpoint_step, get_or_train,
+                           run_dir)
     from .train import NonFiniteError
 
+    root = Path(args.runs) if args.runs else DEFAULT_ROOT
+    precision = args.precision or "strict"
+    request = _device_request(args)
+    device = _resolve_device(request)
+    _check_precision(precision, device, cfg.resolved_model().dtype)
+    if args.scale == "full" and device.type == "cpu":
+        existing = Run(run_dir(cfg, root, precision), cfg.resolved())
+        if existing.status == "incomplete":
+            _confirm_full_scale([(cfg, checkpoint_step(existing.dir))], f"theorybench train {args.name} --scale full",
+                                args.yes)
     try:
-        run = get_or_train(cfg, root=Path(args.runs) if args.runs else DEFAULT_ROOT)
+        run = get_or_train(cfg, root=root, precision=precision, device=request)
     except (NonFiniteError, RunFailedError, RunConfigMismatchError) as err:
         raise RunError(err) from None
     print(f"run: {run.dir}")
@@ -110,10 +134,210 @@ def _figures(args: argparse.Namespace) -> int:
         raise InputError(err) from None
     from .figures import make_figures
 
-    entries = make_figures(args.names or None, scale=args.scale, out_dir=Path(args.out))
+    request = _device_request(args)
+    if args.scale == "full" and _resolve_device(request).type == "cpu":
+        _guard_full_scale_figures(args.names, args.yes)
+    from .device import device_env
+
+    with device_env(request):  # the figure makers' get_or_train calls train where this resolved
+        entries = make_figures(args.names or None, scale=args.scale, out_dir=Path(args.out))
     index = Path(args.out) / "README.md"
     print(f"made {len(entries)} figure(s) under {args.out}/; index: {index}")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    registry.load_studies()
+    try:
+        spec = registry.get_sweep(args.name)
+    except RegistryError as err:
+        raise InputError(err) from None
+    options = _slurm_options(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs={args.jobs} is not allowed: a positive number of worker processes")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads={args.threads} is not allowed: a positive number of torch threads")
+    from toy_models.config import ConfigError
+
+    from .runstore import DEFAULT_ROOT
+    from .sweep import default_device_request, expand, format_result, format_status, run_sweep, statuses
+
+    root = Path(args.root) if args.root else DEFAULT_ROOT
+    try:
+        members = expand(spec, args.scale, root, args.precision)
+    except (RegistryError, ConfigError) as err:
+        raise InputError(f"sweep {spec.name!r} at scale {args.scale!r}: {err}") from None
+    except KeyError as err:
+        raise InputError(err.args[0] if err.args else err) from None
+    if args.status:
+        print(format_status(spec.name, args.scale, root, statuses(members)))
+        return 0
+    request = default_device_request(args.device, args.scale)
+    on_cpu = _check_sweep_device(request, args.device is None and bool(os.environ.get(DEVICE_ENV)), members, options)
+    pending = [s for s in statuses(members) if s.state in ("missing", "partial")]
+    if pending and args.scale == "full" and on_cpu:
+        if options is None:  # the local pool's shape, as run_local will choose it
+            from .sweep_local import usable_cores
+
+            parallel = max(1, min(args.jobs or usable_cores(), len(pending)))
+            threads = args.threads or max(1, usable_cores() // parallel)
+        else:  # CPU-only array tasks, timed here as a proxy for the nodes
+            parallel = min(options.array_parallelism or len(pending), len(pending))
+            threads = options.cpus or 1
+        _confirm_full_scale([(s.member.config, s.step) for s in pending],
+                            f"theorybench sweep {spec.name} --scale full", args.yes, threads, parallel)
+    from .device import device_env
+
+    wait = args.wait or (options is not None and options.cluster != "slurm")
+    with device_env(request):
+        result = run_sweep(spec, args.scale, root, executor=args.executor, jobs=args.jobs, precision=args.precision,
+                           device=request, slurm=options, wait=wait, threads_per_job=args.threads)
+    if result.jobs and not wait:
+        job_ids = sorted({str(j.job_id).split("_")[0] for j in result.jobs})
+        print(f"sweep {spec.name}: submitted {len(result.jobs)} of {len(members)} members as array job "
+              f"{', '.join(job_ids)} ({options.cluster}); logs: {Path(result.jobs[0].paths.folder).parent}\n"
+              f"follow with: theorybench sweep {spec.name} --scale {args.scale} --status --root {root}")
+        for key, message in result.failures:
+            print(f"  failed: {key}: {message}")
+    else:
+        print(format_result(result))
+    failed = bool(result.failures)
+    result.jobs.clear()  # drop submitit's job handles now, not at interpreter shutdown (noisy there)
+    return RUN_FAILED if failed else 0
+
+
+def _slurm_options(args: argparse.Namespace):
+    """Validated cluster options for --executor slurm; refuse cluster flags with the local executor."""
+    given = {key: getattr(args, key) for key in ("partition", "time", "gpus", "mem", "cpus")}
+    if args.executor != "slurm":
+        stray = [f"--{k}" for k, v in given.items() if v is not None]
+        stray += ["--slurm-config"] if args.slurm_config else []
+        stray += ["--wait"] if args.wait else []
+        if stray:
+            raise InputError(f"{', '.join(stray)} appl{'y' if len(stray) > 1 else 'ies'} to --executor slurm only "
+                             "(the local executor's options are --jobs and --threads)")
+        return None
+    if args.jobs is not None or args.threads is not None:
+        raise InputError(f"{'--jobs' if args.jobs is not None else '--threads'} applies to --executor local only; on "
+                         "SLURM every member is one array task (limit how many run at once with array_parallelism "
+                         "in --slurm-config; --cpus sets each job's threads)")
+    from .slurm import SlurmConfigError, check_cluster_available, slurm_options
+
+    try:
+        options = slurm_options(args.slurm_config, **given)
+        if not args.status:
+            check_cluster_available(options)
+    except SlurmConfigError as err:
+        raise InputError(err) from None
+    return options
+
+
+def _check_sweep_device(request: str, from_env: bool, members, options) -> bool:
+    """Refuse a device or precision the executor cannot honour; whether the runs would train on a CPU."""
+    precisions = {m.precision for m in members}
+    dtypes = {m.config.resolved_model().dtype for m in members}
+    if options is None:  # local: the devices are this machine's
+        device = _resolve_device(None if from_env else request)
+        for precision in precisions:
+            for dtype in dtypes:
+                _check_precision(precision, device, dtype)
+        return device.type == "cpu"
+    import torch
+
+    if request != "auto":
+        try:
+            kind = torch.device(request).type
+        except (RuntimeError, ValueError):
+            source = f"{DEVICE_ENV}={request!r}" if from_env else f"device={request!r}"
+            raise InputError(f"{source} is not a device: one of 'auto', 'cpu', 'cuda', 'cuda:N'") from None
+    else:
+        kind = "cuda" if options.gpus else "cpu"
+    if kind not in ("cpu", "cuda"):
+        raise InputError(f"device={request!r} is not supported: one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if kind == "cuda" and not options.gpus and options.cluster != "debug":  # without --gpus a job sees no GPU
+        raise InputError(f"device {request!r} needs a GPU on the nodes: add --gpus 1 (or gpus in --slurm-config)")
+    if "tf32" in precisions and kind != "cuda":
+        raise InputError("precision='tf32' needs a CUDA device: add --gpus 1 (TF32 is a tensor-core matmul mode)")
+    for precision in precisions - {"strict"}:
+        if dtypes - {"float32"}:
+            raise InputError(f"precision={precision!r} is not allowed for float64 members: use 'strict'")
+    return kind == "cpu"
+
+
+# ---------------------------------------------------------------------------------------- device helpers
+def _device_request(args: argparse.Namespace) -> str | None:
+    """--device, else None when $THEORYBENCH_DEVICE is set (the trainer reads it), else "auto" at full
+    scale; None: the default (the environment's device, or the CPU)."""
+    if args.device or os.environ.get(DEVICE_ENV):
+        return args.device
+    return "auto" if args.scale == "full" else None
+
+
+def _resolve_device(request: str | None):
+    """The device a request resolves to here; a refusal names --device or $THEORYBENCH_DEVICE."""
+    from .device import DeviceError, resolve_device
+
+    try:
+        return resolve_device(request)
+    except DeviceError as err:
+        raise InputError(err) from None
+
+
+def _check_precision(precision: str, device, dtype: str) -> None:
+    from .device import DeviceError, check_precision
+
+    try:
+        check_precision(precision, device, dtype)
+    except DeviceError as err:
+        raise InputError(err) from None
+
+
+def _confirm_full_scale(runs, what: str, yes: bool, threads: int | None = None, parallel: int = 1) -> None:
+    """Say what a full-scale CPU request needs and how long it would take; go on only if confirmed."""
+    from .device_estimate import estimate_cpu
+
+    _confirm(estimate_cpu(runs, threads=threads, parallel=parallel).message(what), yes)
+
+
+def _guard_full_scale_figures(names: list[str], yes: bool) -> None:
+    """Full-scale figures on the CPU: estimate from the sweeps of their families, then confirm."""
+    from .runstore import DEFAULT_ROOT
+    from .sweep import expand, member_status
+
+    specs = [registry.get_figure(n) for n in names] if names else list(registry.figures().values())
+    families = {spec.family for spec in specs}
+    sweeps = [s for s in registry.sweeps().values() if s.family in families]
+    runs = []
+    for spec in sweeps:
+        for member in expand(spec, "full", DEFAULT_ROOT):
+            status = member_status(member)
+            if status.state in ("missing", "partial"):
+                runs.append((member.config, status.step))
+    uncovered = sorted(families - {s.family for s in sweeps})
+    note = (f" Families without a registered sweep ({', '.join(uncovered)}) train inside their figure makers: "
+            "their time is not in this estimate." if uncovered else "")
+    if runs:
+        from .device_estimate import estimate_cpu
+
+        # Figure makers train on one thread (theorybench.threads.single_thread), one run after another.
+        _confirm(estimate_cpu(runs, threads=1).message("theorybench figures --scale full") + note, yes)
+    elif uncovered:
+        _confirm("theorybench figures --scale full would train at the papers' sizes on the CPU (no CUDA GPU is in "
+                 "use), and no registered sweep declares these figures' runs, so there is no estimate of how long "
+                 f"it would take: full scale is sized for a GPU.{note}", yes)
+
+
+def _confirm(message: str, yes: bool) -> None:
+    text = textwrap.fill(message, width=100)
+    if yes:
+        print(f"{text}\n--yes: starting it anyway.", file=sys.stderr)
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        print(text, file=sys.stderr)
+        if input("Start it on the CPU anyway? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise InputError("not started")
+    raise InputError(f"{text}\nNot started: add --yes to start it anyway (there is no terminal to ask on).")
 
 
 def _show_config(args: argparse.Namespace) -> int:
@@ -149,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
                     "and make the figures that reproduce the papers' claims.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list experiments and figures by family")
+    p = sub.add_parser("list", help="list experiments, figures and sweeps by family")
     p.set_defaults(run=_list)
 
     scale_help = f"quick (CPU-sized, default) or full (the papers' sizes, for a GPU); one of {', '.join(SCALES)}"
@@ -160,13 +384,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.add_argument("--runs", metavar="DIR", default=None, help="run store folder (default: runs/)")
+    _add_device_options(p, precision=True)
     p.set_defaults(run=_train)
 
     p = sub.add_parser("figures", help="make figures (all by default) and figures/README.md")
     p.add_argument("names", nargs="*", metavar="NAME", help="figure names (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.add_argument("--out", metavar="DIR", default="figures", help="output folder (default: figures/)")
+    _add_device_options(p, precision=False)
     p.set_defaults(run=_figures)
+
+    p = sub.add_parser("sweep", help="train a registered sweep's missing runs, locally or on SLURM (--status: "
+                                     "progress)")
+    p.add_argument("name", metavar="NAME", help="sweep name (see `theorybench list`)")
+    p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
+    p.add_argument("--status", action="store_true",
+                   help="only report how many members are done, running, partial, failed, missing (and why)")
+    p.add_argument("--root", "--runs", dest="root", metavar="DIR", default=None,
+                   help="run store folder, on a file system the nodes share for SLURM (default: runs/)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: a process pool on this machine (default); slurm: array jobs through submitit")
+    p.add_argument("--jobs", type=int, metavar="K", default=None,
+                   help="local: worker processes (default: one per core, or per GPU)")
+    p.add_argument("--threads", type=int, metavar="N", default=None,
+                   help="local: torch threads per worker (default: cores / jobs)")
+    slurm = p.add_argument_group("SLURM (--executor slurm; these override --slurm-config)")
+    slurm.add_argument("--slurm-config", metavar="FILE", default=None,
+                       help="TOML or JSON file of cluster options (partition, time, gpus, mem, cpus, account, qos, "
+                            "constraint, array_parallelism, max_requeues, log_dir, setup, additional, cluster)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--time", default=None, help="per job: minutes, HH:MM:SS or D-HH:MM (default 4:00:00); "
+                                                    "a job that hits it is requeued and resumes")
+    slurm.add_argument("--gpus", default=None, help="GPUs per job (default 0)")
+    slurm.add_argument("--mem", default=None, help="memory per job, e.g. 16G")
+    slurm.add_argument("--cpus", default=None, help="CPUs per job (also the job's torch threads)")
+    slurm.add_argument("--wait", action="store_true", help="wait for the jobs and report their outcome "
+                                                           "(default: submit and return)")
+    _add_device_options(p, precision=True)
+    p.set_defaults(run=_sweep)
 
     p = sub.add_parser("show-config", help="print an experiment's resolved config as JSON (no training)")
     p.add_argument("name", metavar="NAME", help="experiment name (see `theorybench list`)")
@@ -174,6 +429,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.set_defaults(run=_show_config)
     return parser
+
+
+def _add_device_options(p: argparse.ArgumentParser, precision: bool) -> None:
+    p.add_argument("--device", default=None,
+                   help=f"cpu, cuda, cuda:N or auto (default: ${DEVICE_ENV}, else auto at --scale full, cpu at quick)")
+    if precision:
+        p.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="strict (default: the model's dtype, TF32 off), tf32 (CUDA) or bf16 (autocast); "
+                            "reduced-precision runs are stored apart")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="at --scale full on a CPU, start without asking (the estimate is still printed)")
 
 
 if __name__ == "__main__":

@@ -88,16 +88,27 @@ class FigureSpec:
 @dataclass(frozen=True)
 class SweepSpec:
     """A named set of runs: ``build(scale)`` returns the ``ExperimentConfig``s (every config × seed)
-    that the figures of its family read; the first line of ``build``'s docstring is its summary."""
+    that the figures of its family read; the first line of ``build``'s docstring is its summary.
+
+    ``precision`` is the arithmetic its runs train in (``theorybench.device``): "strict" (the
+    default: the model's dtype, TF32 off), or "tf32"/"bf16" where the claim's tolerance is well above
+    their rounding. Runs in a reduced precision live in their own folders, so a figure reading them
+    asks for the same: ``get_or_train(cfg, precision=spec.precision)``."""
 
     name: str
     family: str
     build: Callable[[str], "list[ExperimentConfig]"]
+    precision: str = "strict"
 
     def __post_init__(self) -> None:
         _check_name_and_family("sweep", self.name, self.family)
         if not callable(self.build):
             raise RegistryError(f"sweep {self.name!r}: build must be callable as build(scale)")
+        from .device import PRECISIONS  # torch-free at import
+
+        if self.precision not in PRECISIONS:
+            raise RegistryError(f"sweep {self.name!r}: precision={self.precision!r} is not allowed: one of "
+                                f"{', '.join(map(repr, PRECISIONS))}")
 
     @property
     def summary(self) -> str:

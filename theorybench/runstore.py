@@ -8,9 +8,13 @@ Folder layout (every file written atomically: temp file in the same folder, flus
     metrics.csv      one row per logged step (step, train_loss, lr, eval_* on evaluation steps)
     done.json        written last: the run finished
     failed.json      the run stopped on a NaN/Inf (the message); checkpoint.pt is the last good one
+    runtime.json     how it ran: its precision, and one segment per start or resume (first step,
+                     device, torch version, threads, host, process id, job id, start time)
     artifacts/       whatever analyses store next to the run
 
-A reader trusts only these final names; ``.<name>.*.tmp`` files are half-written and are removed when
+A run trained in a reduced precision (``theorybench.device``: ``tf32`` or ``bf16``) lives in its
+own folder, ``<name>-<config hash>-<precision>``: it is another result than the ``strict`` run of the
+same config. A reader trusts only these final names; ``.<name>.*.tmp`` files are half-written and are removed when
 a run resumes. ``get_or_train`` returns a finished run as is, resumes an interrupted one, trains an
 absent one, and refuses a folder whose stored config differs from the one requested.
 """
@@ -32,6 +36,7 @@ import torch
 
 from toy_models import Transformer
 
+from .device import DEFAULT_PRECISION, run_suffix
 from .experiment import ExperimentConfig
 
 DEFAULT_ROOT = Path(os.environ.get("THEORYBENCH_RUNS", "runs"))
@@ -41,6 +46,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
+RUNTIME_FILE = "runtime.json"
 LOCK_FILE = ".lock"
 ARTIFACTS_DIR = "artifacts"
 
@@ -126,6 +132,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def checkpoint_step(folder: Path | str) -> int:
+    """The step of the run's checkpoint (0 if none): where it would resume. Memory-mapped, so only the
+    small pickled header is read, not the weights."""
+    path = Path(folder) / CHECKPOINT_FILE
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except FileNotFoundError:
+        return 0
+
+
 # ---------------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
 class Run:
@@ -147,6 +163,18 @@ class Run:
     def failure(self) -> str | None:
         path = self.dir / FAILED_FILE
         return json.loads(path.read_text())["error"] if path.exists() else None
+
+    @property
+    def runtime(self) -> dict[str, Any]:
+        """runtime.json: ``precision`` and ``segments`` (one per start or resume); {} before training."""
+        path = self.dir / RUNTIME_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @property
+    def last_step(self) -> int:
+        """The last step with a logged metrics row (0 before the first): how far training has come."""
+        metrics = self.metrics
+        return int(metrics.step.iloc[-1]) if len(metrics) else 0
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -171,8 +199,9 @@ class Run:
         return path
 
 
-def run_dir(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT) -> Path:
-    return Path(root) / f"{cfg.name}-{cfg.config_hash()}"
+def run_dir(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT, precision: str = DEFAULT_PRECISION) -> Path:
+    """``root/<name>-<config hash>``, with ``-<precision>`` appended for a reduced precision."""
+    return Path(root) / f"{cfg.name}-{cfg.config_hash()}{run_suffix(precision)}"
 
 
 def load_run(path: Path | str) -> Run:
@@ -196,6 +225,26 @@ def check_stored_config(cfg: ExperimentConfig, folder: Path) -> None:
                 "refusing to return or resume it. Move the folder away or choose another root.")
 
 
+def lock_held(folder: Path | str) -> bool:
+    """Whether some process holds the run's lock now, i.e. is training it (never blocks, creates nothing).
+
+    flock locks belong to an open file, so this sees a lock held by another process and by another
+    open file of this one. On a network file system it needs working flock (NFSv4 and Lustre's
+    ``-o flock`` mount have it)."""
+    path = Path(folder) / LOCK_FILE
+    try:
+        f = open(path, "r")  # noqa: SIM115 - "r": probing must not create the file
+    except FileNotFoundError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
 @contextlib.contextmanager
 def _locked(folder: Path):
     """An exclusive lock on the run folder, so two processes never train the same run at once."""
@@ -209,24 +258,26 @@ def _locked(folder: Path):
 
 
 def get_or_train(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT, progress: bool | None = None,
-                 allow_failed: bool = False) -> Run:
+                 allow_failed: bool = False, precision: str = DEFAULT_PRECISION, device: str | None = None) -> Run:
     """The run of ``cfg`` under ``root``: returned if done, resumed if incomplete, trained if absent.
 
     A run that stopped on a NaN/Inf raises ``RunFailedError`` (training again would fail the same
-    way) unless ``allow_failed``, which returns it for inspection.
+    way) unless ``allow_failed``, which returns it for inspection. ``precision`` picks the run (see
+    ``theorybench.device``); ``device`` is where training happens if it must (default
+    ``$THEORYBENCH_DEVICE``, else the CPU); a done run is returned wherever it was trained.
     """
     from .train import train  # the trainer writes through this module's helpers
 
-    folder = run_dir(cfg, root)
+    folder = run_dir(cfg, root, precision)
     check_stored_config(cfg, folder)
     with _locked(folder):
         run = Run(dir=folder, config=cfg.resolved())
         if run.status == "incomplete":
-            train(cfg, folder, progress=progress)
+            train(cfg, folder, progress=progress, device=device, precision=precision)
         if run.status == "failed" and not allow_failed:
             raise RunFailedError(f"run {folder} failed: {run.failure} (delete the folder to retry)")
         return run
 
 
-__all__ = ["DEFAULT_ROOT", "Run", "run_dir", "get_or_train", "load_run", "RunConfigMismatchError",
+__all__ = ["DEFAULT_ROOT", "Run", "run_dir", "get_or_train", "load_run", "lock_held", "RunConfigMismatchError",
            "RunFailedError", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save"]

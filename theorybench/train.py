@@ -16,14 +16,25 @@ previous row, ``lr`` the learning rate of step s, and on steps divisible by ``ev
 
 A checkpoint (every ``checkpoint_every`` steps and at the end) holds the model, optimizer, scheduler,
 every generator state, the step, the metric rows and the running loss sum, so a run resumed from it
-continues bit for bit as if never stopped. Checkpoints are tensors and plain containers only
-(numpy and python RNG states converted) and are read with ``weights_only=True``.
+continues bit for bit as if never stopped (on the CPU; CUDA kernels such as the embedding
+backward use atomics and are not bit-reproducible). Checkpoints are tensors and plain containers
+only (numpy and python RNG states converted) and are read with ``weights_only=True``.
+
+Device and precision (``theorybench.device``): the device is ``device``, else
+``$THEORYBENCH_DEVICE``, else the CPU ("auto" takes CUDA when available). The precision is
+``strict`` (the model's dtype, TF32 off), ``tf32`` (CUDA float32 matmuls with TF32 operands) or
+``bf16`` (bfloat16 autocast around forward passes; the loss and the metrics are computed in float32
+from its outputs). ``runtime.json`` records the precision and, for every start or resume, the step
+it started from and the device, so a run is never resumed in another precision than it began in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
+import platform
 import random
 import sys
 from pathlib import Path
@@ -36,11 +47,12 @@ from tqdm import tqdm
 from toy_models import Transformer
 from toy_models.tasks.base import model_inputs
 
+from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
 from .experiment import ExperimentConfig, derive_seed
 from .optim import build_optimizer, build_scheduler
-from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, atomic_torch_save,
-                       atomic_write_json, atomic_write_metrics, check_stored_config, load_checkpoint,
-                       remove_temp_files)
+from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
+                       atomic_torch_save, atomic_write_json, atomic_write_metrics, check_stored_config,
+                       load_checkpoint, remove_temp_files)
 
 EVAL_SEED = derive_seed(0, "eval")
 CHECKPOINT_FORMAT = 1
@@ -50,27 +62,32 @@ class NonFiniteError(RuntimeError):
     """A loss, gradient or parameter became NaN or Inf; the message names the step and the tensor."""
 
 
-def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, device: str | None = None) -> None:
+def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, device: str | None = None,
+          precision: str = DEFAULT_PRECISION) -> None:
     """Train ``cfg`` into ``run_dir``, resuming from its checkpoint if there is one.
 
     ``progress=None`` shows a tqdm bar only when stderr is a terminal. ``device`` defaults to
     ``$THEORYBENCH_DEVICE`` or "cpu"; data are always drawn on the CPU, so they do not depend on it.
+    ``precision`` is "strict", "tf32" or "bf16" (module docstring); a run keeps the one it began with.
     """
     cfg = cfg.resolved()
     run_dir = Path(run_dir)
+    resolved = resolve_device(device)  # refused before the folder is touched
+    check_precision(precision, resolved, cfg.model.dtype)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(cfg, run_dir)
+    _check_stored_precision(run_dir, precision)
     remove_temp_files(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         atomic_write_json(run_dir / CONFIG_FILE, cfg.to_dict())
-    device = torch.device(device or os.environ.get("THEORYBENCH_DEVICE", "cpu"))
-    with _preserve_global_rngs():
-        _Trainer(cfg, run_dir, device).run(_show_progress(progress))
+    with _preserve_global_rngs(), matmul_precision(precision):
+        _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress))
 
 
 class _Trainer:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device):
-        self.cfg, self.dir, self.device = cfg, run_dir, device
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device,
+                 precision: str = DEFAULT_PRECISION):
+        self.cfg, self.dir, self.device, self.precision = cfg, run_dir, device, precision
         self.task = cfg.task.build()
         self.model = Transformer(cfg.model).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
@@ -85,6 +102,7 @@ class _Trainer:
         self.step, self.rows, self.loss_sum, self.loss_count = 0, [], 0.0, 0
         if (run_dir / CHECKPOINT_FILE).exists():
             self._restore(load_checkpoint(run_dir / CHECKPOINT_FILE))
+        _record_segment(run_dir, precision, self.step, device)
 
     # ------------------------------------------------------------------ loop
     def run(self, show_progress: bool) -> None:
@@ -119,7 +137,7 @@ class _Trainer:
         self.model.train()
         batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
         self.lr = self.optimizer.param_groups[0]["lr"]
-        output = self.model(batch["inputs"], **model_inputs(batch))
+        output = self._forward(batch)
         loss = self.task.loss(output, batch)
         loss_value = loss.item()
         if not np.isfinite(loss_value):
@@ -157,10 +175,17 @@ class _Trainer:
         totals: dict[str, float] = {}
         for batch in self.eval_set:
             batch = self._to_device(batch)
-            output = self.model(batch["inputs"], **model_inputs(batch))
+            output = self._forward(batch)
             for k, v in self.task.metrics(output, batch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return {k: v / len(self.eval_set) for k, v in totals.items()}
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's output, under bf16 autocast if asked; lower-precision outputs are cast up to the
+        model's dtype so that losses and metrics are reduced in float32."""
+        with autocast(self.precision, self.device):
+            output = self.model(batch["inputs"], **model_inputs(batch))
+        return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Move a batch to the device; floating tensors take the model's dtype (float32 or float64)."""
@@ -205,6 +230,39 @@ class _Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(numpy_state_from_tensors(rng["numpy"]))
         random.setstate(python_state_from_tensors(rng["python"]))
+
+
+# ---------------------------------------------------------------------------------- runtime record
+def _check_stored_precision(run_dir: Path, precision: str) -> None:
+    """Refuse to continue a run in another precision than it began in (a run folder holds one result).
+
+    A folder without runtime.json began before the record existed, in the only precision there was."""
+    path = run_dir / RUNTIME_FILE
+    stored = json.loads(path.read_text()).get("precision", DEFAULT_PRECISION) if path.exists() else None
+    if stored is None and (run_dir / CHECKPOINT_FILE).exists():
+        stored = DEFAULT_PRECISION
+    if stored is not None and stored != precision:
+        raise RuntimeError(f"{run_dir} was trained with precision={stored!r}, not {precision!r}; "
+                           "refusing to resume it in another precision")
+
+
+def _record_segment(run_dir: Path, precision: str, step: int, device: torch.device) -> None:
+    """Append this start (or resume) to runtime.json: from which step, where, with what."""
+    path = run_dir / RUNTIME_FILE
+    record = json.loads(path.read_text()) if path.exists() else {"precision": precision, "segments": []}
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get("SLURM_JOB_ID")
+    record["segments"].append({
+        "from_step": step,
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "job": job or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    atomic_write_json(path, record)
 
 
 # ---------------------------------------------------------------------------------- RNG states

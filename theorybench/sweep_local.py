@@ -1,0 +1,120 @@
+"""The local executor of a sweep: a pool of worker processes on this machine.
+
+``jobs`` workers (default: one per usable core on the CPU, one per GPU on CUDA), each with
+``threads_per_job`` torch threads (default cores / jobs, so the pool does not oversubscribe the
+cores; the threads fix the float reductions, so a member trained here matches a serial run with the
+same thread count bit for bit). On CUDA each worker takes one GPU. With ``jobs == 1`` the members
+run in this process, one after another, with no worker start-up.
+
+Workers start by "forkserver" by default: a server process imports the trainer once and forks a
+fresh worker from it, so workers neither pay the import (seconds: torch and TransformerLens) nor
+inherit this process's thread pools or CUDA state, which "fork" would copy unsafely.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from .sweep import Member, Outcome, train_member
+
+_WORKER: dict[str, object] = {}
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a SLURM allocation or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_devices(device: str) -> list[str]:
+    """The devices the workers use: one per visible GPU for "cuda", the one named for "cuda:N", else cpu."""
+    from .device import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return [str(resolved)]
+    if resolved.index is not None:
+        return [str(resolved)]
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None = None, device: str = "cpu",
+              threads_per_job: int | None = None, mp_context: str | None = None, progress: bool | None = None,
+              desc: str = "sweep") -> list[Outcome]:
+    """Train ``members`` in a process pool; an Outcome per member, in the order they finish."""
+    devices = worker_devices(device)
+    on_gpu = devices[0].startswith("cuda")
+    jobs = jobs or (len(devices) if on_gpu else usable_cores())
+    jobs = max(1, min(jobs, len(members)))
+    threads = threads_per_job or max(1, usable_cores() // jobs)
+    show = _show(progress)
+    bar = tqdm(total=len(members), desc=desc, unit="run", disable=not show, dynamic_ncols=True)
+    outcomes: list[Outcome] = []
+    try:
+        if jobs == 1:
+            for m in members:
+                outcomes.append(train_member(m.config, str(root), m.precision, devices[0], threads))
+                _advance(bar, outcomes)
+            return outcomes
+        ctx = multiprocessing.get_context(mp_context or "forkserver")
+        if (mp_context or "forkserver") == "forkserver":
+            ctx.set_forkserver_preload(["theorybench.train", "theorybench.sweep"])
+        queue = ctx.Queue()
+        for i in range(jobs):
+            queue.put(devices[i % len(devices)])
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(queue, threads)) as pool:
+            futures = {pool.submit(_work, m.config, str(root), m.precision): m for m in members}
+            try:
+                for future in as_completed(futures):
+                    member = futures[future]
+                    try:
+                        outcomes.append(future.result())
+                    except BrokenProcessPool:
+                        outcomes.append(Outcome(member.key, "error", "its worker process died (killed, or out of "
+                                                "memory); run the sweep again to resume it"))
+                    except Exception as err:  # noqa: BLE001 - e.g. an unpicklable config
+                        outcomes.append(Outcome(member.key, "error", f"{type(err).__name__}: {err}"))
+                    _advance(bar, outcomes)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return outcomes
+    finally:
+        bar.close()
+
+
+def _init_worker(queue, threads: int) -> None:
+    _WORKER["device"] = queue.get()
+    _WORKER["threads"] = threads
+
+
+def _work(config, root: str, precision: str) -> Outcome:
+    return train_member(config, root, precision, _WORKER["device"], _WORKER["threads"])
+
+
+def _advance(bar, outcomes: list[Outcome]) -> None:
+    bad = sum(1 for o in outcomes if o.status != "done")
+    if bad:
+        bar.set_postfix(failed=bad, refresh=False)
+    bar.update(1)
+
+
+def _show(progress: bool | None) -> bool:
+    import sys
+
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+__all__ = ["run_local", "usable_cores", "worker_devices"]
