@@ -138,3 +138,72 @@ def test_config_round_trips_through_a_json_like_dict():
 def test_bad_config_is_refused_with_the_field_named(kw, field):
     with pytest.raises(ValueError, match=field):
         ICLRegressionConfig(**kw)
+
+
+# ---------------------------------------------------------------------------------------- curriculum
+def _curriculum(**kw):
+    base = dict(d=5, n_points=11, curriculum_every=100, curriculum_d_start=2, curriculum_n_start=3)
+    return ICLRegressionConfig(**{**base, **kw})
+
+
+def test_curriculum_schedule_grows_by_stage_and_stops_at_the_final_size():
+    cfg = _curriculum(curriculum_d_inc=1, curriculum_n_inc=2)
+    assert cfg.curriculum_sizes(1) == (2, 3) and cfg.curriculum_sizes(100) == (2, 3)  # stage 0: steps 1 … 100
+    assert cfg.curriculum_sizes(101) == (3, 5)
+    assert cfg.curriculum_sizes(301) == (5, 9)
+    assert cfg.curriculum_sizes(10**6) == (5, 11) == cfg.curriculum_sizes(None)
+    only_n = ICLRegressionConfig(d=5, n_points=11, curriculum_every=10, curriculum_n_start=1)
+    assert only_n.curriculum_sizes(1) == (5, 1)
+    assert ICLRegressionConfig(d=5, n_points=11).curriculum_sizes(1) == (5, 11)  # no curriculum
+
+
+@pytest.mark.parametrize("tok", ["interleaved", "stacked"])
+def test_stepped_batches_have_the_stage_length_and_zero_inactive_coordinates(tok):
+    task = _curriculum(tokenization=tok, dtype="float64").build()
+    task.set_step(150)  # stage 1: 3 active dimensions, 5 examples
+    b = task.sample(6, torch.Generator().manual_seed(0))
+    assert b["X"].shape == (6, 5, 5) and b["y"].shape == (6, 5)
+    assert (b["X"][..., 3:] == 0).all() and (b["x_query"][..., 3:] == 0).all()
+    assert (b["X"][..., :3] != 0).all()
+    assert b["inputs"].shape[1] == (11 if tok == "interleaved" else 6)
+    assert b["inputs"].shape[1] <= task.model_fields()["n_ctx"]
+    assert torch.allclose(b["y"], torch.einsum("bnd,bd->bn", b["X"][..., :3], b["w"][..., :3]), rtol=0, atol=1e-13)
+    task.set_step(None)  # evaluation: the final size
+    assert task.sample(2, torch.Generator().manual_seed(0))["X"].shape == (2, 11, 5)
+
+
+def test_unstepped_curriculum_warns_once():
+    from toy_models.tasks.icl_regression import UNSTEPPED_DRAWS_BEFORE_WARNING, CurriculumNotSteppedWarning
+
+    task = _curriculum().build()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(UNSTEPPED_DRAWS_BEFORE_WARNING):
+        task.sample(1, gen)  # evaluation-sized draws: no warning yet
+    with pytest.warns(CurriculumNotSteppedWarning, match="set_step"):
+        task.sample(1, gen)
+    stepped = _curriculum().build()
+    stepped.set_step(1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(UNSTEPPED_DRAWS_BEFORE_WARNING + 2):
+            stepped.sample(1, gen)
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"curriculum_d_start": 0}, "curriculum_d_start=0"), ({"curriculum_d_start": 6}, "curriculum_d_start=6"),
+    ({"curriculum_n_start": 12}, "curriculum_n_start=12"), ({"curriculum_every": 0}, "curriculum_every=0"),
+    ({"curriculum_d_inc": 0}, "curriculum_d_inc=0"),
+    ({"curriculum_every": None}, "curriculum_every=None"),
+    ({"curriculum_d_start": None, "curriculum_n_start": None}, "curriculum_every=100"),
+])
+def test_bad_curriculum_is_refused_with_the_field_named(kw, field):
+    with pytest.raises(ValueError, match=field):
+        _curriculum(**kw)
+
+
+def test_bad_step_is_refused():
+    task = _curriculum().build()
+    with pytest.raises(ValueError, match="step=0"):
+        task.set_step(0)

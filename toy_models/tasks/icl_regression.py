@@ -24,12 +24,30 @@ y_query [B] (in the batch's dtype), so closed-form predictors can be run on the 
 Metrics: ``mse`` and the normalized squared error ``nse`` = mse / d (Garg's: predicting 0 scores 1
 for isotropic noiseless data), at the query; the interleaved task also reports ``mse_all_prefixes``.
 
-TODO: a curriculum on d and N (Garg et al. 2022) is not implemented.
+Curriculum (Garg et al. 2022, their section 4): with ``curriculum_every`` = S, the batch of training
+step s (1-based) uses stage k = ⌊(s − 1)/S⌋ with
+
+    d_k = min(d, curriculum_d_start + k · curriculum_d_inc)     active input dimensions
+    N_k = min(N, curriculum_n_start + k · curriculum_n_inc)     in-context examples
+
+(a start left at None keeps that size fixed). The inactive coordinates d_k … d − 1 of every x are
+set to 0, so the prompt is a d_k-dimensional regression written in d coordinates, and the prompt
+holds N_k examples (2N_k + 1 interleaved or N_k + 1 stacked tokens: shorter than the model's n_ctx,
+which stays at the final size). Garg et al. start at 5 of 20 dimensions and 11 of 41 points and add
+1 dimension and 2 points every 2000 steps.
+
+The step reaches the task through a hook: ``task.set_step(s)`` before the batch of step s is
+drawn. A task never told a step (or told ``set_step(None)``) samples at the final size, which is
+what evaluation must use. ``theorybench.train`` must make that call for a curriculum run to follow
+its schedule (one line at the top of ``_Trainer._train_step``: ``if hasattr(self.task, "set_step"):
+self.task.set_step(self.step)``); a task whose curriculum is configured but that is drawn from
+many times without a step warns once (``CurriculumNotSteppedWarning``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +59,13 @@ from .base import Batch, register_task
 TOKENIZATIONS = ("interleaved", "stacked")
 INPUT_DISTS = ("gaussian", "uniform")
 DTYPES = ("float32", "float64")
+# Draws at the final size tolerated before a configured curriculum warns that no step was ever set:
+# the trainer draws its evaluation batches (4 by default) before the first training step.
+UNSTEPPED_DRAWS_BEFORE_WARNING = 64
+
+
+class CurriculumNotSteppedWarning(UserWarning):
+    """A curriculum is configured but ``set_step`` was never called: every batch is at the final size."""
 
 
 def stack_tokens(X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
@@ -73,6 +98,8 @@ class ICLRegressionConfig:
 
     x_cov: None (identity), a length-d tuple (diagonal) or a d×d tuple of tuples (full, positive
     definite); gaussian inputs only. n_tasks: None for w ~ N(0, I_d), or the pool size M ≥ 1.
+    curriculum_*: the schedule of active dimensions and prompt length (module docstring); off
+    unless ``curriculum_every`` is set.
     """
 
     d: int = 5
@@ -84,6 +111,11 @@ class ICLRegressionConfig:
     n_tasks: int | None = None
     pool_seed: int = 0
     dtype: str = "float32"
+    curriculum_every: int | None = None
+    curriculum_d_start: int | None = None
+    curriculum_d_inc: int = 1
+    curriculum_n_start: int | None = None
+    curriculum_n_inc: int = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.x_cov, list):  # from a JSON dict: keep the config hashable
@@ -110,6 +142,42 @@ class ICLRegressionConfig:
             if self.x_dist != "gaussian":
                 raise ConfigError("x_cov", self.x_cov, "None when x_dist='uniform' (U(−1, 1) has covariance I/3)")
             self.covariance()  # refuses a wrong shape or a covariance that is not positive definite
+        self._validate_curriculum()
+
+    def _validate_curriculum(self) -> None:
+        def positive_int(name: str, upper: int | None = None, none_ok: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none_ok:
+                return
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1 or (upper is not None and v > upper):
+                rule = f"an integer in [1, {upper}]" if upper is not None else "a positive integer"
+                raise ConfigError(name, v, rule + (" or None" if none_ok else ""))
+
+        positive_int("curriculum_every", none_ok=True)
+        positive_int("curriculum_d_start", self.d, none_ok=True)
+        positive_int("curriculum_n_start", self.n_points, none_ok=True)
+        positive_int("curriculum_d_inc")
+        positive_int("curriculum_n_inc")
+        starts = (self.curriculum_d_start, self.curriculum_n_start)
+        if self.curriculum_every is None and any(v is not None for v in starts):
+            raise ConfigError("curriculum_every", None, "steps per curriculum stage (a positive integer) when "
+                              "curriculum_d_start or curriculum_n_start is set")
+        if self.curriculum_every is not None and all(v is None for v in starts):
+            raise ConfigError("curriculum_every", self.curriculum_every, "None unless curriculum_d_start or "
+                              "curriculum_n_start is set (a curriculum needs something to grow)")
+
+    def curriculum_sizes(self, step: int | None) -> tuple[int, int]:
+        """(active dimensions, in-context examples) of the batch of training step ``step`` (1-based);
+        the final (d, n_points) for ``step=None`` or without a curriculum."""
+        if step is None or self.curriculum_every is None:
+            return self.d, self.n_points
+        if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+            raise ConfigError("step", step, "a positive integer (the 1-based training step) or None")
+        k = (step - 1) // self.curriculum_every
+        d_act = self.d if self.curriculum_d_start is None else min(self.d, self.curriculum_d_start + k * self.curriculum_d_inc)
+        n_act = (self.n_points if self.curriculum_n_start is None
+                 else min(self.n_points, self.curriculum_n_start + k * self.curriculum_n_inc))
+        return d_act, n_act
 
     def covariance(self) -> torch.Tensor:
         """Σ as a float64 [d, d] tensor (I/3 for uniform inputs)."""
@@ -142,6 +210,8 @@ class ICLRegressionTask:
         self.cov = cfg.covariance()
         self._chol = torch.linalg.cholesky(self.cov)
         self.pool = None
+        self.step: int | None = None
+        self._unstepped_draws = 0
         if cfg.n_tasks is not None:
             gen = torch.Generator().manual_seed(cfg.pool_seed)
             self.pool = torch.randn(cfg.n_tasks, cfg.d, generator=gen, dtype=torch.float64)
@@ -153,15 +223,25 @@ class ICLRegressionTask:
             return {"input_kind": "continuous", "d_input": d, "n_ctx": 2 * N + 1, "d_vocab_out": 1}
         return {"input_kind": "continuous", "d_input": d + 1, "n_ctx": N + 1, "d_vocab_out": 1}
 
+    def set_step(self, step: int | None) -> None:
+        """The training step whose batch is drawn next (the curriculum hook; module docstring).
+        None: the final size, for evaluation."""
+        self.cfg.curriculum_sizes(step)  # refuses a bad step
+        self.step = step
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError("batch_size", batch_size, "a positive integer")
-        cfg, B, N, d = self.cfg, batch_size, self.cfg.n_points, self.cfg.d
+        cfg, B, d = self.cfg, batch_size, self.cfg.d
+        self._check_stepped()
+        d_act, N = cfg.curriculum_sizes(self.step)
         f64 = torch.float64
         if cfg.x_dist == "uniform":
             pts = torch.rand(B, N + 1, d, generator=generator, dtype=f64) * 2 - 1
         else:
             pts = torch.randn(B, N + 1, d, generator=generator, dtype=f64) @ self._chol.T
+        if d_act < d:
+            pts[..., d_act:] = 0.0  # a d_act-dimensional problem written in d coordinates (Garg et al.)
         if self.pool is None:
             w = torch.randn(B, d, generator=generator, dtype=f64)
         else:
@@ -175,6 +255,17 @@ class ICLRegressionTask:
             return {"inputs": inputs, "targets": labels.to(self.dtype), **raw}
         inputs = stack_tokens(raw["X"], raw["y"], raw["x_query"])
         return {"inputs": inputs, "targets": raw["y_query"], "attn_mask": context_only_mask(B, N), **raw}
+
+    def _check_stepped(self) -> None:
+        if self.cfg.curriculum_every is None or self.step is not None:
+            return
+        self._unstepped_draws += 1
+        if self._unstepped_draws == UNSTEPPED_DRAWS_BEFORE_WARNING + 1:
+            warnings.warn(
+                f"icl_regression: a curriculum is configured (curriculum_every={self.cfg.curriculum_every}) but "
+                f"{UNSTEPPED_DRAWS_BEFORE_WARNING} batches were drawn without task.set_step(step): every batch is "
+                "at the final size. The training loop must call task.set_step(step) before each batch.",
+                CurriculumNotSteppedWarning, stacklevel=3)
 
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         """Predicted labels: [B, N + 1] (every x position) interleaved, [B] (query) stacked."""
