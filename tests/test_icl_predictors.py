@@ -203,3 +203,15 @@ def test_bad_input_is_refused_with_the_field_named():
         P.gd(X, y[:, :2], x_q, 0.1)
     with pytest.raises(ValueError, match="steps"):
         P.gd(X, y, x_q, 0.1, -1)
+
+
+def test_dmmse_in_chunks_equals_one_pass(monkeypatch):
+    """Chunking the prompts changes nothing per prompt but, possibly, the order a batched kernel sums the d
+    terms of w_mᵀx_i in: agreement to ~d·u relative, bound 1e-13."""
+    X, y, x_q, _ = _prompts(7, 5, 3, 11, 0.5)
+    pool = torch.randn(6, 3, generator=torch.Generator().manual_seed(3), dtype=F64)
+    whole = P.dmmse(X, y, x_q, pool, 0.5)
+    monkeypatch.setattr(P, "DMMSE_CHUNK_ELEMENTS", 2 * 6 * 5)  # chunks of 2 prompts
+    chunked = P.dmmse(X, y, x_q, pool, 0.5)
+    assert torch.allclose(whole.w_hat, chunked.w_hat, rtol=1e-13, atol=0)
+    assert torch.allclose(whole.y_hat, chunked.y_hat, rtol=1e-13, atol=1e-15)

@@ -207,3 +207,29 @@ def test_bad_step_is_refused():
     task = _curriculum().build()
     with pytest.raises(ValueError, match="step=0"):
         task.set_step(0)
+
+
+def test_curriculum_follows_the_schedule_under_the_trainer(tmp_path, monkeypatch):
+    """The trainer calls ``task.set_step(step)`` before each training batch: evaluation batches stay at
+    the final size, training batch s has the stage sizes of step s."""
+    from theorybench.experiment import ExperimentConfig, TrainConfig
+    from theorybench.runstore import get_or_train
+    from toy_models.tasks.icl_regression import ICLRegressionTask
+
+    original_sample = ICLRegressionTask.sample
+    seen = []
+
+    def recording(self, batch_size, generator):
+        batch = original_sample(self, batch_size, generator)
+        seen.append((self.step, int((batch["X"].abs().sum((0, 1)) > 0).sum()), batch["X"].shape[1]))
+        return batch
+
+    monkeypatch.setattr(ICLRegressionTask, "sample", recording)
+    task = ICLRegressionConfig(d=4, n_points=6, curriculum_every=2, curriculum_d_start=2, curriculum_n_start=2)
+    cfg = ExperimentConfig(name="icl_curriculum", task=task,
+                           model=TransformerConfig(n_layers=1, d_model=8, n_heads=2),
+                           train=TrainConfig(steps=6, batch_size=4, eval_every=6, eval_batches=2,
+                                             checkpoint_every=6, log_every=6))
+    get_or_train(cfg, tmp_path, progress=False)
+    assert seen[:2] == [(None, 4, 6), (None, 4, 6)]  # the evaluation set, drawn before step 1
+    assert seen[2:] == [(1, 2, 2), (2, 2, 2), (3, 3, 4), (4, 3, 4), (5, 4, 6), (6, 4, 6)]

@@ -135,6 +135,8 @@ class _Trainer:
 
     def _train_step(self) -> None:
         self.model.train()
+        if hasattr(self.task, "set_step"):  # step-dependent tasks (curricula) see the step of the batch drawn next
+            self.task.set_step(self.step)
         batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
         self.lr = self.optimizer.param_groups[0]["lr"]
         output = self._forward(batch)

@@ -23,6 +23,7 @@ import torch
 from toy_models.config import ConfigError
 
 F64 = torch.float64
+DMMSE_CHUNK_ELEMENTS = 2**25  # float64 residuals per dMMSE chunk (256 MiB)
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,15 @@ def dmmse(X, y, x_q, pool, noise_std: float) -> Prediction:
     pool = torch.as_tensor(pool).to(F64)
     if pool.dim() != 2 or pool.shape[0] == 0 or pool.shape[1] != X.shape[-1]:
         raise ConfigError("pool", tuple(pool.shape), f"a [M, d] tensor of tasks with M ≥ 1 and d = {X.shape[-1]}")
-    resid = y[:, None, :] - torch.einsum("bnd,md->bmn", X, pool)  # [B, M, N]
-    log_post = -(resid ** 2).sum(-1) / (2 * float(noise_std) ** 2)
-    pi = torch.softmax(log_post, dim=-1)  # softmax subtracts the max: the logsumexp normalization
-    return _predict(pi @ pool, x_q)
+    # The residuals are [B, M, N]: prompts go in chunks so that a pool of 2²⁰ tasks stays within memory.
+    B, N = y.shape
+    chunk = max(1, DMMSE_CHUNK_ELEMENTS // (len(pool) * N))
+    w = []
+    for s in range(0, B, chunk):
+        resid = y[s:s + chunk, None, :] - torch.einsum("bnd,md->bmn", X[s:s + chunk], pool)
+        log_post = -(resid ** 2).sum(-1) / (2 * float(noise_std) ** 2)
+        w.append(torch.softmax(log_post, dim=-1) @ pool)  # softmax subtracts the max: logsumexp normalization
+    return _predict(torch.cat(w), x_q)
 
 
 def knn(X, y, x_q, k: int = 3) -> Prediction:

@@ -33,6 +33,9 @@ class Task(Protocol):
     def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
         """Evaluation numbers (floats) for one batch; the trainer averages them over eval batches."""
 
+    # Optional: ``set_step(step)``. A task that has it (a curriculum) is told the optimizer step
+    # before each training batch is drawn; the evaluation set is drawn once, before step 1.
+
 
 TASKS: dict[str, type] = {}
 

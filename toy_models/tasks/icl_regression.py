@@ -174,7 +174,8 @@ class ICLRegressionConfig:
         if not isinstance(step, int) or isinstance(step, bool) or step < 1:
             raise ConfigError("step", step, "a positive integer (the 1-based training step) or None")
         k = (step - 1) // self.curriculum_every
-        d_act = self.d if self.curriculum_d_start is None else min(self.d, self.curriculum_d_start + k * self.curriculum_d_inc)
+        d_act = (self.d if self.curriculum_d_start is None
+                 else min(self.d, self.curriculum_d_start + k * self.curriculum_d_inc))
         n_act = (self.n_points if self.curriculum_n_start is None
                  else min(self.n_points, self.curriculum_n_start + k * self.curriculum_n_inc))
         return d_act, n_act

@@ -1,0 +1,28 @@
+"""Probe figure (Akyürek et al. 2023) at the tiny size: the probes read the query token, and before any
+layer has mixed in the context nothing about the context is decodable there."""
+
+from test_studies import render_tiny
+
+from theorybench.studies import icl_probes
+
+
+def test_embedding_layer_holds_nothing_about_the_context(monkeypatch):
+    """x_0 at the query token is the read-in of x_q plus its position: independent of w, Xᵀy and XᵀX (every
+    target depends only on the context). A held-out R² on independent features has mean ≈ −p/(n − p − 1)
+    (p = width = 16 features, n = 300 training prompts: −0.06) and SD ≈ √(2/n_test)(1 + p/n) ≈ 0.09; the
+    bound |R²| < 0.4 is > 3.5 SD from that mean. A probe that read the wrong token (one that has seen the
+    context) would pass it only by chance."""
+    monkeypatch.setitem(icl_probes.SIZES, "quick", icl_probes.SIZES["tiny"])
+    run, model, _ = icl_probes.probe_model("quick")
+    frame = icl_probes.probe_r2_frame(model, run.config.task, icl_probes.SIZES["tiny"]["probe_prompts"])
+    first = frame[frame.layer == 0]
+    assert set(first.target) == {"w", "Xᵀy", "XᵀX"}
+    assert (first.r2.abs() < 0.4).all(), first
+
+
+def test_probe_figure_reports_per_target_numbers(monkeypatch):
+    _, result = render_tiny("icl_probe_r2", monkeypatch)
+    for target in ("w", "Xᵀy", "XᵀX"):
+        assert f"probe R² for {target}: best value (trained)" in result.numbers
+    assert result.numbers["closest predictor at N = 2d, noiseless"] in (
+        "least squares", "ridge λ = 0.1", "one GD step, tuned η", "averaging", "3-NN")
