@@ -435,6 +435,7 @@ def _size_sweep(scale: str) -> FigureResult:
     frac = [float(np.mean(np.array(by_size[N]) >= LEARNED)) for N in Ns]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     ax.plot(graph_sizes, frac, "o-")
+    ax.set_xticks(graph_sizes)
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("largest graph (vertices) = (N − 5) // 3")
     ax.set_ylabel(f"fraction of seeds that learn (min_L accuracy ≥ {LEARNED})")
@@ -442,6 +443,7 @@ def _size_sweep(scale: str) -> FigureResult:
                  f"{len(sweep['seeds'])} seeds")
     for g, N in zip(graph_sizes, Ns):
         ax2.scatter([g] * len(by_size[N]), by_size[N], color="C0", alpha=0.7)
+    ax2.set_xticks(graph_sizes)
     ax2.axhline(LEARNED, color="0.6", linestyle="--", linewidth=1)
     ax2.set_xlabel("largest graph (vertices)")
     ax2.set_ylabel("worst held-out accuracy over test lookaheads")
