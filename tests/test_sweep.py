@@ -20,13 +20,13 @@ import pytest
 import torch
 
 import theorybench.sweep_local
+from _interrupt import Interrupt, interrupt_at_batch
 from _train_worker import tiny_config, train_slowly
 from theorybench import runstore
 from theorybench.registry import SweepSpec, isolated_registry, register_sweep
 from theorybench.runstore import CHECKPOINT_FILE, CONFIG_FILE, RUNTIME_FILE, get_or_train, load_checkpoint, run_dir
 from theorybench.sweep import expand, member_status, run_sweep, statuses
 from theorybench.train import NonFiniteError
-from toy_models.tasks.markov import MarkovTask
 
 THREADS = torch.get_num_threads()
 
@@ -53,21 +53,6 @@ def _register(build, name="variance_test_sweep"):
     return register_sweep(SweepSpec(name, "variance", build))
 
 
-class _Crash(Exception):
-    pass
-
-
-def _crash_at_batch(monkeypatch, n: int) -> None:
-    """The n-th batch draw raises, like a job dying between two checkpoints."""
-    original, calls = MarkovTask.sample, {"n": 0}
-
-    def sample(self, batch_size, generator):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise _Crash
-        return original(self, batch_size, generator)
-
-    monkeypatch.setattr(MarkovTask, "sample", sample)
 
 
 # ---------------------------------------------------------------------------------- states
@@ -79,8 +64,8 @@ def test_member_states_come_from_the_run_store(sweep_registry, tmp_path, monkeyp
     with pytest.raises(NonFiniteError):
         get_or_train(diverging, tmp_path, progress=False)
     # 2 eval batches are drawn first: batch 2 + 15 is step 15, after the checkpoint at step 10.
-    _crash_at_batch(monkeypatch, 2 + 15)
-    with pytest.raises(_Crash):
+    interrupt_at_batch(monkeypatch, 2 + 15)
+    with pytest.raises(Interrupt):
         get_or_train(partial, tmp_path, progress=False)
     monkeypatch.undo()
     members = expand(spec, "quick", tmp_path)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from _interrupt import Interrupt, interrupt_at_batch
 from _train_worker import tiny_config, train_slowly
 from theorybench.experiment import ExperimentConfig, TrainConfig
 from theorybench.runstore import (CHECKPOINT_FILE, RunFailedError, get_or_train, load_checkpoint,
@@ -73,21 +74,6 @@ def test_training_leaves_the_callers_random_streams_alone(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- resume
-class _Interrupt(Exception):
-    pass
-
-
-def _interrupt_at_batch(monkeypatch, n: int) -> None:
-    """Make the n-th batch draw raise, like a crash between two checkpoints."""
-    original, calls = MarkovTask.sample, {"n": 0}
-
-    def sample(self, batch_size, generator):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise _Interrupt
-        return original(self, batch_size, generator)
-
-    monkeypatch.setattr(MarkovTask, "sample", sample)
 
 
 @pytest.mark.parametrize("optim", [
@@ -101,8 +87,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch,
     reference = get_or_train(cfg, tmp_path / "ref", progress=False)
     # 2 eval batches are drawn first, so batch draw 2 + 17 is training step 17: after the checkpoint
     # at step 10, before the one at 20, mid-way between two logged rows (15 and 20).
-    _interrupt_at_batch(monkeypatch, 2 + 17)
-    with pytest.raises(_Interrupt):
+    interrupt_at_batch(monkeypatch, 2 + 17)
+    with pytest.raises(Interrupt):
         get_or_train(cfg, tmp_path / "crash", progress=False)
     monkeypatch.undo()
     folder = run_dir(cfg, tmp_path / "crash")
