@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toy_models import Transformer, TransformerConfig
 from toy_models.tasks.base import TASKS, Task, model_inputs
@@ -233,3 +235,16 @@ def test_curriculum_follows_the_schedule_under_the_trainer(tmp_path, monkeypatch
     get_or_train(cfg, tmp_path, progress=False)
     assert seen[:2] == [(None, 4, 6), (None, 4, 6)]  # the evaluation set, drawn before step 1
     assert seen[2:] == [(1, 2, 2), (2, 2, 2), (3, 3, 4), (4, 3, 4), (5, 4, 6), (6, 4, 6)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(d=st.integers(1, 9), small=st.integers(1, 40), extra=st.integers(1, 5000), seed=st.integers(0, 2**31 - 1))
+def test_task_pools_are_nested_for_every_size(d, small, extra, seed):
+    """The pool of M tasks is the first M rows of the pool of M' > M, for every M (also M·d < 16, where a
+    single ``randn(M, d)`` takes another path, and across the 4096-value block boundary): a sweep over M
+    adds tasks to one pool instead of redrawing it. A pool drawn by one ``randn(M, d)`` fails this for
+    M·d < 16 and whenever M·d is not a multiple of 16."""
+    a = ICLRegressionConfig(d=d, n_tasks=small, pool_seed=seed).build().pool
+    b = ICLRegressionConfig(d=d, n_tasks=small + extra, pool_seed=seed).build().pool
+    assert a.shape == (small, d) and b.shape == (small + extra, d)
+    assert torch.equal(a, b[:small])

@@ -6,7 +6,9 @@ A prompt is N examples (x_i, y_i) and a query (x_q, y_q) with y = wᵀx + ε, ε
   as in "Transformers learn in-context by gradient descent" (von Oswald et al. 2023);
 - tasks w ~ N(0, I_d), or drawn uniformly from a fixed pool of M tasks w_1 … w_M ~ N(0, I_d) set by
   ``pool_seed`` ("Pretraining task diversity and the emergence of non-Bayesian in-context learning
-  for regression", Raventós et al. 2023).
+  for regression", Raventós et al. 2023). Pools are nested: for one ``pool_seed`` and d, the pool of M
+  tasks is the first M rows of the pool of every M' > M (``task_pool``), so a sweep over M adds tasks
+  rather than redrawing them.
 
 Tokenizations:
 
@@ -62,6 +64,24 @@ DTYPES = ("float32", "float64")
 # Draws at the final size tolerated before a configured curriculum warns that no step was ever set:
 # the trainer draws its evaluation batches (4 by default) before the first training step.
 UNSTEPPED_DRAWS_BEFORE_WARNING = 64
+# Pool entries are read from a stream of standard normals drawn in blocks of this many values. torch
+# fills a normal tensor in groups of 16 and redraws the last group of a length that is not a multiple
+# of 16 (and tensors under 16 values take another path), so ``randn(M, d)`` is not a prefix of
+# ``randn(M', d)``; equal-sized blocks are, whatever M is.
+POOL_BLOCK = 4096
+# How pools are drawn, a config field so that runs stored from pools drawn otherwise (one randn(M, d),
+# not nested) hash differently and are never reused for a nested-pool config.
+POOL_DRAWS = ("nested_blocks",)
+
+
+def task_pool(n_tasks: int, d: int, pool_seed: int) -> torch.Tensor:
+    """The pool w_1 … w_M ~ N(0, I_d) [M, d], float64: the first M·d values of a stream of normals drawn
+    in ``POOL_BLOCK``-value blocks from ``pool_seed``, so ``task_pool(M, d, s)`` is the first M rows of
+    ``task_pool(M', d, s)`` for every M' > M (nested pools)."""
+    gen = torch.Generator().manual_seed(pool_seed)
+    need = n_tasks * d
+    blocks = [torch.randn(POOL_BLOCK, generator=gen, dtype=torch.float64) for _ in range(-(-need // POOL_BLOCK))]
+    return torch.cat(blocks)[:need].reshape(n_tasks, d)
 
 
 class CurriculumNotSteppedWarning(UserWarning):
@@ -97,7 +117,8 @@ class ICLRegressionConfig:
     """Config of the in-context linear regression task (see the module docstring).
 
     x_cov: None (identity), a length-d tuple (diagonal) or a d×d tuple of tuples (full, positive
-    definite); gaussian inputs only. n_tasks: None for w ~ N(0, I_d), or the pool size M ≥ 1.
+    definite); gaussian inputs only. n_tasks: None for w ~ N(0, I_d), or the pool size M ≥ 1, drawn by
+    ``task_pool`` (``pool_draw`` names that scheme; nested pools).
     curriculum_*: the schedule of active dimensions and prompt length (module docstring); off
     unless ``curriculum_every`` is set.
     """
@@ -110,6 +131,7 @@ class ICLRegressionConfig:
     noise_std: float = 0.0
     n_tasks: int | None = None
     pool_seed: int = 0
+    pool_draw: str = "nested_blocks"
     dtype: str = "float32"
     curriculum_every: int | None = None
     curriculum_d_start: int | None = None
@@ -128,7 +150,8 @@ class ICLRegressionConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "a positive integer")
-        for name, allowed in (("tokenization", TOKENIZATIONS), ("x_dist", INPUT_DISTS), ("dtype", DTYPES)):
+        for name, allowed in (("tokenization", TOKENIZATIONS), ("x_dist", INPUT_DISTS), ("dtype", DTYPES),
+                              ("pool_draw", POOL_DRAWS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, getattr(self, name), f"one of {', '.join(map(repr, allowed))}")
         if not (isinstance(self.noise_std, (int, float)) and self.noise_std >= 0):
@@ -214,8 +237,7 @@ class ICLRegressionTask:
         self.step: int | None = None
         self._unstepped_draws = 0
         if cfg.n_tasks is not None:
-            gen = torch.Generator().manual_seed(cfg.pool_seed)
-            self.pool = torch.randn(cfg.n_tasks, cfg.d, generator=gen, dtype=torch.float64)
+            self.pool = task_pool(cfg.n_tasks, cfg.d, cfg.pool_seed)
 
     # ------------------------------------------------------------------ Task protocol
     def model_fields(self) -> dict[str, Any]:
