@@ -1,29 +1,84 @@
-"""Task diversity (Raventós et al. 2023): the sweep's members, the transition read-out, and the small-M end.
+"""Task diversity (Raventós et al. 2023): the sweep's members, the transition read-out with its margin and
+noise estimate, the gate on the unlimited-pool model, and the small-M end.
 
-The transition itself is measured, not asserted: the figure reports the first M of the grid at which the
-model is closer to ridge than to dMMSE, or that none is.
+The transition itself is measured, not asserted: the figure reports M* with its grid bracket, or that none is
+found, or (undertrained) that it cannot be read.
 """
 
 import math
 
-from theorybench.studies import icl_diversity
+import numpy as np
+import pytest
+
+from theorybench.claims import judge_all
+from theorybench.studies import icl_diversity as D
 
 
 def test_members_cover_the_grid_with_one_pool_per_M():
-    sizes = icl_diversity.SIZES["quick"]
-    members = icl_diversity.SWEEP.members("quick")
-    assert [m.task.n_tasks for m in members] == [M for M in sizes["task_counts"] for _ in range(sizes["seeds"])]
-    assert {m.task.pool_seed for m in members} == {0}  # nested pools: M tasks are the first M of a larger pool
-    assert len({m.name for m in members}) == len(sizes["task_counts"])
-    assert all(m.task.noise_std > 0 for m in members)  # dMMSE needs label noise
+    for scale in ("quick", "medium"):
+        sizes = D.SIZES[scale]
+        members = D.SWEEP.members(scale)
+        assert [m.task.n_tasks for m in members] == [M for M in sizes["task_counts"] for _ in range(sizes["seeds"])]
+        assert {m.task.pool_seed for m in members} == {0}  # one stream: pool M is the prefix of pool M' > M
+        assert len({m.name for m in members}) == len(sizes["task_counts"])
+        assert all(m.task.noise_std > 0 for m in members)  # dMMSE needs label noise
+    assert max(M for M in D.SIZES["medium"]["task_counts"] if M) == D.M_GRID_TOP and D.SIZES["medium"]["seeds"] >= 2
 
 
-def test_transition_is_the_first_M_closer_to_ridge():
-    new = {1: dict(diff_ridge=2.0, diff_dMMSE=0.1), 4: dict(diff_ridge=0.5, diff_dMMSE=0.4),
-           16: dict(diff_ridge=0.1, diff_dMMSE=0.9), 64: dict(diff_ridge=0.05, diff_dMMSE=1.0),
-           None: dict(diff_ridge=0.01)}
-    assert icl_diversity.transition(new) == 16.0
-    assert math.isinf(icl_diversity.transition({1: dict(diff_ridge=1.0, diff_dMMSE=0.1), None: dict(diff_ridge=0.0)}))
+def _seed(position, gap=1.0, n=400, noise=0.05, seed=0, model_mse=1.0, ridge_mse=1.0):
+    """Per-prompt comparisons of a model at ``position`` on the segment between the references:
+    ŷ = ridge + t (dMMSE − ridge) with t = (1 − position)/2, so diff_ridge = t² g, diff_dMMSE = (1 − t)² g
+    and margin / gap = (1 − t)² − t² = 1 − 2t = position. ``noise`` perturbs each prompt's values."""
+    rng = np.random.default_rng(seed)
+    t = (1 - position) / 2
+    g = gap * (1 + noise * rng.standard_normal(n))
+    return dict(diff_ridge=t**2 * g, diff_dMMSE=(1 - t) ** 2 * g, gap=g,
+                model_mse=model_mse * (1 + noise * rng.standard_normal(n)),
+                ridge_mse=ridge_mse * (1 + noise * rng.standard_normal(n)))
+
+
+def test_classes_follow_the_position_and_need_a_margin_beyond_half_the_gap():
+    assert D.classify([_seed(0.9), _seed(0.8, seed=1)]) == "ridge"
+    assert D.classify([_seed(-0.9), _seed(-0.8, seed=1)]) == "dMMSE"
+    assert D.classify([_seed(0.3)]) == "undecided"  # closer to ridge, but not by half the gap
+    assert D.classify([_seed(0.9), _seed(0.1, seed=1)]) == "undecided"  # every seed must agree
+    # Within sampling error: a margin of 0.9·gap whose per-prompt noise is 20× the gap over 50 prompts.
+    assert D.classify([_seed(0.9, n=50, noise=20.0)]) == "undecided"
+
+
+def test_transition_is_the_first_ridge_like_M_with_no_dmmse_like_M_above():
+    new = {1: [_seed(-0.95)], 4: [_seed(-0.7)], 16: [_seed(0.1)], 64: [_seed(0.9)], 256: [_seed(0.95)],
+           1024: [_seed(0.2, gap=1e-4)], None: [_seed(1.0)]}
+    t = D.transition(new)
+    assert t["M_star"] == 64.0 and t["M_low"] == 4.0  # bracket from the last dMMSE-like M
+    assert t["classes"][1024] == "undecided"
+    # A ridge-like M followed by a dMMSE-like one is not a transition; the later ridge-like M is.
+    new[16] = [_seed(0.9)]
+    new[64] = [_seed(-0.9)]
+    assert D.transition(new)["M_star"] == 256.0 and D.transition(new)["M_low"] == 64.0
+    none = D.transition({1: [_seed(-0.9)], 8: [_seed(0.0)], None: [_seed(1.0)]})
+    assert math.isinf(none["M_star"])
+
+
+def _curves(ratio):
+    new = {1: [_seed(-0.95), _seed(-0.9, seed=1)], 16: [_seed(0.9), _seed(0.85, seed=1)],
+           None: [_seed(1.0, model_mse=ratio), _seed(1.0, seed=1, model_mse=ratio)]}
+    return {"new": new, "size": dict(steps=100)}
+
+
+def test_an_undertrained_unlimited_pool_model_leaves_every_claim_inconclusive():
+    """The issue's quick run: M = ∞ model 0.554 vs ridge 0.332 (ratio 1.67): nothing may be read."""
+    measured, numbers = D.diversity_measurements(_curves(1.67))
+    assert not any(m.measured for m in measured.values())
+    assert {v.verdict for v in judge_all(D.CLAIMS, measured)} == {"inconclusive"}
+    assert numbers["M = ∞: model / ridge error on new tasks (worst seed)"] == pytest.approx(1.67, rel=0.01)
+
+
+def test_a_trained_sweep_decides_both_claims():
+    measured, _ = D.diversity_measurements(_curves(1.02))
+    verdicts = {v.claim.key: v.verdict for v in judge_all(D.CLAIMS, measured)}
+    assert verdicts == {"dmmse_below_threshold": "reproduced", "ridge_above_threshold": "reproduced"}
+    assert measured["threshold_m"].value == 16.0 and measured["threshold_m"].low == 1.0
 
 
 def test_single_task_model_predicts_like_dmmse_not_ridge(monkeypatch):
@@ -34,8 +89,8 @@ def test_single_task_model_predicts_like_dmmse_not_ridge(monkeypatch):
     k = 0, shrinking as k grows). The model is required to be closer to dMMSE than to ridge on both — the
     claim's comparison, each a mean over 300 prompts × 4 prefixes. Measured at quick scale (1500 steps):
     0.001 vs 0.47 on pool prompts, 0.002 vs 3.1 on new tasks."""
-    monkeypatch.setitem(icl_diversity.SIZES, "quick", icl_diversity.SIZES["tiny"])  # the figure's tiny runs
-    curves = icl_diversity.diversity_curves("quick")
+    monkeypatch.setitem(D.SIZES, "quick", D.SIZES["tiny"])  # the figure's tiny runs
+    curves = D.diversity_curves("quick")
     for key in ("new", "pool"):
-        m1 = curves[key][1]
+        m1 = D.mean_over(curves[key][1])
         assert m1["diff_dMMSE"] < m1["diff_ridge"], (key, m1)
