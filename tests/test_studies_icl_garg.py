@@ -40,22 +40,67 @@ def test_fast_variant_learns_in_context(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_scale_transformer_tracks_least_squares():
-    """Quick scale (d = 5, N = 11, noiseless; 3000 steps of batch 128 per seed, ~2 min per seed on one core),
+def test_quick_scale_transformer_learns_in_context_beyond_one_gd_step():
+    """Quick scale (d = 3, N = 7, noiseless; 2000 steps of batch 128 per seed, ~1 min per seed on one core),
     every seed of the figure's sweep, trained as the figure trains them (into the test session's run store).
 
-    Garg et al.'s claim, with the issue's threshold: error / d below 0.1 at every N ≥ 2d, where least squares
-    is exactly 0 and one tuned GD step is (d + 1)/(N + d + 1) ≥ 0.35. Each mean is over 2000 prompts with
-    standard error ≈ 0.003 at that level (per-prompt error / d has SD ≈ 0.1), so a seed measured below 0.1
-    is below it by many SE rather than by chance.
-    """
+    Not sized to reach least squares (the claim is decided at medium scale); what quick must show is an
+    in-context learner past one tuned GD step, whose error / d at N = 2d is (d + 1)/(N + d + 1) = 0.4:
+    required below it at N ≥ 2d for every seed (each mean over 2000 prompts, SE ≲ 0.01 at that level)."""
     curves = icl.garg_curves("quick")
     d, N = curves["size"]["d"], curves["size"]["N"]
     assert curves["model"].shape == (curves["size"]["seeds"], N + 1)
-    past = curves["model"][:, 2 * d:]
-    assert past.max() < 0.1, past
-    assert (curves["model"][:, 2 * d] < curves["refs"]["one GD step, tuned η"][2 * d]).all()
+    one_step = curves["refs"]["one GD step, tuned η"]
+    assert (curves["model"][:, 2 * d:] < one_step[2 * d:]).all()
     assert curves["refs"]["least squares"][d + 1:].max() < 1e-20  # noiseless: LS is exact once N > d
+
+
+def _model_like(refs, name, noise, seeds=3, seed=12345):  # a stream apart from _refs
+    rng = np.random.default_rng(seed)
+    return np.stack([refs[name] + noise * rng.standard_normal(refs[name].shape) for _ in range(seeds)])
+
+
+def _refs(d=3, N=7, prompts=400, seed=0):
+    """Synthetic predictions [prompts, N + 1]: targets, least squares exact past N = d, GD rivals off by a
+    k-dependent amount, averaging and 3-NN far off."""
+    rng = np.random.default_rng(seed)
+    targets = rng.standard_normal((prompts, N + 1)) * np.sqrt(d)
+    refs = {"least squares": targets.copy()}
+    for k in (1, 10, 40):
+        refs[f"{k}-step GD, tuned η"] = targets + rng.standard_normal(targets.shape) * (1.0 / k)
+    refs["averaging"] = targets + rng.standard_normal(targets.shape)
+    refs["3-NN"] = targets + 2 * rng.standard_normal(targets.shape)
+    return targets, refs
+
+
+def test_a_least_squares_level_model_meets_both_criteria_and_a_gd_like_one_does_not():
+    """Model = least squares + noise of SD 0.05: error / d = 0.0025/3 ≪ 0.02, and its distance to least squares
+    (0.0025/d) is below that to 40-step GD (≈ (1/40² + 0.05²)/d). Model = 10-step GD: its error / d ≈ 0.01/3
+    passes the 0.02 bar, but it is closer to 10-step GD than to least squares: the closeness criterion (the
+    one that tells least squares from ~10 GD steps) must fail, and name 10-step GD."""
+    from theorybench.claims import judge
+    from theorybench.studies import icl_garg_claims as G
+
+    targets, refs = _refs()
+    good = G.per_seed_quantities(_model_like(refs, "least squares", 0.05), targets, refs, d=3)
+    m = G.measurements(good, decides=True, scale="medium")
+    assert judge(G.CLAIM, m).verdict == "reproduced"
+    gd = G.per_seed_quantities(_model_like(refs, "10-step GD, tuned η", 0.0), targets, refs, d=3)
+    assert set(gd["closest_rival"]) == {"10-step GD, tuned η"}
+    outcomes = {p.criterion.key: p.outcome for p in judge(G.CLAIM, G.measurements(gd, True, "medium")).parts}
+    assert outcomes == {"err_ls": "met", "closer_to_ls": "not met"}
+
+
+def test_a_scale_not_sized_for_the_claim_leaves_it_inconclusive():
+    from theorybench.claims import judge
+    from theorybench.studies import icl_garg_claims as G
+
+    targets, refs = _refs()
+    q = G.per_seed_quantities(_model_like(refs, "averaging", 0.0), targets, refs, d=3)  # far from least squares
+    m = G.measurements(q, decides=False, scale="quick")
+    assert not any(v.measured for v in m.values()) and "quick" in m["err_ls"].note
+    assert judge(G.CLAIM, m).verdict == "inconclusive"
+    assert icl.SIZES["quick"]["garg"]["decides"] is False and icl.SIZES["medium"]["garg"]["decides"] is True
 
 
 def test_garg_experiment_and_sweep_are_registered_and_consistent():

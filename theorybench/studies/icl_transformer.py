@@ -75,6 +75,19 @@ def predictor_prefix_predictions(batch: dict, fn) -> torch.Tensor:
     return torch.stack(cols, 1)
 
 
+def tuned_gd_prefix_predictions(batch: dict, k_max: int) -> torch.Tensor:
+    """k-step GD from 0 at every prefix, for k = 0 … ``k_max``, the step tuned per (k, prefix length) on these
+    prompts' labels (``theory.icl.gd_path.tuned_gd_path``): float64 [k_max + 1, prompts, N + 1], laid out
+    as ``predictor_prefix_predictions``."""
+    from theory.icl.gd_path import tuned_gd_path
+
+    X, y, targets = batch["X"].double(), batch["y"].double(), batch["targets"].double()
+    xs = torch.cat([X, batch["x_query"].double()[:, None]], 1)
+    cols = [torch.zeros(k_max + 1, len(X), dtype=torch.float64)]
+    cols += [tuned_gd_path(X[:, :k], y[:, :k], xs[:, k], targets[:, k], k_max).y_hat for k in range(1, X.shape[1] + 1)]
+    return torch.stack(cols, 2)
+
+
 def model_prefix_errors(model, batch: dict) -> np.ndarray:
     """Squared error / d of the model at every prefix, [prompts, N + 1] (``model_prefix_predictions``)."""
     d = batch["X"].shape[-1]
