@@ -40,23 +40,30 @@ def regression_targets(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dic
     return {"w": w.to(F64), "Xᵀy": (X.transpose(1, 2) @ y[..., None])[..., 0], "XᵀX": gram[:, iu[0], iu[1]]}
 
 
-def linear_probe_r2(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
-                    ridge: float = 1e-4) -> float:
-    """Held-out R² (module docstring) of a ridge probe features [B, p] → target [B, k].
-
-    The first ``train_fraction`` of the rows train, the rest test. The ridge is relative: λ = ``ridge``
-    · tr(FᵀF)/p on the centred training features F, so it means the same at every activation scale.
-    """
+def split_rows(features: torch.Tensor, target: torch.Tensor, train_fraction: float):
+    """(F, T, n_train): features [B, p] and target [B, k] as float64 matrices, and the training rows' count
+    (the first ``train_fraction`` of the rows train, the rest test)."""
     if not 0 < train_fraction < 1:
         raise ConfigError("train_fraction", train_fraction, "a fraction in (0, 1)")
-    if not (isinstance(ridge, (int, float)) and ridge >= 0):
-        raise ConfigError("ridge", ridge, "a non-negative float")
     F, T = features.to(F64).reshape(len(features), -1), target.to(F64).reshape(len(target), -1)
     if len(F) != len(T):
         raise ValueError(f"features and target need the same number of rows, got {len(F)} and {len(T)}")
     n_train = int(round(train_fraction * len(F)))
     if n_train < 2 or len(F) - n_train < 1:
         raise ConfigError("prompts", len(F), "enough rows for a training split of ≥ 2 and a test split of ≥ 1")
+    return F, T, n_train
+
+
+def linear_probe_residuals(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
+                           ridge: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per held-out row: (‖t − t̂‖², ‖t − t̄_train‖²) of a ridge probe features [B, p] → target [B, k], so that
+    R² = 1 − Σ first / Σ second (module docstring) and rows can be resampled for an interval.
+
+    The ridge is relative: λ = ``ridge`` · tr(FᵀF)/p on the centred training features F, so it means the
+    same at every activation scale."""
+    if not (isinstance(ridge, (int, float)) and ridge >= 0):
+        raise ConfigError("ridge", ridge, "a non-negative float")
+    F, T, n_train = split_rows(features, target, train_fraction)
     f_mean, t_mean = F[:n_train].mean(0), T[:n_train].mean(0)
     Ftr, Ttr = F[:n_train] - f_mean, T[:n_train] - t_mean
     p = Ftr.shape[1]
@@ -64,9 +71,15 @@ def linear_probe_r2(features: torch.Tensor, target: torch.Tensor, train_fraction
     lam = ridge * float(torch.trace(gram)) / p
     coef = torch.linalg.solve(gram + lam * torch.eye(p, dtype=F64), Ftr.T @ Ttr)
     pred = (F[n_train:] - f_mean) @ coef + t_mean
-    resid = (T[n_train:] - pred).pow(2).sum()
-    total = (T[n_train:] - t_mean).pow(2).sum()
-    return float(1 - resid / total)
+    return (T[n_train:] - pred).pow(2).sum(1), (T[n_train:] - t_mean).pow(2).sum(1)
+
+
+def linear_probe_r2(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
+                    ridge: float = 1e-4) -> float:
+    """Held-out R² (module docstring) of a ridge probe features [B, p] → target [B, k]
+    (``linear_probe_residuals``)."""
+    resid, total = linear_probe_residuals(features, target, train_fraction, ridge)
+    return float(1 - resid.sum() / total.sum())
 
 
 @torch.no_grad()
@@ -84,4 +97,4 @@ def residual_probe_r2(model, inputs: torch.Tensor, targets: Mapping[str, torch.T
     return pd.DataFrame(rows, columns=["layer", "hook", "target", "r2"])
 
 
-__all__ = ["linear_probe_r2", "regression_targets", "residual_probe_r2"]
+__all__ = ["linear_probe_r2", "linear_probe_residuals", "regression_targets", "residual_probe_r2", "split_rows"]
