@@ -36,7 +36,7 @@ from theory.icl import expected_error as ee
 from theory.icl import predictors as P
 from theorybench.registry import default_scale
 from theorybench.runstore import get_or_train
-from theorybench.studies import icl
+from theorybench.studies import icl, icl_lsa
 from theorybench.style import apply_style
 from toy_models.constructions.lsa import gd_lsa, lsa_inputs
 from toy_models.tasks.icl_regression import ICLRegressionConfig
@@ -47,7 +47,7 @@ apply_style()
 torch.set_num_threads(1)
 SCALE = default_scale()
 # The notebook trains the small "tiny" size at quick scale (seconds), the figure's quick size at full.
-SIZE = icl.SIZES["tiny" if SCALE == "quick" else "quick"]["lsa"]
+SIZE = icl_lsa.SIZES["tiny" if SCALE == "quick" else "quick"]
 d, N = SIZE["d"], SIZE["N"]
 print(f"scale={SCALE}: d={d}, N={N}, {SIZE['steps']} Adam steps of batch {SIZE['batch']}")
 
@@ -90,7 +90,7 @@ for path in ("reference", "kernel"):
 # %% [markdown]
 # ## 3. Training
 #
-# `icl.train_lsa` trains a one-layer LSA toy model with AdamW (lr cosine-decayed to 0) on fresh
+# `icl_lsa.train_lsa` trains a one-layer LSA toy model with AdamW (lr cosine-decayed to 0) on fresh
 # noiseless prompts. `init="zfb"` is the ZFB parametrization and initialization: identity read-in,
 # W_K = W_V = I and read-out e_y frozen, W_Q = (W^{KQ})ᵀ and W_O = (W^{PV})ᵀ trained from
 # W^{PV}(0) = σ e_y e_yᵀ, W^{KQ}(0) = σ [[ΘΘᵀ, 0], [0, 0]]. (At that init the model is already a
@@ -99,7 +99,7 @@ for path in ("reference", "kernel"):
 # and read-out included: the configuration that did not converge.
 
 # %%
-runs = {init: icl.train_lsa(init=init, **SIZE) for init in ("zfb", "toy_normal")}
+runs = {init: icl_lsa.train_lsa(init=init, **SIZE) for init in ("zfb", "toy_normal")}
 for init, run in runs.items():
     f = run["final"]
     print(f"{init:10s}: held-out MSE {f['mse']:.4f} (tuned GD {f['gd_mse']:.4f}), "
@@ -112,7 +112,7 @@ for init, run in runs.items():
 # theorem says it converges to Γ⁻¹.
 
 # %%
-M = icl.zfb_effective_matrix(runs["zfb"]["model"])
+M = icl_lsa.zfb_effective_matrix(runs["zfb"]["model"])
 g_inv = torch.linalg.inv(P.zfb_gamma(eye, N))
 print("learned block:\n", M.numpy().round(3))
 print("Γ⁻¹:\n", g_inv.numpy().round(3))
@@ -124,9 +124,9 @@ print(f"relative Frobenius error {float((M - g_inv).norm() / g_inv.norm()):.3f}"
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
 for init, run in runs.items():
-    axes[0].plot(run["trace"]["step"], run["trace"]["mse"], label=icl.LSA_LABELS[init])
+    axes[0].plot(run["trace"]["step"], run["trace"]["mse"], label=icl_lsa.LSA_LABELS[init])
     axes[1].scatter(run["final"]["y_gd"][:300], run["final"]["y_model"][:300], s=5, alpha=0.6,
-                    label=icl.LSA_LABELS[init])
+                    label=icl_lsa.LSA_LABELS[init])
 axes[0].axhline(ee.zfb_error(eye, N), color="k", ls="--", lw=1, label="tuned GD = ZFB optimum (exact)")
 axes[0].set(yscale="log", xlabel="training step", ylabel="held-out MSE", title="test error")
 axes[0].legend(fontsize=7)

@@ -1,24 +1,26 @@
-"""Trained linear self-attention vs one tuned GD step / the Zhang–Frei–Bartlett optimum, at the tiny size.
+"""Trained linear self-attention against k-step GD, layer by layer (von Oswald et al. 2023; Zhang, Frei,
+Bartlett 2024), at the tiny size.
 
-Claim ("Transformers learn in-context by gradient descent", von Oswald et al. 2023; "Trained
-Transformers Learn Linear Models In-Context", Zhang, Frei, Bartlett 2024): one LSA layer trained on
-stacked tokens converges to ŷ = x_qᵀ Γ⁻¹ (1/N) Σ y_i x_i, which for x ~ N(0, I) is one GD step with the
-risk-minimizing η = N/(N + d + 1).
+Thresholds are the claims' (``theorybench.studies.icl_lsa``): with ŷ_GD the optimum of the linear-moment
+class, a perturbation inside the class has excess risk E[(ŷ − ŷ_GD)²] = rel_diff² · E[ŷ_GD²], so
+rel_diff < 0.1 is within 1 % of E[ŷ_GD²] of the optimum; for sensitivities ŵ = ŵ_GD + δ with
+‖δ_⊥‖/‖ŵ_GD‖ = r, cos = 1 − r²/2 + O(r⁴): cos > 0.99 allows the same 10 % off-direction error.
 
-Thresholds (the claim's, not numerical tolerances). With ŷ_GD the optimum of the linear-moment class,
-first-order optimality kills the cross term for a perturbation inside that class, so the excess risk is
-E[(ŷ − ŷ_GD)²] = rel_diff² · E[ŷ_GD²]: rel_diff < 0.1 means within 1 % of E[ŷ_GD²] of the optimum.
-For sensitivities ŵ = ŵ_GD + δ with ‖δ_⊥‖/‖ŵ_GD‖ = r, cos = 1 − r²/2 + O(r⁴): r = 0.1 gives 0.995, so
-cos > 0.99 allows the same 10 % off-direction error (mean over prompts).
+Replaces the tests that trained from ZFB-shaped starts and asserted cos > 0.99, which already holds at
+step 0 there: here the start is random (cos ≈ 0, relative difference ≈ 1) and the agreement must move.
 """
 
 import pytest
 import torch
 
+from theory.icl import predictors as P
 from theory.icl.predictors import zfb_gamma
-from theorybench.studies import icl
+from theorybench.claims import judge_all
+from theorybench.studies import icl_lsa
+from toy_models.constructions.lsa import gd_lsa
+from toy_models.tasks.icl_regression import ICLRegressionConfig
 
-TINY = icl.SIZES["tiny"]["lsa"]
+TINY = icl_lsa.SIZES["tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -26,61 +28,108 @@ def runs():
     return {}
 
 
-def _run(runs, init):
-    if init not in runs:
-        runs[init] = icl.train_lsa(init=init, **TINY)
-    return runs[init]
+def _run(runs, init, n_layers=1, seed=0):
+    key = (init, n_layers, seed)
+    if key not in runs:
+        runs[key] = icl_lsa.train_lsa(init=init, n_layers=n_layers, seed=seed, **TINY)
+    return runs[key]
 
 
-@pytest.mark.parametrize("init", ["zfb", "toy_zfb_shaped"])
-def test_trained_lsa_matches_the_tuned_gd_step(runs, init):
-    final = _run(runs, init)["final"]
-    assert final["rel_diff"] < 0.1, final["rel_diff"]  # excess risk < 1 % of E[ŷ_GD²] (module docstring)
-    assert final["cosine"] > 0.99, final["cosine"]  # ≤ 10 % off-direction sensitivity (module docstring)
+def _construction_batch(d=3, N=10, B=64):
+    task = ICLRegressionConfig(d=d, n_points=N, tokenization="stacked", dtype="float64").build()
+    return task.sample(B, torch.Generator().manual_seed(0))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Measured (tiny: d=2, N=8, 300 steps): relative prediction difference 0.67, cosine 0.68 (from −0.11 at "
-    "step 0). The same init at quick (d=5, N=20, 600 steps) converges (0.021 / 0.9998): from a generic random "
-    "start convergence to GD is not robust across sizes/seeds, unlike from ZFB's structured init."))
-def test_generic_init_learns_the_direction(runs):
-    """The toy's factored Q, K, V, O from a random start are NOT aligned at step 0 (unlike ZFB's init,
-    which is already a scaled GD step): here alignment would have to be learned, not inherited."""
-    trace = _run(runs, "toy_fixed_io")["trace"]
-    assert trace["cosine"][0] < 0.9
-    assert trace["cosine"][-1] > 0.99 and trace["rel_diff"][-1] < 0.1  # same thresholds as above
+def test_layer_readouts_of_the_gd_construction_are_the_gd_steps():
+    """von Oswald et al.'s 3-layer construction holds −ŷ_l in the query's y-slot after layer l, read out
+    through W_U = −e_y: every layer's read-out must equal l-step GD and its sensitivity ŵ_l. A read-out off
+    by one layer, with the wrong sign, or through the wrong slot fails. Float64 recursion of ≤ 3 layers of
+    sums over N·d = 30 terms: rounding ~1e-14 relative, asserted 1e-9."""
+    b = _construction_batch()
+    eta = 0.5
+    preds, grads = icl_lsa.layer_readouts(gd_lsa(3, eta, steps=3, n_ctx=11), b)
+    for layer, (y_l, g_l) in enumerate(zip(preds, grads), start=1):
+        ref = P.gd(b["X"], b["y"], b["x_query"], eta, layer)
+        assert float((y_l - ref.y_hat).abs().max()) <= 1e-9 * float(ref.y_hat.abs().max())
+        assert float((g_l - ref.w_hat).abs().max()) <= 1e-9 * float(ref.w_hat.abs().max())
+
+
+def test_compare_layers_scores_the_construction_as_gd_and_a_wrong_step_as_not():
+    b = _construction_batch()
+    model = gd_lsa(3, 0.5, steps=2, n_ctx=11)
+
+    def refs(eta):
+        gd = [P.gd(b["X"], b["y"], b["x_query"], eta, k) for k in range(3)]
+        return {"y": torch.stack([g.y_hat for g in gd]), "w": {k: gd[k].w_hat for k in (1, 2)},
+                "mse": torch.zeros(3)}
+
+    same = icl_lsa.compare_layers(model, b, refs(0.5))
+    assert max(same["rel_diff_layers"]) < 1e-9 and min(same["cosine_layers"]) > 1 - 1e-9
+    # Against GD with twice the step, one step differs by exactly a factor 2: relative difference 0.5.
+    other = icl_lsa.compare_layers(model, b, refs(1.0))
+    assert other["rel_diff_layers"][0] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_one_layer_from_random_qkvo_learns_the_tuned_gd_step_where_it_converges(runs):
+    """From random Q, K, V, O (tiny: d = 2, N = 8, 300 steps), seeds 0–3. Measured: seeds 0, 1, 2 reach
+    relative difference 0.048 / 0.029 / 0.070 and cosine ≥ 0.996 from ≈ 1.00 at step 0; seed 3 stays at MSE
+    1.31 against the GD step's 0.52 (relative difference 0.69), which the figure's precondition calls
+    undertrained. Required: every seed that passes that precondition meets both claim thresholds, from a step-0
+    value ≥ 0.6 (the agreement is learned, not inherited), and at least one seed passes it."""
+    converged = 0
+    for seed in range(4):
+        run = _run(runs, "random_qkvo", seed=seed)
+        assert run["start"]["rel_diff"] >= 0.6, run["start"]
+        if icl_lsa.undertrained([run]):
+            continue
+        converged += 1
+        assert run["final"]["rel_diff"] < 0.1, (seed, run["final"]["rel_diff"])
+        assert run["final"]["cosine"] > 0.99, (seed, run["final"]["cosine"])
+    assert converged >= 1
 
 
 def test_zfb_blocks_reach_inverse_gamma(runs):
-    """W^{PV}_{d+1,d+1} W^{KQ}_{11} → Γ⁻¹ (ZFB's limit). A relative error ε of this matrix moves ŷ_GD by
-    about ε relative, so the same 10 % as the prediction threshold applies."""
+    """W^{PV}_{d+1,d+1} W^{KQ}_{11} → Γ⁻¹ (ZFB's limit) from their init σ² I/√d (relative error ≈ 0.99 at
+    step 0 here, so the test fails on a model that does not move; measured 0.027 after 300 steps). A relative error ε of this matrix moves
+    ŷ_GD by about ε relative, so the same 10 % as the prediction threshold applies."""
     model = _run(runs, "zfb")["model"]
     d, N = TINY["d"], TINY["N"]
     g_inv = torch.linalg.inv(zfb_gamma(torch.eye(d, dtype=torch.float64), N))
-    M = icl.zfb_effective_matrix(model)
+    M = icl_lsa.zfb_effective_matrix(model)
     assert float((M - g_inv).norm() / g_inv.norm()) < 0.1
 
 
 def test_frozen_parameters_are_not_trained(runs):
-    """The ZFB parametrization keeps the identity read-in, W_K = W_V = I and the read-out fixed."""
+    """The ZFB parametrization keeps the identity read-in, W_K = W_V = I and the read-out fixed; the random
+    start keeps its identity read-in and von Oswald's read-out −e_y."""
     model = _run(runs, "zfb")["model"]
     D = TINY["d"] + 1
     assert torch.equal(model.embed.W_E, torch.eye(D)) and torch.equal(model.blocks[0].attn.W_K[0], torch.eye(D))
     assert torch.equal(model.unembed.W_U[:, 0], torch.eye(D)[-1])
+    rand = _run(runs, "random_qkvo")["model"]
+    assert torch.equal(rand.embed.W_E, torch.eye(D)) and torch.equal(rand.unembed.W_U[:, 0], -torch.eye(D)[-1])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Measured (tiny, 300 steps): relative prediction difference 0.91, cosine 0.63 (quick: 0.60 / 0.74, "
-    "MSE 2.49 vs optimum 1.15). With the trainable read-in W_E and read-out W_U and the generic "
-    "init='normal' (σ = 0.1; also σ = 0.3 and fan_in at quick) training settles at MSE ≈ 1.9–2.5, away "
-    "from GD; fixing W_E = I and W_U = e_{d+1} (toy_fixed_io) or starting ZFB-shaped converges."))
-def test_toy_with_generic_init_and_trainable_read_in_out_matches_gd(runs):
-    final = _run(runs, "toy_normal")["final"]
-    assert final["rel_diff"] < 0.1, final["rel_diff"]  # same claim threshold as above
+def _fake(mse, gd_mse, start=1.0, final=0.05, layers=1):
+    return {"final": {"mse": mse, "gd_mse": gd_mse, "rel_diff": final, "cosine": 0.999,
+                      "rel_diff_layers": [final] * layers},
+            "start": {"rel_diff": start}}
 
 
-def test_unknown_init_is_refused():
+def test_undertrained_depths_are_not_judged():
+    """A 2-layer model at 0.62 MSE against 2-step GD's 0.25 (measured at the tiny size) is undertrained: its
+    criteria must be not measured (inconclusive), while a converged 1-layer model's are judged."""
+    runs = {1: [_fake(0.52, 0.52), _fake(0.53, 0.52)], 2: [_fake(0.62, 0.25, layers=2), _fake(0.6, 0.25, layers=2)]}
+    m = icl_lsa.lsa_measurements(runs)
+    verdicts = {v.claim.key: v.verdict for v in judge_all(icl_lsa.CLAIMS, m)}
+    assert verdicts == {"one_layer_is_one_gd_step": "reproduced", "layers_are_gd_steps": "inconclusive"}
+    assert "undertrained" in m["rel_diff_deep"].note
+
+
+def test_unknown_init_and_deep_non_random_inits_are_refused():
     from toy_models import ConfigError
 
     with pytest.raises(ConfigError, match="init"):
-        icl.lsa_learner(2, 4, "xavier")
+        icl_lsa.lsa_learner(2, 4, "xavier")
+    with pytest.raises(ConfigError, match="n_layers"):
+        icl_lsa.lsa_learner(2, 4, "zfb", n_layers=2)
