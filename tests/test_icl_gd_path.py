@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.icl import predictors as P
-from theory.icl.gd_path import gd_trajectories, step_grid, tuned_gd_path
+from theory.icl.gd_path import gd_plus_plus, gd_trajectories, step_grid, tuned_gd_path, tuned_gd_plus_plus
 
 F64 = torch.float64
 
@@ -70,3 +70,30 @@ def test_diverging_steps_are_never_chosen_and_many_steps_approach_least_squares(
     assert torch.isfinite(tuned.mse).all()
     assert tuned.mse[40] < tuned.mse[10] < tuned.mse[1] < tuned.mse[0]
     assert float(tuned.mse[40]) < 0.05 * float(tuned.mse[1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(N=st.integers(1, 10), d=st.integers(1, 5), k=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
+       frac=st.floats(0.05, 1.0))
+def test_gd_plus_plus_without_data_updates_is_gd(N, d, k, seed, frac):
+    """γ = 0 leaves the data tokens as they are: every layer of GD++ is then a GD step (the residual bookkeeping
+    of the construction); with γ ≠ 0 the first layer is still one GD step (the data update acts afterwards)."""
+    X, y, x_q, _ = _prompts(3, N, d, seed)
+    lam = float(torch.linalg.eigvalsh(X.transpose(1, 2) @ X / N)[:, -1].max())
+    eta = frac / lam
+    preds = gd_plus_plus(X, y, x_q, [eta] * k, [0.0] * k)
+    for t in range(k + 1):
+        ref = P.gd(X, y, x_q, eta, t).y_hat
+        assert float((preds[t] - ref).abs().max()) <= 1e-10 * (float(ref.abs().max()) + 1.0)
+    moved = gd_plus_plus(X, y, x_q, [eta] * k, [0.3] * k)
+    assert float((moved[1] - P.gd(X, y, x_q, eta, 1).y_hat).abs().max()) <= 1e-10 * (float(moved[1].abs().max()) + 1)
+
+
+def test_tuned_gd_plus_plus_is_no_worse_than_tuned_gd_and_linear_in_the_query():
+    """Nelder–Mead starts at tuned GD with γ = 0, so its error cannot exceed tuned GD's; and ŷ = ŵᵀx_q with the
+    returned ŵ (GD++ is linear in the query) to rounding."""
+    X, y, x_q, y_q = _prompts(400, 12, 4, seed=5)
+    tuned = tuned_gd_plus_plus(X, y, x_q, y_q, steps=2)
+    plain = tuned_gd_path(X, y, x_q, y_q, k_max=2)
+    assert tuned["mse"] <= float(plain.mse[2])
+    assert torch.allclose((tuned["w_hat"] * x_q).sum(-1), tuned["y_hat"], rtol=1e-10, atol=1e-12)

@@ -96,4 +96,59 @@ def tuned_gd_path(X, y, x_q, y_q, k_max: int, etas=None, P=None) -> TunedGD:
     return TunedGD(eta=eta, y_hat=traj[best, ks], mse=mse[best, ks], ratio=ratio)
 
 
-__all__ = ["TunedGD", "gd_trajectories", "step_grid", "tuned_gd_path"]
+def gd_plus_plus(X, y, x_q, etas, gammas) -> torch.Tensor:
+    """Predictions after each of K = len(etas) layers of GD++ ("Transformers learn in-context by gradient
+    descent", von Oswald et al. 2023): float64 [K + 1, B] for x_q [B, d] ([K + 1, B, M] for [B, M, d]).
+
+    Every token (x_j, s_j) — context s_j = y_j, query s_q = 0 — is updated from the layer's input by
+        s_j ← s_j − η_t (1/N) Σ_i s_i x_iᵀ x_j,        x_j ← x_j − γ_t S x_j,   S = (1/N) Σ_i x_i x_iᵀ
+    (sums over the context), and the prediction is −s_q. With every γ_t = 0 this is k-step GD from w = 0
+    (the context's s_j is the residual y_j − ŵ_tᵀx_j, −s_q = ŵ_tᵀx_q); γ_t ≠ 0 also conditions the data, the
+    update their trained multi-layer linear self-attention was found to match."""
+    X, y, x_q = _prepare(X, y, x_q)
+    etas = [float(e) for e in etas]
+    gammas = [float(g) for g in gammas]
+    if len(etas) != len(gammas):
+        raise ConfigError("gammas", gammas, f"one γ per step ({len(etas)} steps)")
+    N = X.shape[1]
+    single = x_q.dim() == 2
+    q = x_q[:, None, :] if single else x_q
+    s = torch.zeros(q.shape[:2], dtype=F64)
+    ctx, r = X, y
+    preds = [-s]
+    for eta, gamma in zip(etas, gammas):
+        m = (ctx.transpose(1, 2) @ r[..., None])[..., 0] / N  # (1/N) Σ_i s_i x_i
+        S = ctx.transpose(1, 2) @ ctx / N
+        r, s = r - eta * (ctx @ m[..., None])[..., 0], s - eta * torch.einsum("bmd,bd->bm", q, m)
+        ctx, q = ctx - gamma * ctx @ S, q - gamma * q @ S  # S is symmetric
+        preds.append(-s)
+    out = torch.stack(preds)
+    return out[..., 0] if single else out
+
+
+def tuned_gd_plus_plus(X, y, x_q, y_q, steps: int, max_evals: int = 2000) -> dict:
+    """``steps``-layer GD++ with (η_1 … η_K, γ_1 … γ_K) minimizing the mean squared error against y_q on these
+    prompts (Nelder–Mead from the tuned K-step GD step and γ = 0, so it is never worse than plain GD at the
+    start point). Returns {"eta", "gamma", "y_hat" [B], "w_hat" [B, d] (ŷ is linear in x_q), "mse"}."""
+    from scipy.optimize import minimize
+
+    X, y, x_q = _prepare(X, y, x_q)
+    y_q = torch.as_tensor(y_q).to(F64)
+    gd = tuned_gd_path(X, y, x_q, y_q, steps)
+    start = [float(gd.eta[steps])] * steps + [0.0] * steps
+
+    def loss(params) -> float:
+        pred = gd_plus_plus(X, y, x_q, params[:steps], params[steps:])[-1]
+        value = float(((pred - y_q) ** 2).mean())
+        return value if value == value and value != float("inf") else 1e300
+
+    res = minimize(loss, start, method="Nelder-Mead", options={"maxfev": max_evals, "xatol": 1e-6, "fatol": 1e-10})
+    params = res.x if res.fun <= loss(start) else start
+    eta, gamma = list(params[:steps]), list(params[steps:])
+    d = X.shape[-1]
+    basis = torch.eye(d, dtype=F64).expand(X.shape[0], d, d)
+    return {"eta": eta, "gamma": gamma, "y_hat": gd_plus_plus(X, y, x_q, eta, gamma)[-1],
+            "w_hat": gd_plus_plus(X, y, basis, eta, gamma)[-1], "mse": loss(params)}
+
+
+__all__ = ["TunedGD", "gd_plus_plus", "gd_trajectories", "step_grid", "tuned_gd_path", "tuned_gd_plus_plus"]

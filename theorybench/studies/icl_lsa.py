@@ -9,7 +9,9 @@ Learn Linear Models In-Context" (Zhang, Frei, Bartlett 2024): one layer converge
 Figure ``icl_lsa_trained_vs_gd``: LSA models of 1 … L layers trained from RANDOM Q, K, V, O (init
 ``"random_qkvo"``: fixed identity read-in, von Oswald's read-out ŷ = −(query's y-slot)), several seeds.
 After every layer l the query's y-slot, read out as the model reads its last layer, is compared with
-l-step GD (step tuned per l on the held-out labels, ``theory.icl.gd_path``): the relative prediction
+step l of L-layer GD++ (von Oswald et al.'s multi-layer match: GD steps that also condition the data
+tokens; one layer of it is one GD step), its L steps and data updates tuned for the final error on the
+held-out labels (``theory.icl.gd_path``); plain L-step GD is shown beside it: the relative prediction
 difference ‖ŷ_l − ŷ_GD,l‖/‖ŷ_GD,l‖ and the mean cosine of the sensitivities ∂ŷ_l/∂x_q with ŵ_GD,l (ŷ_l is
 affine in x_q, so its gradient is the layer's implicit weight vector exactly). Every metric is reported
 at step 0 and at the end: from a random start the agreement must be learned, not inherited (the ZFB
@@ -61,8 +63,9 @@ GD_GRID = 400  # step-size grid of the tuned GD references: adjacent steps diffe
 REL_DIFF_MAX = 0.1
 COSINE_MIN = 0.99
 MOVED_MIN = 0.5
-# Precondition: a K-layer LSA can represent K-step GD, so a trained model whose held-out MSE is above
-# UNDERTRAINED_RATIO × the tuned K-step GD's has not finished training; its claims are then not measured.
+# Precondition: a K-layer LSA can represent K layers of GD++ (one head: score x_jᵀx_i, values −η into the
+# y-slot and −γ x_i into the x-slots), so a trained model whose held-out MSE is above UNDERTRAINED_RATIO × the
+# tuned K-layer GD++'s has not finished training; its claims are then not measured.
 UNDERTRAINED_RATIO = 1.1
 SOURCE = "Transformers learn in-context by gradient descent (von Oswald et al. 2023)"
 CLAIMS = (
@@ -77,12 +80,12 @@ CLAIMS = (
                     Criterion(key="moved_1", quantity="relative difference at step 0 minus after training, 1 layer",
                               op=">=", threshold=MOVED_MIN))),
     Claim(key="layers_are_gd_steps",
-          statement="A K-layer linear self-attention model trained from random Q, K, V, O computes K steps of GD, layer "
-                    "by layer",
-          source=SOURCE + ", section 3 (multi-layer)",
+          statement="A K-layer linear self-attention model trained from random Q, K, V, O computes K steps of GD++ (GD "
+                    "steps that also condition the data tokens), layer by layer",
+          source=SOURCE + ", section 3 (multi-layer, GD++)",
           criteria=(Criterion(key="rel_diff_deep",
-                              quantity="largest over layers l of ‖ŷ_l − ŷ_GD,l‖/‖ŷ_GD,l‖ (l-step GD, tuned), deepest "
-                                       "model (per seed)", op="<=", threshold=REL_DIFF_MAX),
+                              quantity="largest over layers l of ‖ŷ_l − ŷ_ref,l‖/‖ŷ_ref,l‖ (step l of L-layer GD++, "
+                                       "tuned), deepest model (per seed)", op="<=", threshold=REL_DIFF_MAX),
                     Criterion(key="moved_deep", quantity="last layer's relative difference at step 0 minus after "
                                                          "training, deepest model", op=">=", threshold=MOVED_MIN))),
 )
@@ -194,21 +197,27 @@ def layer_readouts(model, batch: dict) -> tuple[list[torch.Tensor], list[torch.T
 
 
 def gd_references(batch: dict, k_max: int) -> dict:
-    """Tuned k-step GD for k = 1 … ``k_max`` on ``batch`` (step tuned per k on its labels, ``GD_GRID`` steps):
-    predictions ``y`` [k_max + 1, B], weights ``w`` {k: [B, d]}, errors ``mse`` [k_max + 1], steps ``eta``."""
-    from theory.icl import predictors as P
-    from theory.icl.gd_path import step_grid, tuned_gd_path
+    """The layer-by-layer reference on ``batch`` for a ``k_max``-layer model: the trajectory of k_max-layer GD++
+    (``gd_plus_plus``; its steps η_t and data updates γ_t tuned on the batch's labels for the final error;
+    one layer of GD++ is one GD step), its iterate l the reference of the model's layer l: ``y``
+    [k_max + 1, B], ``w`` {l: [B, d]}, ``mse`` [k_max + 1]; and plain k-step GD (step tuned per k on a
+    ``GD_GRID`` grid) as ``gd_y``, ``gd_mse``, ``gd_eta``."""
+    from theory.icl.gd_path import gd_plus_plus, step_grid, tuned_gd_path, tuned_gd_plus_plus
 
     X, y, x_q, y_q = (batch[k].double() for k in ("X", "y", "x_query", "y_query"))
-    tuned = tuned_gd_path(X, y, x_q, y_q, k_max, etas=step_grid(X, GD_GRID))
-    w = {k: P.gd(X, y, x_q, float(tuned.eta[k]), k).w_hat for k in range(1, k_max + 1)}
-    return {"y": tuned.y_hat, "w": w, "mse": tuned.mse, "eta": tuned.eta}
+    plain = tuned_gd_path(X, y, x_q, y_q, k_max, etas=step_grid(X, GD_GRID))
+    plus = tuned_gd_plus_plus(X, y, x_q, y_q, k_max)
+    ys = gd_plus_plus(X, y, x_q, plus["eta"], plus["gamma"])
+    d = X.shape[-1]
+    ws = gd_plus_plus(X, y, torch.eye(d, dtype=torch.float64).expand(len(X), d, d), plus["eta"], plus["gamma"])
+    return {"y": ys, "w": {k: ws[k] for k in range(1, k_max + 1)}, "mse": ((ys - y_q) ** 2).mean(-1),
+            "params": (plus["eta"], plus["gamma"]), "gd_y": plain.y_hat, "gd_mse": plain.mse, "gd_eta": plain.eta}
 
 
 def compare_layers(model, batch: dict, refs: dict) -> dict:
-    """Per layer l (lists): ``rel_diff`` ‖ŷ_l − ŷ_GD,l‖/‖ŷ_GD,l‖ and ``cosine`` mean cos(∂ŷ_l/∂x_q, ŵ_GD,l)
-    against tuned l-step GD (``gd_references``); and, for the last layer, the held-out ``mse``, the GD
-    reference's ``gd_mse`` and both predictions (``y_model``, ``y_gd``)."""
+    """Per layer l (lists): ``rel_diff`` ‖ŷ_l − ŷ_ref,l‖/‖ŷ_ref,l‖ and ``cosine`` mean cos(∂ŷ_l/∂x_q, ŵ_ref,l)
+    against step l of the tuned GD++ trajectory (``gd_references``; one GD step for one layer); and, for the last
+    layer, the held-out ``mse``, the reference's ``gd_mse`` and both predictions (``y_model``, ``y_gd``)."""
     preds, grads = layer_readouts(model, batch)
     y_q = batch["y_query"].double()
     rel, cos = [], []
@@ -245,8 +254,8 @@ def train_lsa(d: int, N: int, init: str, batch: int, steps: int, lr: float, eval
     held-out prompts (``compare_layers``).
 
     Returns the model, the trace (step, mse, rel_diff, cosine of the last layer; rel_diff_layers,
-    cosine_layers per layer), the final ``compare_layers``, ``start`` (the step-0 one), the GD references
-    and ``eta`` (the tuned step of the L-step reference).
+    cosine_layers per layer), the final ``compare_layers``, ``start`` (the step-0 one), the references
+    (``gd_references``) and ``eta`` (the tuned step of plain L-step GD).
     """
     from theorybench.experiment import OptimConfig, derive_seed
     from theorybench.optim import build_optimizer, build_scheduler
@@ -275,7 +284,7 @@ def train_lsa(d: int, N: int, init: str, batch: int, steps: int, lr: float, eval
         final = record(steps)
     start = {k: trace[k][0] for k in keys}
     return {"model": model.eval(), "trace": trace, "final": final, "start": start, "refs": refs,
-            "eta": float(refs["eta"][n_layers])}
+            "eta": float(refs["gd_eta"][n_layers])}
 
 
 def zfb_effective_matrix(model) -> torch.Tensor:
@@ -297,14 +306,14 @@ def lsa_runs(scale: str) -> dict:
 
 def undertrained(runs: list) -> str:
     """Why the runs of one depth are not finished training ('' if they are): their mean held-out MSE is above
-    UNDERTRAINED_RATIO × the tuned GD reference's of as many steps (which the depth can represent)."""
+    UNDERTRAINED_RATIO × the tuned GD++ reference's of as many layers (which the depth can represent)."""
     mse = float(np.mean([r["final"]["mse"] for r in runs]))
     gd = float(np.mean([r["final"]["gd_mse"] for r in runs]))
     L = len(runs[0]["final"]["rel_diff_layers"])
     if mse <= UNDERTRAINED_RATIO * gd:
         return ""
-    return (f"the {L}-layer models are undertrained: held-out MSE {mse:.3g} > {UNDERTRAINED_RATIO} × tuned {L}-step "
-            f"GD's {gd:.3g} (which {L} layers can represent)")
+    return (f"the {L}-layer models are undertrained: held-out MSE {mse:.3g} > {UNDERTRAINED_RATIO} × tuned {L}-layer "
+            f"GD++'s {gd:.3g} (which {L} layers can represent)")
 
 
 def lsa_measurements(runs: dict) -> dict:
@@ -337,7 +346,8 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
         for s, run in enumerate(runs[L]):
             ax.plot(run["trace"]["step"], run["trace"]["mse"], color=f"C{i}", alpha=0.7,
                     label=f"{L}-layer LSA (seeds)" if s == 0 else None)
-        ax.axhline(float(runs[L][0]["refs"]["mse"][L]), color=f"C{i}", ls="--", lw=1, label=f"{L}-step GD, tuned η")
+        ax.axhline(float(runs[L][0]["refs"]["mse"][L]), color=f"C{i}", ls="--", lw=1, label=f"{L}-layer GD++, tuned")
+        ax.axhline(float(runs[L][0]["refs"]["gd_mse"][L]), color=f"C{i}", ls=":", lw=1, label=f"{L}-step GD, tuned η")
     ax.axhline(d, color="0.5", ls=":", lw=1, label="predict 0 (E y² = d)")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
@@ -350,12 +360,12 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
         for run in runs[L]:
             ax.plot(run["trace"]["step"], run["trace"]["rel_diff"], color=f"C{i}")
             ax.plot(run["trace"]["step"], 1 - np.array(run["trace"]["cosine"]), color=f"C{i}", ls=":")
-    ax.plot([], [], color="0.3", label="‖ŷ_L − ŷ_GD,L‖ / ‖ŷ_GD,L‖ (last layer)")
-    ax.plot([], [], color="0.3", ls=":", label="1 − cos(∂ŷ_L/∂x_q, ŵ_GD,L)")
+    ax.plot([], [], color="0.3", label="‖ŷ_L − ŷ_ref,L‖ / ‖ŷ_ref,L‖ (last layer)")
+    ax.plot([], [], color="0.3", ls=":", label="1 − cos(∂ŷ_L/∂x_q, ŵ_ref,L)")
     ax.axhline(REL_DIFF_MAX, color="k", lw=0.8, ls="-.", label=f"criterion {REL_DIFF_MAX}")
     ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("disagreement with tuned L-step GD")
+    ax.set_ylabel("disagreement with the tuned L-layer reference")
     ax.set_title("agreement over training, from its step-0 value")
     ax.legend(fontsize=7)
 
@@ -370,7 +380,7 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
     ax.set_yscale("log")
     ax.set_xticks(layers)
     ax.set_xlabel("layer l of the deepest model")
-    ax.set_ylabel("‖ŷ_l − ŷ_GD,l‖ / ‖ŷ_GD,l‖  (l-step GD, tuned)")
+    ax.set_ylabel("‖ŷ_l − ŷ_ref,l‖ / ‖ŷ_ref,l‖  (step l of tuned GD++)")
     ax.set_title(f"layer by layer, {depths[-1]}-layer LSA")
     ax.legend(fontsize=6.5)
 
@@ -384,8 +394,14 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
             f"{a:.3g} → {b:.3g}" for a, b in zip(st.mean(0), fin.mean(0)))
         numbers[f"{L}-layer: sensitivity cosine per layer, step 0 → trained (mean over seeds)"] = ", ".join(
             f"{a:.3g} → {b:.4g}" for a, b in zip(st_cos.mean(0), cos.mean(0)))
-        numbers[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-step GD"] = (
-            f"{np.mean([r['final']['mse'] for r in runs[L]]):.4g} / {float(runs[L][0]['refs']['mse'][L]):.4g}")
+        refs = runs[L][0]["refs"]
+        numbers[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-layer GD++ / tuned {L}-step GD"] = (
+            f"{np.mean([r['final']['mse'] for r in runs[L]]):.4g} / {float(refs['mse'][L]):.4g} / "
+            f"{float(refs['gd_mse'][L]):.4g}")
+        gd_rel = [float((r["final"]["y_model"] - r["refs"]["gd_y"][L]).norm() / r["refs"]["gd_y"][L].norm())
+                  for r in runs[L]]
+        numbers[f"{L}-layer: last layer's rel. difference to plain {L}-step GD (mean over seeds)"] = round(
+            float(np.mean(gd_rel)), 4)
     numbers["training steps"] = size["steps"]
     numbers["seeds per depth"] = size["seeds"]
     return FigureResult(fig, numbers, lsa_measurements(runs))
@@ -397,8 +413,9 @@ register_figure(FigureSpec(
     claim=("Linear self-attention trained on stacked tokens [x; y] computes gradient descent in context: one layer one "
            "GD step with a tuned step size, K layers K steps ('Transformers learn in-context by gradient descent', von "
            "Oswald et al. 2023; for one layer and isotropic x the optimum of 'Trained Transformers Learn Linear Models "
-           "In-Context', Zhang, Frei, Bartlett 2024). Here from random Q, K, V, O, several seeds per depth, each layer "
-           "compared with tuned l-step GD; every metric shown from its step-0 value."),
+           "In-Context', Zhang, Frei, Bartlett 2024); for several layers von Oswald et al. found GD++, GD steps that "
+           "also condition the data. Here from random Q, K, V, O, several seeds per depth, each layer compared with "
+           "step l of tuned L-layer GD++ (plain L-step GD shown); every metric shown from its step-0 value."),
     make=lsa_trained_vs_gd,
     claims=CLAIMS,
 ))
