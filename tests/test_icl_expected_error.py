@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import sympy
 import torch
-from scipy.optimize import minimize
 
 from theory.icl import expected_error as E
 from theory.icl import predictors as P
@@ -114,16 +113,30 @@ def test_optimal_step_minimizes_the_exact_one_step_error(d, N, noise, seed):
 
 @pytest.mark.parametrize("d,N,noise,seed", [(2, 5, 0.0, 0), (3, 4, 0.0, 1), (3, 6, 0.7, 2)])
 def test_zfb_gamma_inverse_minimizes_the_population_loss_numerically(d, N, noise, seed):
-    """Numerical minimization over all d×d matrices M of the exact population loss (MC-checked above)
-    lands on Γ⁻¹ (σ = 0, Zhang–Frei–Bartlett) or (Γ + σ²/N I)⁻¹. The loss is a strongly convex
-    quadratic in M: BFGS with gradient tolerance 1e-10 leaves ‖M − M*‖ ≲ 1e-10/λ_min(Hessian); λ_min ≥
-    2·λ_min(Λ)²·λ_min(Γ) ≥ 2·0.3³ ≈ 0.05, so 1e-7 is a safe bound."""
+    """The exact population loss (MC-checked above) is a quadratic in the d×d matrix M, f(m) = ½ mᵀHm + bᵀm + c
+    (m = vec M), so its minimizer is read off the loss itself, with no iterative optimizer whose stopping
+    point depends on the CPU (BFGS with finite-difference gradients stopped at |M − M*| = 1.25e-7 on one
+    machine): H_ij = f(e_i + e_j) − f(e_i) − f(e_j) + f(0) and b_i = f(e_i) − f(0) − H_ii/2 hold exactly for
+    a quadratic, and m* = −H⁻¹b. It must land on Γ⁻¹ (σ = 0, Zhang–Frei–Bartlett) or (Γ + σ²/N I)⁻¹.
+
+    Tolerance: each loss value is O(10) with rounding ~1e-15, so H and b carry errors ~4e-15; with
+    λ_min(H) ≥ 2·λ_min(Λ)²·λ_min(Γ) ≥ 2·0.3³ ≈ 0.05 the solve moves m* by ≲ ‖δH‖‖m*‖/λ_min + ‖δb‖/λ_min
+    ≈ 1e-12 (d² ≤ 9 entries): 1e-9 leaves a margin of ~1e3."""
     cov = _cov(d, seed)
-    res = minimize(lambda m: E.linear_moment_error(torch.tensor(m).reshape(d, d), cov, N, noise),
-                   np.zeros(d * d), method="BFGS", options={"gtol": 1e-10})
-    M_num = torch.tensor(res.x).reshape(d, d)
+    n = d * d
+
+    def f(m) -> float:
+        return E.linear_moment_error(torch.as_tensor(m, dtype=F64).reshape(d, d), cov, N, noise)
+
+    eye = np.eye(n)
+    f0 = f(np.zeros(n))
+    fi = [f(eye[i]) for i in range(n)]
+    H = np.array([[f(eye[i] + eye[j]) - fi[i] - fi[j] + f0 for j in range(n)] for i in range(n)])
+    b = np.array([fi[i] - f0 - H[i, i] / 2 for i in range(n)])
+    assert np.linalg.eigvalsh(H).min() > 0.05  # strongly convex, as the bound above assumes
+    M_num = torch.tensor(np.linalg.solve(H, -b)).reshape(d, d)
     M_star = E.optimal_linear_moment_matrix(cov, N, noise)
-    assert torch.allclose(M_num, M_star, rtol=0, atol=1e-7)
+    assert torch.allclose(M_num, M_star, rtol=0, atol=1e-9)
     if noise == 0:
         assert torch.allclose(M_star, torch.linalg.inv(P.zfb_gamma(cov, N)), rtol=1e-13, atol=1e-13)
 
