@@ -141,7 +141,10 @@ def _fresh_query(X_ctx, x_q, gen):
 
 
 def _orthogonal_query(X_ctx, x_q, gen):
-    """x_q minus its projection on the span of the k examples, rescaled to its original norm."""
+    """x_q minus its projection on the span of the k examples, rescaled to its original norm; for k ≥ d the
+    examples span the space and the query is left as drawn (the shift's window stops at k = d − 1)."""
+    if X_ctx.shape[1] >= X_ctx.shape[2]:
+        return x_q
     Q, _ = torch.linalg.qr(X_ctx.transpose(1, 2))  # [B, d, k] orthonormal basis of the span (k < d)
     perp = x_q - (Q @ (Q.transpose(1, 2) @ x_q[..., None]))[..., 0]
     return perp * (x_q.norm(dim=-1, keepdim=True) / perp.norm(dim=-1, keepdim=True).clamp_min(1e-300))
@@ -282,7 +285,7 @@ def icl_ood_shifts(scale: str) -> FigureResult:
     d, N = task_cfg.d, task_cfg.n_points
     cols = 3
     rows = math.ceil(len(SHIFTS) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, constrained_layout=True)
     for ax, s in zip(axes.flat, SHIFTS):
         per_seed = [e for e in curves[s.key] if e is not None]
         ax.set_title(s.label, fontsize=8)

@@ -221,7 +221,7 @@ def icl_probe_r2(scale: str) -> FigureResult:
     numbers = {
         "seed-0 model: largest error / d over N = d+1 … 2d": round(refs["err_ls"], 4),
         "closest reference (N = d+1 … 2d)": closest,
-        "closest k-step GD (k ≤ 40)": min((k for k in ks), key=lambda k: means[f"{k}-step GD"]),
+        "closest k-step GD (k ≤ 40)": int(min(ks, key=lambda k: means[f"{k}-step GD"])),
         "distance to least squares / to 40-step GD": f"{means['least squares']:.3g} / {means['40-step GD']:.3g}",
     }
     for target in PROBE_TARGETS:
