@@ -171,8 +171,8 @@ def _garg_panel(ax, curves: dict, scale: str) -> tuple[dict, dict]:
     ax.set_ylim(1e-4, 2)
     ax.set_xlabel("in-context examples N")
     ax.set_ylabel("normalized squared error  (ŷ − y)² / d")
-    ax.set_title(f"trained transformer, d = {d}, noiseless ({size['layers']} layers, width {size['width']}, "
-                 f"{size['steps']} steps)")
+    ax.set_title(f"trained transformer, d = {d}, noiseless\n({size['layers']} layers, width {size['width']}, "
+                 f"{size['steps']} steps)", fontsize=9)
     ax.legend(fontsize=6.5, ncol=2)
     refs = {k: v for k, v in curves["ref_pred"].items() if k != "one GD step, tuned η" and not k.startswith("ridge")}
     q = G.per_seed_quantities(curves["model_pred"], curves["targets"], refs, d)
@@ -229,7 +229,7 @@ def estimator_errors(scale: str) -> FigureResult:
     ax.set_ylim(NOISE_STD**2 / d / 2, 3)
     ax.set_xlabel("in-context examples N")
     ax.set_ylabel("normalized squared error  E[(ŷ − y)²] / d")
-    ax.set_title(f"Reference estimators, d = {d}, σ = {NOISE_STD} (points: Monte Carlo ± 2 SE)")
+    ax.set_title(f"Reference estimators, d = {d}, σ = {NOISE_STD}\n(points: Monte Carlo ± 2 SE)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     ls_at_2d = exact[2 * d - 1]["least squares"]
     return FigureResult(fig, {
