@@ -14,8 +14,9 @@ created with the permissions the umask allows, so a shared store is readable by 
     metrics.csv      one row per logged step (step, train_loss, lr, eval_* on evaluation steps)
     runtime.json     how it ran: its precision, and one segment per start or resume (first step,
                      device, torch version, threads, host, process id, job id, start time, code version)
-    done.json        written last: the run finished; holds the sha256 of every file above and the
-                     version of the code that trained it (``theorybench.code_version``)
+    done.json        written last: the run finished; holds the sha256 of every file above, the
+                     version of the code that trained it (``theorybench.code_version``), and a
+                     seal (the sha256 of its own content)
     failed.json      the run stopped on a NaN/Inf or diverged (the message); checkpoint.pt is the
                      last good one
     artifacts/       whatever analyses store next to the run (not checksummed: derived, rewritable)
@@ -301,6 +302,17 @@ def checksums(folder: Path) -> dict[str, str]:
     return {name: file_sha256(Path(folder) / name) for name in run_files(folder)}
 
 
+def sealed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` plus ``seal``: the sha256 of its own canonical JSON, so that an edit of done.json
+    itself (a changed checksum still being valid JSON) is named as such, not blamed on another file."""
+    return {**record, "seal": _seal_of(record)}
+
+
+def _seal_of(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 # ---------------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
 class Run:
@@ -358,7 +370,10 @@ class Run:
         if not (self.dir / DONE_FILE).exists():
             return
         record = self.done
-        files = record.get("files") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or record.get("seal") != _seal_of(record):
+            raise _damaged(self.dir / DONE_FILE, "its content differs from its own recorded sha256 (cut, edited or "
+                                                 "corrupted)")
+        files = record.get("files")
         if not isinstance(files, dict) or CHECKPOINT_FILE not in files:
             raise _damaged(self.dir / DONE_FILE, "it records no checksums of the run's files (written by "
                                                  "an older theorybench, or edited)")

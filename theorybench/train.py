@@ -65,7 +65,8 @@ from .optim import build_optimizer, build_scheduler
 from .code_version import code_version
 from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
                        atomic_torch_save, atomic_write_json, atomic_write_metrics, check_precision_record,
-                       check_stored_config, checksums, load_checkpoint, read_json, remove_temp_files)
+                       check_stored_config, checksums, load_checkpoint, read_json, remove_temp_files,
+                       sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
 CHECKPOINT_FORMAT = 1
@@ -159,8 +160,8 @@ class _Trainer:
             bar.close()
         # Also after a kill between the final checkpoint and here, which resumes with no step left.
         atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
-        atomic_write_json(self.dir / DONE_FILE, {"steps": tc.steps, "config_hash": self.cfg.config_hash(),
-                                                 "code": code_version(), "files": checksums(self.dir)})
+        atomic_write_json(self.dir / DONE_FILE, sealed({"steps": tc.steps, "config_hash": self.cfg.config_hash(),
+                                                        "code": code_version(), "files": checksums(self.dir)}))
 
     def _train_step(self) -> None:
         self.model.train()
