@@ -43,7 +43,8 @@ def test_the_hash_ignores_the_name_and_the_name_shows_the_fields(first, second, 
 
 def test_overrides_show_in_the_name_and_the_sweep_member_shares_the_folder(tmp_path):
     registry.load_studies()
-    cli = apply_overrides(registry.get_experiment("variance_train").build("quick"), ["optim.lr=0.1", "model.n_layers=4"])
+    single = registry.get_experiment("variance_train").build("quick")
+    cli = apply_overrides(single, ["optim.lr=0.1", "model.n_layers=4"])
     assert "-L4-" in cli.resolved().name and "-lr0.1-" in cli.resolved().name
     # The learning-rate sweep's member at depth 4, lr 0.1, Pre-LN, seed 0 trains exactly this config.
     member, = [m for m in registry.get_sweep("variance_training_lr").members("quick")

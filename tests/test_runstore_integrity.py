@@ -16,8 +16,8 @@ import torch
 from _train_worker import tiny_config
 from theorybench import runstore
 from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE,
-                                  RunConfigMismatchError, RunDamagedError, RunStoreError, StoreAccessError, get_or_train,
-                                  load_run, run_dir)
+                                  RunConfigMismatchError, RunDamagedError, RunStoreError, StoreAccessError,
+                                  get_or_train, load_run, run_dir)
 
 STORED = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
 

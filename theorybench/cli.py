@@ -222,8 +222,9 @@ def _sweep(args: argparse.Namespace) -> int:
                                threads_per_job=args.threads, retrain=args.retrain, accept_stale=args.accept_stale)
     except KeyboardInterrupt as err:
         if options is not None and options.cluster == "slurm":
+            follow = f"theorybench sweep {spec.name} --scale {args.scale} --status --root {root}"
             raise KeyboardInterrupt(f"stopped waiting; the submitted jobs go on on the cluster: follow them with "
-                                    f"theorybench sweep {spec.name} --scale {args.scale} --status --root {root}") from None
+                                    f"{follow}") from None
         raise KeyboardInterrupt(str(err) or f"sweep {spec.name} interrupted; run the same command again to resume "
                                 "it") from None
     if result.jobs and not wait:

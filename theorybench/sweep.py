@@ -148,7 +148,8 @@ def to_run(states: Sequence[MemberStatus], retrain: bool = False) -> list[Member
 # ---------------------------------------------------------------------------------- one member
 @dataclass(frozen=True)
 class Outcome:
-    """What training one member came to: "done", "failed" (NaN/Inf, stored) or "error" (anything else)."""
+    """What training one member came to: "done", "failed" (NaN/Inf or divergence, stored), "error"
+    (anything else), or after Ctrl-C "interrupted" (checkpointed) or "cancelled" (never began)."""
 
     key: str
     status: str
@@ -248,10 +249,12 @@ def run_sweep(spec: SweepSpec, scale: str, root: Path | str, *, executor: str = 
         entries = {o.key: {"executor": "local", "error": _error(o)} for o in result.outcomes}
         write_record(root, spec.name, scale, entries, merge=False)
         stopped = [o for o in result.outcomes if o.status == "interrupted"]
-        if stopped:
+        cancelled = sum(1 for o in result.outcomes if o.status == "cancelled")
+        if stopped or cancelled:
+            listed = ", ".join(o.message or o.key for o in stopped[:5]) + (" …" if len(stopped) > 5 else "")
             raise SweepInterrupted(
-                f"sweep {spec.name}: interrupted; {len(stopped)} member(s) stopped at a checkpoint "
-                f"({', '.join(o.message or o.key for o in stopped[:5])}{' …' if len(stopped) > 5 else ''}); "
+                f"sweep {spec.name}: interrupted; {len(stopped)} member(s) stopped at a checkpoint"
+                + (f" ({listed})" if stopped else "") + f", {cancelled} not started; "
                 "run the same command again to resume them")
     else:
         from .slurm import SlurmOptions, submit, wait_for
@@ -404,6 +407,7 @@ def _counts(counts: Counter) -> str:
     return " · ".join(f"{state} {counts.get(state, 0)}" for state in shown)
 
 
-__all__ = ["EXECUTORS", "STATES", "SweepInterrupted", "discard", "Member", "MemberStatus", "Outcome", "SweepError", "SweepResult",
+__all__ = ["EXECUTORS", "STATES", "SweepInterrupted", "discard", "Member", "MemberStatus", "Outcome", "SweepError",
+           "SweepResult",
            "default_device_request", "expand", "format_result", "format_status", "member_status", "read_record",
            "run_sweep", "statuses", "to_run", "train_member"]

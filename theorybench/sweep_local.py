@@ -59,7 +59,8 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
     Ctrl-C: the workers ignore SIGINT themselves; this process relays one SIGINT to each, which the
     trainer turns into "checkpoint after this step and stop", sets the stop event so that no worker
     starts another member, and waits for them (seconds: one step and a checkpoint). The members that
-    stopped come back as Outcomes with status "interrupted"; a second Ctrl-C terminates the workers
+    stopped come back as Outcomes with status "interrupted" (those that never began: "cancelled"); a
+    second Ctrl-C terminates the workers
     (their runs keep their last checkpoint) and raises KeyboardInterrupt."""
     devices = worker_devices(device)
     on_gpu = devices[0].startswith("cuda")
@@ -71,11 +72,12 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
     outcomes: list[Outcome] = []
     try:
         if jobs == 1:
-            for m in members:
+            for i, m in enumerate(members):
                 try:
                     outcomes.append(train_member(m.config, str(root), m.precision, devices[0], threads, accept_stale))
                 except KeyboardInterrupt as err:  # the trainer checkpointed (TrainingInterrupted) or never began
                     outcomes.append(_interrupted(m, err))
+                    outcomes += [Outcome(r.key, "cancelled", f"{r.key} (not started)") for r in members[i + 1:]]
                     break
                 _advance(bar, outcomes)
             return outcomes
@@ -129,8 +131,9 @@ def _interrupted(member: Member, err: BaseException) -> Outcome:
         step = checkpoint_step(member.dir)
     except Exception:  # noqa: BLE001 - only for the message
         step = None
-    where = f"checkpoint at step {step}" if step else "not started"
-    return Outcome(member.key, "interrupted", f"{member.key} ({where})")
+    if not step:
+        return Outcome(member.key, "cancelled", f"{member.key} (not started)")
+    return Outcome(member.key, "interrupted", f"{member.key} (checkpoint at step {step})")
 
 
 def _signal_workers(pool) -> None:
