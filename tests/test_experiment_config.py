@@ -138,9 +138,9 @@ def test_the_name_does_not_change_the_hash_and_is_derived_from_the_fields():
     renamed = dataclasses.replace(cfg, name="other-L99-lr5")
     assert renamed.config_hash() == cfg.config_hash()
     # The stale "-L99-lr5" is regenerated from the fields; the stem is kept.
-    assert renamed.resolved().name == f"other-pre-L{cfg.model.n_layers}-d{cfg.model.d_model}-lr0.001-s0"
+    assert renamed.resolved().name == f"other-pre-L{cfg.model.n_layers}-d{cfg.model.d_model}-lr0.001-s0-t{cfg.train.steps}"
     lr = apply_overrides(cfg, ["optim.lr=0.25", "seed=3"]).resolved().name
-    assert lr.startswith("exp-") and lr.endswith("-lr0.25-s3")
+    assert lr.startswith("exp-") and lr.endswith("-lr0.25-s3-t1000")
 
 
 def test_fields_the_resolution_overwrites_do_not_change_the_hash():
