@@ -15,11 +15,11 @@ import torch
 
 from _train_worker import tiny_config
 from theorybench import runstore
-from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE,
+from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
                                   RunConfigMismatchError, RunDamagedError, RunStoreError, StoreAccessError,
                                   get_or_train, load_run, run_dir)
 
-STORED = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
+STORED = (CONFIG_FILE, CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def flip_middle_byte(path) -> None:
 def test_done_json_records_a_checksum_of_every_file(stored):
     _, _, folder = stored
     record = json.loads((folder / DONE_FILE).read_text())
-    assert set(record["files"]) == {CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE}
+    assert set(record["files"]) == {CONFIG_FILE, CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE}
     for name, digest in record["files"].items():
         assert runstore.hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     assert set(record["code"]) == {"package", "source", "git"}
@@ -88,7 +88,7 @@ def test_an_edited_precision_in_runtime_json_is_refused(stored):
         get_or_train(cfg, root, progress=False)
 
 
-@pytest.mark.parametrize("name", [CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE])
+@pytest.mark.parametrize("name", [CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE])
 def test_a_missing_file_is_refused(stored, name):
     cfg, root, folder = stored
     (folder / name).unlink()
@@ -107,6 +107,19 @@ def test_retrain_replaces_a_damaged_run_with_the_same_result(stored, pristine):
     pd.testing.assert_frame_equal(run.metrics, reference.metrics, check_exact=True)
     assert all(torch.equal(a, b) for a, b in zip(run.load_model().state_dict().values(),
                                                  reference.load_model().state_dict().values()))
+
+
+def test_a_done_run_s_model_comes_from_its_safetensors_weights(stored, monkeypatch):
+    _, _, folder = stored
+    final = torch.load(folder / CHECKPOINT_FILE, weights_only=True)["model"]
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("a done run's model must not be unpickled from checkpoint.pt")
+
+    monkeypatch.setattr(runstore, "load_checkpoint", no_pickle)
+    model = load_run(folder).load_model()
+    assert model.state_dict().keys() == final.keys()
+    assert all(torch.equal(model.state_dict()[k], final[k]) for k in final)  # the same final weights, bit for bit
 
 
 def test_loading_the_model_of_a_damaged_run_is_refused(stored):

@@ -63,10 +63,10 @@ from .device import DEFAULT_PRECISION, autocast, check_precision, describe_devic
 from .experiment import ExperimentConfig, derive_seed
 from .optim import build_optimizer, build_scheduler
 from .code_version import code_version
-from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
+from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
                        atomic_torch_save, atomic_write_json, atomic_write_metrics, check_precision_record,
                        check_stored_config, checksums, load_checkpoint, read_json, remove_temp_files,
-                       sealed)
+                       save_weights, sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
 CHECKPOINT_FORMAT = 1
@@ -160,6 +160,7 @@ class _Trainer:
             bar.close()
         # Also after a kill between the final checkpoint and here, which resumes with no step left.
         atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
+        save_weights(self.dir / WEIGHTS_FILE, self.model.state_dict())
         atomic_write_json(self.dir / DONE_FILE, sealed({"steps": tc.steps, "config_hash": self.cfg.config_hash(),
                                                         "code": code_version(), "files": checksums(self.dir)}))
 
