@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import os
 
 import pytest
 
@@ -208,3 +209,31 @@ def test_a_differently_named_config_that_trains_the_same_thing_reuses_the_cli_ru
     monkeypatch.setattr(train_module, "train", no_training)
     run = get_or_train(renamed, tmp_path, progress=False)
     assert run.status == "done" and "-lr0.01-" in run.dir.name and len(list(tmp_path.iterdir())) == 1
+
+
+def test_figures_refuse_a_stale_run_and_accept_it_when_asked(tmp_path, monkeypatch, capsys):
+    import matplotlib.pyplot as plt
+
+    from theorybench.registry import FigureResult, FigureSpec
+
+    def make(scale):
+        run = get_or_train(CFG, progress=False)  # as figure makers do: the store of the moment
+        fig, ax = plt.subplots()
+        ax.plot(run.metrics.step, run.metrics.train_loss, label="train")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return FigureResult(fig, {"final loss": float(run.metrics.train_loss.iloc[-1])})
+
+    monkeypatch.setenv("THEORYBENCH_RUNS", str(tmp_path / "runs"))
+    with monkeypatch.context() as mp:
+        mp.setattr(train_module, "code_version", lambda: {**code_version(), "source": "e" * 16})
+        get_or_train(CFG, progress=False)
+    with isolated_registry():
+        registry.register_figure(FigureSpec("variance_tiny_loss", "variance", 'A claim ("Some Paper").', make))
+        code = main(["figures", "variance_tiny_loss", "--out", str(tmp_path / "figs")])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err and "trained by other code" in err and "--accept-stale" in err
+        assert main(["figures", "variance_tiny_loss", "--out", str(tmp_path / "figs"), "--accept-stale"]) == 0
+    assert (tmp_path / "figs" / "variance_tiny_loss.png").exists()
+    assert runstore.ACCEPT_STALE_ENV not in os.environ  # the flag lasts for the command only

@@ -233,3 +233,10 @@ def test_damage_is_seen_even_after_the_checksum_was_cached(stored):
     (folder / CHECKPOINT_FILE).write_bytes(bytes(data))  # same size: only the mtime tells the cache
     with pytest.raises(RunStoreError, match=str(folder / CHECKPOINT_FILE)):
         get_or_train(cfg, root, progress=False)
+
+
+def test_a_done_json_without_checksums_cannot_be_verified(stored):
+    cfg, root, folder = stored
+    (folder / DONE_FILE).write_text(json.dumps({"steps": 20, "config_hash": cfg.config_hash()}))  # the old format
+    with pytest.raises(RunDamagedError, match="records no checksums .* older theorybench"):
+        get_or_train(cfg, root, progress=False)

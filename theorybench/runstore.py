@@ -392,6 +392,9 @@ class Run:
         if not (self.dir / DONE_FILE).exists():
             return
         record = self.done
+        if isinstance(record, dict) and "seal" not in record and "files" not in record:
+            raise _damaged(self.dir / DONE_FILE, "it records no checksums of the run's files (written by an older "
+                                                 "theorybench), so the run cannot be verified")
         if not isinstance(record, dict) or record.get("seal") != _seal_of(record):
             raise _damaged(self.dir / DONE_FILE, "its content differs from its own recorded sha256 (cut, edited or "
                                                  "corrupted)")
