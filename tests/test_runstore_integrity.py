@@ -240,3 +240,12 @@ def test_a_done_json_without_checksums_cannot_be_verified(stored):
     (folder / DONE_FILE).write_text(json.dumps({"steps": 20, "config_hash": cfg.config_hash()}))  # the old format
     with pytest.raises(RunDamagedError, match="records no checksums .* older theorybench"):
         get_or_train(cfg, root, progress=False)
+
+
+def test_a_readable_checkpoint_missing_its_training_state_is_named(tmp_path):
+    cfg = tiny_config(steps=20)
+    folder = run_dir(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    torch.save({"config_hash": cfg.config_hash(), "step": 10}, folder / CHECKPOINT_FILE)  # no weights, no RNG states
+    with pytest.raises(RunDamagedError, match=f"{folder / CHECKPOINT_FILE}: not a checkpoint this run can resume"):
+        get_or_train(cfg, tmp_path, progress=False, accept_stale=True)  # it records no code: stale first

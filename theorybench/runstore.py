@@ -691,7 +691,8 @@ def load(run_or_path: Run | Path | str, root: Path | str | None = None) -> Loade
     return LoadedRun(run.config, run.metrics, run.load_model(verify=False), run, state)
 
 
-__all__ = ["DEFAULT_ROOT", "WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError", "RunFailedError",
-           "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError", "atomic_torch_save",
-           "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root", "get_or_train", "list_runs",
-           "load", "load_run", "load_weights", "lock_held", "save_weights", "run_dir", "run_state", "store_root"]
+__all__ = ["DEFAULT_ROOT", "WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError",
+           "RunFailedError", "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError",
+           "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root",
+           "get_or_train", "list_runs", "load", "load_run", "load_weights", "lock_held", "run_dir", "run_state",
+           "save_weights", "store_root"]
