@@ -239,3 +239,19 @@ def test_a_run_read_by_a_figure_that_the_code_no_longer_builds_is_stale(tmp_path
                        {"runs": [{"name": "icl_garg-s0", "config_hash": "abc"}]})
     assert stale_reasons(entry, spec, "medium", {"abc"}) == []
     assert "no longer built by the code (e.g. icl_garg-s0)" in stale_reasons(entry, spec, "medium", {"def"})[0]
+
+
+def test_a_figure_records_the_runs_it_reads(tmp_path):
+    """get_or_train notes each run it hands out while a figure is made, so provenance lists them."""
+    from _train_worker import tiny_config
+
+    from theorybench.provenance import recording_runs
+    from theorybench.runstore import get_or_train
+
+    cfg = tiny_config(steps=4)
+    with recording_runs() as runs:
+        get_or_train(cfg, tmp_path, progress=False)
+        get_or_train(cfg, tmp_path, progress=False)  # read twice, recorded once
+    assert runs == [{"name": cfg.name, "config_hash": cfg.config_hash()}]
+    get_or_train(cfg, tmp_path, progress=False)  # outside a recording nothing is collected
+    assert len(runs) == 1
