@@ -63,6 +63,7 @@ from toy_models import Transformer
 from .code_version import code_version, describe
 from .device import DEFAULT_PRECISION, PRECISIONS, run_suffix
 from .experiment import ExperimentConfig
+from .provenance import note_run
 
 RUNS_ENV = "THEORYBENCH_RUNS"
 ACCEPT_STALE_ENV = "THEORYBENCH_ACCEPT_STALE"
@@ -573,6 +574,7 @@ def get_or_train(cfg: ExperimentConfig, root: Path | str | None = None, progress
     accept_stale = accept_stale_default() if accept_stale is None else accept_stale
     folder = run_dir(cfg, root, precision)
     run = Run(dir=folder, config=cfg.resolved())
+    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
     if not retrain:
         check_stored_config(cfg, folder)
         if run.status == "done":
