@@ -508,7 +508,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="sweep name (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.add_argument("--status", action="store_true",
-                   help="only report how many members are done, running, partial, failed, missing (and why)")
+                   help="only report how many members are done, running, partial, failed, missing, damaged or stale "
+                        "(and why)")
     p.add_argument("--root", "--runs", dest="root", metavar="DIR", default=None,
                    help="run store folder, on a file system the nodes share for SLURM (default: $THEORYBENCH_RUNS, "
                         "else runs/ at the repository root)")
