@@ -12,6 +12,8 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _train_worker import tiny_config
 from theorybench import runstore
@@ -249,3 +251,17 @@ def test_a_readable_checkpoint_missing_its_training_state_is_named(tmp_path):
     torch.save({"config_hash": cfg.config_hash(), "step": 10}, folder / CHECKPOINT_FILE)  # no weights, no RNG states
     with pytest.raises(RunDamagedError, match=f"{folder / CHECKPOINT_FILE}: not a checkpoint this run can resume"):
         get_or_train(cfg, tmp_path, progress=False, accept_stale=True)  # it records no code: stale first
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(STORED), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_single_bit_flip_anywhere_is_refused(pristine, tmp_path_factory, name, where, bit):
+    cfg, folder = pristine
+    root = tmp_path_factory.mktemp("flip")
+    shutil.copytree(folder, run_dir(cfg, root))
+    path = run_dir(cfg, root) / name
+    data = bytearray(path.read_bytes())
+    data[int(where * len(data))] ^= 1 << bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunStoreError):  # damaged (checksum, JSON) or, for config.json, another config
+        get_or_train(cfg, root, progress=False)
