@@ -1,7 +1,7 @@
 """The compiled generator against the authors' data procedure ("Transformers Struggle to Learn to
 Search", Saparov et al., ICLR 2025; asaparov/learning_to_search, ``generator.cpp`` and ``train.py``).
 
-Expected values come from ``graph_search_reference`` (an independent plain-Python re-implementation of
+Expected values come from ``test_graph_search_reference`` (an independent plain-Python re-implementation of
 the authors' procedure, shortest-path enumeration included) or, for the star distribution, exactly
 from the uniform (spoke length, spoke count) pairs. The compiled side is decoded from its tokens.
 
@@ -20,9 +20,9 @@ import random
 import numpy as np
 import pytest
 import torch
-from graph_search_reference import balanced as reference_balanced
-from graph_search_reference import enumerated_paths, lookahead_depth, naive as reference_naive, star_pairs
-from graph_search_reference import Graph as RefGraph
+from test_graph_search_reference import balanced as reference_balanced
+from test_graph_search_reference import enumerated_paths, lookahead_depth, naive as reference_naive, star_pairs
+from test_graph_search_reference import Graph as RefGraph
 from hypothesis import given
 from hypothesis import strategies as st
 from test_graph_search_gen import adjacency, decode

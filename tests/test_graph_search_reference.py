@@ -1,4 +1,5 @@
-"""An independent plain-Python re-implementation of the authors' data procedure, for the tests.
+"""An independent plain-Python re-implementation of the authors' data procedure, for the tests (this
+module holds no tests itself; ``test_graph_search_authors`` imports it).
 
 "Transformers Struggle to Learn to Search" (Saparov et al., ICLR 2025): the naive (``simple``),
 balanced (``crafted``) and star training distributions as the authors' public code builds them
