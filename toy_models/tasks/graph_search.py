@@ -24,7 +24,10 @@ repository asaparov/learning_to_search; facts, not code):
   U{0..budget left} vertices into the start, and extra vertices wired by preferential attachment
   (weight α + degree, α = 1/2) without creating cycles (``_graph_kernels._balanced``). Extra
   vertices can shorten or join branches, so the measured lookahead can differ from the requested L;
-  examples carry the measured one and the histogram stays close to uniform.
+  examples carry the measured one. The paper-era frequency caps compare integer ratios and never bind
+  (the reference notes: fixed in the authors' repository in Oct 2025, after the paper), so the
+  histogram is only roughly uniform: at N = 128 the rarest lookahead (18) has 0.64× and the commonest
+  1.33× the uniform share (200,000 examples).
 - ``star``: a (spoke length, spoke count) pair uniform over length 1..L_max and count
   1..⌊(mv−1)/length⌋ (a single spoke allowed); the goal ends spoke 0. Its edges are listed grouped by
   source vertex (vertices in random order, each vertex's edges in the order they were built, so the
@@ -42,9 +45,9 @@ children tagged by the first step they descend from; L is the number of rounds u
 vertex descends from the path's first step, or until the goal is in the frontier. It is 0 only when the
 start has one child: when two children are both useful, the one not on the path counts as a distractor.
 
-Not reproduced (each an O(1/batch) or test-set detail): the authors' per-bucket frequency caps use
-integer division, so within each batch the first example is kept whatever its lookahead and, while
-every kept example has one lookahead, that lookahead is excluded; their held-out sets list edges
+Not reproduced (each an O(1/batch) or test-set detail): the integer-division caps do bind in one
+place, at the start of each batch: the first example is kept whatever its lookahead and, while every
+kept example has one lookahead, that lookahead is excluded; their held-out sets list edges
 grouped by source vertex (here they are shuffled like training) and cap all (not only shortest) paths
 at 64.
 
