@@ -615,16 +615,19 @@ def sample_examples(state, dist, N, mv, L_max, L_fixed, test_only, grouped, res_
 @njit(cache=True)
 def sample_graph(state, dist, mv, L_max, L_fixed):
     """One accepted graph before encoding: (src, dst, V, start, goal, requested L or −1) in
-    generation order; with ``L_fixed ≥ 0`` (balanced) one whose first shortest step has lookahead L."""
+    generation order; with ``L_fixed ≥ 0`` (balanced) one whose lowest-index shortest first step has
+    lookahead L."""
     ints, bools, weights, adj = _workspace(mv)
     dg = ints[_DG]
     for _ in range(MAX_ATTEMPTS):
         V, m, s, g = _graph(state, dist, mv, L_max, L_fixed, ints, bools, weights, adj)
         if L_fixed < 0:
             return ints[_SRC, :m].copy(), ints[_DST, :m].copy(), V, s, g, -1
-        for c in range(V):
-            if adj[s, c] and dg[c] == dg[s] - 1 and _measure(adj, V, s, g, c, ints, bools) == L_fixed:
-                return ints[_SRC, :m].copy(), ints[_DST, :m].copy(), V, s, g, L_fixed
+        for c in range(V):  # the lowest-index child on a shortest path decides
+            if adj[s, c] and dg[c] == dg[s] - 1:
+                if _measure(adj, V, s, g, c, ints, bools) == L_fixed:
+                    return ints[_SRC, :m].copy(), ints[_DST, :m].copy(), V, s, g, L_fixed
+                break
     raise RuntimeError("sample_graph: no graph with the requested lookahead within MAX_ATTEMPTS draws")
 
 
