@@ -2,6 +2,7 @@
 experiments, the baselines' error curves on the figure's prompts, and the claim measurements."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -58,7 +59,7 @@ def _synthetic(cls, model_offset, seeds=3):
     refs = {name: np.full(len(grid), 0.5 + 0.1 * i) for i, name in enumerate(C.class_baselines(cls, size))}
     best = min(v[0] for n, v in refs.items() if n.startswith(C.STRONG[cls]))
     model = np.array([np.full(size["N"] + 1, best + model_offset + 0.001 * s) for s in range(seeds)])
-    return dict(model=model, refs=refs, grid=grid, size=size, decides=True)
+    return dict(model=model, refs=refs, grid=grid, size=size, decides=True, adequacy="")
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -104,3 +105,31 @@ def test_tiny_render_measures_every_declared_criterion(cls, monkeypatch):
     result = spec.make("quick")
     verdicts = judge_all(spec.claims, result.measured, spec.name)  # raises if a criterion went unmeasured
     assert {v.verdict for v in verdicts} == {"inconclusive"}
+
+
+def _history(losses):
+    """A trainer metrics table: eval rows every 100 steps (train-only rows in between carry NaN)."""
+    rows = []
+    for i, loss in enumerate(losses, start=1):
+        rows += [dict(step=100 * i - 50, train_loss=1.0, eval_mse_all_prefixes=np.nan),
+                 dict(step=100 * i, train_loss=1.0, eval_mse_all_prefixes=loss)]
+    return pd.DataFrame(rows)
+
+
+def test_training_adequacy_flags_the_plateau_and_a_run_still_improving():
+    flat = _history([2.0, 1.0, 0.5, 0.41, 0.40, 0.40, 0.40, 0.40])      # last quarter: 0.40 → 0.40
+    falling = _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6])        # last quarter: 1.0 → 0.6, −40%
+    trained = np.array([[1.0, 0.5, 0.2], [1.0, 0.4, 0.1]])
+    assert C.training_adequacy(trained, [flat, flat]) == ""
+    assert "seed 1 held-out loss still fell 40%" in C.training_adequacy(trained, [flat, falling])
+    on_plateau = np.array([[1.0, 1.0, 0.95], [1.0, 0.4, 0.1]])
+    assert "seed 0 error at N max 0.950" in C.training_adequacy(on_plateau, [flat, flat])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_an_undertrained_run_at_a_deciding_scale_is_inconclusive(cls):
+    data = _synthetic(cls, model_offset=3 * C.MARGIN)  # would fail the match if it were judged
+    data["adequacy"] = "seed 0 error at N max 0.950 > 0.9 (on the plateau)"
+    measured = C.measurements(cls, data)
+    assert all("undertrained" in m.note for m in measured.values())
+    assert {v.verdict for v in judge_all(C.CLAIMS[cls], measured)} == {"inconclusive"}
