@@ -67,7 +67,7 @@ SIZES = {
         sparse_linear=dict(d=6, N=12, sparsity=2, **_QUICK_MODEL, grid=(1, 2, 3, 4, 5, 8, 12), window=(3, 5)),
         decision_tree=dict(d=4, N=24, depth=2, **_QUICK_MODEL, grid=(1, 4, 8, 16, 24), window=(12, 24)),
         relu_network=dict(d=3, N=24, hidden=20, **_QUICK_MODEL, grid=(1, 4, 8, 16, 24), window=(12, 24)),
-        seeds=2, eval_prompts=150, decides=False),
+        seeds=2, eval_prompts=100, decides=False),
     # Sparse-linear windows end below N = d: the claim is about the regime where least squares cannot
     # identify w and sparsity is what helps (at N ≥ d noiseless least squares is exact).
     "medium": dict(
@@ -125,13 +125,14 @@ def _seeds(cls: str, scale: str):
     return [class_experiment(cls, scale, s) for s in range(SIZES[scale]["seeds"])]
 
 
+LABELS = {"sparse_linear": "sparse linear", "decision_tree": "decision-tree", "relu_network": "two-layer ReLU network"}
 SWEEPS = {}
 for _cls in CLASSES:
     _first = partial(class_experiment, _cls, seed=0)
-    _first.__doc__ = f"Softmax transformer on interleaved {_cls.replace('_', ' ')} prompts (Garg et al. 2022), seed 0."
+    _first.__doc__ = f"Softmax transformer on interleaved {LABELS[_cls]} prompts (Garg et al. 2022), seed 0."
     register_experiment(ExperimentSpec(f"icl_{_cls}_transformer", "icl", _first))
     _all = partial(_seeds, _cls)
-    _all.__doc__ = f"The {_cls.replace('_', ' ')} transformer at every seed its figure averages."
+    _all.__doc__ = f"The {LABELS[_cls]} transformer at every seed its figure averages."
     SWEEPS[_cls] = register_sweep(SweepSpec(f"icl_{_cls}_seeds", "icl", _all))
 
 
