@@ -119,11 +119,14 @@ def _history(losses):
 def test_training_adequacy_flags_the_plateau_and_a_run_still_improving():
     flat = _history([2.0, 1.0, 0.5, 0.41, 0.40, 0.40, 0.40, 0.40])      # last quarter: 0.40 → 0.40
     falling = _history([2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8, 0.6])        # last quarter: 1.0 → 0.6, −40%
-    trained = np.array([[1.0, 0.5, 0.2], [1.0, 0.4, 0.1]])
-    assert C.training_adequacy(trained, [flat, flat]) == ""
-    assert "seed 1 held-out loss still fell 40%" in C.training_adequacy(trained, [flat, falling])
-    on_plateau = np.array([[1.0, 1.0, 0.95], [1.0, 0.4, 0.1]])
-    assert "seed 0 error at N max 0.950" in C.training_adequacy(on_plateau, [flat, flat])
+    trained = np.array([[1.0, 0.5, 0.2, 0.25], [1.0, 0.4, 0.1, 0.1]])  # a rise of 0.05 < RISE_SLACK: noise
+    assert C.training_adequacy(trained, [flat, flat], 1) == ""
+    assert "seed 1 held-out loss still fell 40%" in C.training_adequacy(trained, [flat, falling], 1)
+    on_plateau = np.array([[1.0, 1.0, 0.95, 0.95], [1.0, 0.4, 0.1, 0.1]])
+    assert "seed 0 error at N max 0.950" in C.training_adequacy(on_plateau, [flat, flat], 1)
+    rising = np.array([[1.0, 0.3, 0.5, 0.6], [1.0, 0.4, 0.1, 0.1]])  # best 0.3 at N = 1, 0.6 at N max
+    assert "seed 0 error rises with N: 0.300 → 0.600" in C.training_adequacy(rising, [flat, flat], 1)
+    assert C.training_adequacy(rising, [flat, flat], 2) == ""  # the rise starts before the window
 
 
 @pytest.mark.parametrize("cls", CLASSES)

@@ -19,9 +19,11 @@ a window of N of the difference of normalized errors, with a t interval over see
 is the one with the lowest mean error over the window. Tiny and quick models are undertrained by
 design (sized for the test suite and ``make figures``), so their criteria are ``not_measured``. At
 medium and full a run must also show it is trained before it is judged (``training_adequacy``): every
-seed has left the predict-zero plateau (query error at N max ≤ ``PLATEAU_LEVEL``) and its held-out
-loss fell by at most ``STILL_IMPROVING`` (relative) over the last quarter of training; otherwise the
-criteria are ``not_measured`` with the numbers that failed, i.e. inconclusive, not a failure.
+seed has left the predict-zero plateau (query error at N max ≤ ``PLATEAU_LEVEL``), its error does not
+rise with N (the Bayes predictor's expected error never does: error at N max ≤ its lowest error from the
+window's start on, plus ``RISE_SLACK``), and its held-out loss fell by at most ``STILL_IMPROVING``
+(relative) over the last quarter of training; otherwise the criteria are ``not_measured`` with the
+numbers that failed, i.e. inconclusive, not a failure.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ SOURCE = "What Can Transformers Learn In-Context? A Case Study of Simple Functio
 MARGIN = 0.05  # "matches": within 5% of the trivial (predict-0) error of the best baseline, fixed before any run
 PLATEAU_LEVEL = 0.9  # normalized query error at N max: 1 is predicting 0, the plateau an untrained model sits on
 STILL_IMPROVING = 0.10  # relative fall of the held-out loss over the last quarter of training that marks a run as unfinished
+# Rise of the error from its best N in the window to N max tolerated as sampling noise: ~2 standard errors of a
+# mean over 300 prompts whose per-prompt normalized error has a standard deviation ≈ 1.
+RISE_SLACK = 0.1
 CLASSES = ("sparse_linear", "decision_tree", "relu_network")
 
 # Per class: the task (d, N and the class's parameter), the model and training keys of
@@ -193,17 +198,21 @@ def measure(cls: str, scale: str) -> dict:
                           for r in runs])
         refs = _baseline_errors(batch, class_baselines(cls, size), size["grid"], m2)
     return dict(model=model, refs={k: v.mean(0) for k, v in refs.items()}, grid=np.array(size["grid"]),
-                size=size, decides=sizes["decides"], adequacy=training_adequacy(model, [r.metrics for r in runs]))
+                size=size, decides=sizes["decides"],
+                adequacy=training_adequacy(model, [r.metrics for r in runs], size["window"][0]))
 
 
-def training_adequacy(model: np.ndarray, histories: list) -> str:
+def training_adequacy(model: np.ndarray, histories: list, window_start: int) -> str:
     """'' if every seed is trained enough to be judged, else why not (module docstring): the query error
-    at N max ≤ PLATEAU_LEVEL, and the held-out loss (``eval_mse_all_prefixes``) fell by at most
-    STILL_IMPROVING over the last quarter of training."""
+    at N max ≤ PLATEAU_LEVEL and ≤ RISE_SLACK above the seed's lowest error at N ≥ ``window_start``, and
+    the held-out loss (``eval_mse_all_prefixes``) fell by at most STILL_IMPROVING over the last quarter."""
     problems = []
     for seed, (curve, hist) in enumerate(zip(model, histories)):
         if curve[-1] > PLATEAU_LEVEL:
             problems.append(f"seed {seed} error at N max {curve[-1]:.3f} > {PLATEAU_LEVEL} (on the plateau)")
+        lowest = float(curve[window_start:].min())
+        if curve[-1] > lowest + RISE_SLACK:
+            problems.append(f"seed {seed} error rises with N: {lowest:.3f} → {curve[-1]:.3f} at N max")
         evals = hist.dropna(subset=["eval_mse_all_prefixes"])
         last = float(evals["eval_mse_all_prefixes"].iloc[-1])
         steps = evals["step"].to_numpy()
