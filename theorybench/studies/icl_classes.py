@@ -99,6 +99,7 @@ SIZES = {
 # ---------------------------------------------------------------------------------- runs
 def class_task(cls: str, size: dict):
     """The task config of class ``cls`` at a class size dict (final size and optional curriculum)."""
+    # Imports inside the builders here and below: ``theorybench list`` imports every study module at start-up.
     from toy_models.tasks.decision_tree import DecisionTreeConfig
     from toy_models.tasks.relu_network import ReluNetworkConfig
     from toy_models.tasks.sparse_linear import SparseLinearConfig
@@ -121,6 +122,8 @@ def class_experiment(cls: str, scale: str, seed: int = 0):
     from theorybench.studies.icl_transformer import transformer_experiment
 
     size = SIZES[scale][cls]
+    # Built as the linear-regression experiment, then given this class's task: the model, optimizer and
+    # schedule stay those of the Garg figure of ``icl.py`` by construction.
     base = transformer_experiment({k: v for k, v in size.items() if k != "curriculum"}, seed=seed,
                                   name=f"icl_{cls}_transformer")
     return dataclasses.replace(base, task=class_task(cls, size))
