@@ -136,3 +136,14 @@ def test_an_undertrained_run_at_a_deciding_scale_is_inconclusive(cls):
     measured = C.measurements(cls, data)
     assert all("undertrained" in m.note for m in measured.values())
     assert {v.verdict for v in judge_all(C.CLAIMS[cls], measured)} == {"inconclusive"}
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_experiment_is_the_first_sweep_member_and_seeds_differ(cls):
+    registry.load_studies()
+    members = registry.get_sweep(f"icl_{cls}_seeds").members("medium")
+    assert registry.get_experiment(f"icl_{cls}_transformer").build("medium").config_hash() == members[0].config_hash()
+    assert [m.seed for m in members] == list(range(C.SIZES["medium"]["seeds"]))
+    cfg = members[0].resolved()
+    assert cfg.model.attention == "softmax" and cfg.model.attention_dir == "causal"
+    assert cfg.model.n_ctx == 2 * cfg.task.n_points + 1 and cfg.task.curriculum_every is not None
