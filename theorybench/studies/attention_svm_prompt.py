@@ -7,11 +7,12 @@ direction converges to the p-SVM solution p^mm_α = argmin ‖p‖ s.t. pᵀ(x_�
 optimal one from initializations in its cone. Normalized GD grows ‖p(k)‖ linearly (η per step once the
 direction settles); constant-step GD only logarithmically, as the gradient decays like exp(−margin·‖p‖).
 
-In float64 the growth has a wall: along the ray of α the loss gradient is ≈ C·exp(−‖p‖/‖p^mm_α‖)
-(the support tokens' softmax weight, with margin 1 at ‖p^mm_α‖) and falls to round-off (ε ≈ 2.2e-16)
-near ‖p‖ ≈ ‖p^mm_α‖·ln(1/ε) ≈ 36‖p^mm_α‖; there the ε-guarded normalized step (``svm_training``) stops
-moving p. The direction reached by then keeps the offset that the path picked up before the softmax
-saturated, so 1 − corr levels off near ½(offset/‖p‖)² ~ 1e-3–1e-2 instead of going to 0.
+In float64 the textbook gradient Σ_t s_t(γ_t − γ̄)x_t is round-off once the softmax saturates (near
+‖p‖ ≈ ‖p^mm_α‖·ln(1/ε)), and normalized GD would follow that round-off off the ray. ``svm_training``
+computes it as Σ_{t≠α} s_t δ_t (D_t − D̄), accurate down to the underflow of the weights, so
+normalized GD keeps growing ‖p‖ by η per step along the ray: the offset b that the path picked up
+before saturation stays fixed and 1 − corr ≈ ½‖b‖²/‖p‖² keeps falling. A run stops only when the
+gradient leaves the normal float64 range (``PRECISION_FLOOR``), after some 4,000 steps here.
 
 The instance is one input of three tokens in the plane, with head v = e_2 (token score γ_t = x_t[1]):
 x_0 = (1, 0.5) (γ = 0.5, locally optimal: it beats its only support token x_1), x_1 = (0.3, 0)
