@@ -206,3 +206,71 @@ def train_prompt(X, Y, v, p0, steps: int = 1000, lr: float = 0.1, method: str = 
     selected = np.argmax(X @ p, axis=1)
     return PromptTrajectory(p=np.stack(ps), loss=np.array(losses), grad_norm=np.array(norms),
                             selected=selected, stopped_at=stopped_at)
+
+
+# ------------------------------------------------------------------------------ nonlinear (ReLU) head
+@dataclass(frozen=True)
+class ReLUHeadTrajectory:
+    steps: np.ndarray  # [K] the iterations k at which W was recorded (0, every, 2·every, …, last)
+    W: np.ndarray  # [K, B, d, d] W(k) of each of the B instances
+    probs: np.ndarray  # [B, n, T] softmax(X_i W z_i) at the last W
+
+
+def relu_head_gradient(X: np.ndarray, Z: np.ndarray, Y: np.ndarray, V: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """∇_W L and the softmax s for a batch of B instances of the nonlinear-head model.
+
+    "Transformers as Support Vector Machines" (Tarzanagh, Li, Thrampoulidis, Oymak, 2023), nonlinear
+    heads: f(X_i) = 1ᵀ ReLU(Vᵀ X_iᵀ s_i), s_i = softmax(X_i W z_i), L = (1/n) Σ_i log(1 + exp(−Y_i f_i)).
+    With r_i = 1[Vᵀ X_iᵀ s_i > 0] and c_it = x_itᵀ V r_i (the head's slope along token t),
+
+        ∇_W L = (1/n) Σ_i ℓ'(Y_i f_i) Y_i Σ_t s_it (c_it − c̄_i) x_it z_iᵀ,   c̄_i = Σ_t s_it c_it,
+        ℓ'(u) = −1/(1 + e^u).
+
+    Shapes: X [B, n, T, d], Z [B, n, d], Y [B, n], V [B, d, d], W [B, d, d].
+    """
+    a = np.einsum("bntd,bde,bne->bnt", X, W, Z)
+    s = np.exp(a - a.max(axis=-1, keepdims=True))
+    s /= s.sum(axis=-1, keepdims=True)
+    u = np.einsum("bnt,bntd,bde->bne", s, X, V)
+    f = np.maximum(u, 0.0).sum(axis=-1)
+    c = np.einsum("bntd,bde,bne->bnt", X, V, (u > 0).astype(np.float64))
+    cbar = np.sum(s * c, axis=-1, keepdims=True)
+    margin = Y * f
+    dloss = -0.5 * (1 - np.tanh(0.5 * margin)) * Y  # d/df log(1 + exp(−Y f)), without overflow
+    weights = dloss[..., None] * s * (c - cbar) / X.shape[1]
+    return np.einsum("bnt,bntd,bne->bde", weights, X, Z), s
+
+
+def train_relu_head(X, Z, Y, V, W0, steps: int = 2000, lr: float = 0.1, record_every: int = 100) -> ReLUHeadTrajectory:
+    """Normalized GD W ← W − η ∇/(‖∇‖_F + ε) on a batch of nonlinear-head instances (see
+    ``relu_head_gradient``), each instance normalized on its own; the paper's algorithm and its ε
+    (its experiments add float64 ε to the norm). Records W every ``record_every`` steps and at the end.
+
+    Unlike the prompt's linear head, the ReLU head keeps several tokens, whose gradient terms
+    s_it(c_it − c̄_i) are O(1) differences: no cancellation to round-off within 2,000 steps.
+    """
+    for name, value in (("steps", steps), ("record_every", record_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "steps" else 1):
+            raise ConfigError(name, value, "a non-negative integer" if name == "steps" else "a positive integer")
+    if not lr > 0:
+        raise ConfigError("lr", lr, "a positive float")
+    X, Z, Y, V = (np.asarray(a, dtype=np.float64) for a in (X, Z, Y, V))
+    W = np.array(W0, dtype=np.float64)
+    if X.ndim != 4:
+        raise ConfigError("X", f"array of shape {X.shape}", "tokens [B, n, T, d]")
+    B, n, T, d = X.shape
+    for name, arr, shape in (("Z", Z, (B, n, d)), ("Y", Y, (B, n)), ("V", V, (B, d, d)), ("W0", W, (B, d, d))):
+        if arr.shape != shape:
+            raise ConfigError(name, f"array of shape {arr.shape}", f"shape {list(shape)}")
+    recorded, Ws = [], []
+    for k in range(steps + 1):
+        if k % record_every == 0 or k == steps:
+            recorded.append(k)
+            Ws.append(W.copy())
+        if k == steps:
+            break
+        grad, _ = relu_head_gradient(X, Z, Y, V, W)
+        norms = np.sqrt(np.sum(grad * grad, axis=(1, 2)))
+        W = W - lr * grad / (norms + EPS)[:, None, None]
+    _, probs = relu_head_gradient(X, Z, Y, V, W)
+    return ReLUHeadTrajectory(steps=np.array(recorded), W=np.stack(Ws), probs=probs)
