@@ -117,20 +117,15 @@ def test_prompt_claims_at_quick_scale():
     for t, ray in run["rays"].items():
         mine = sel == t
         assert mine.any()
-        # The threshold, corr ≥ 0.99 averaged (here over starts). Measured at K = 1000: 0.9990 (local),
-        # 0.9957 (global); the worst single start 0.987, limited by the float64 wall (module docstring).
+        # The threshold, corr ≥ 0.99 averaged (here over starts). Measured at K = 1000 before the
+        # stable gradient: 0.9990 (local), 0.9957 (global), limited by round-off; it can only be higher now.
         assert np.mean(1 - prompt.direction_error(P[mine], ray)[:, -1]) >= 0.99
     K = size["steps"]
-    eps = np.finfo(np.float64).eps
-    for t, ray in run["rays"].items():
-        mine = sel == t
-        r_mm = np.linalg.norm(ray)
-        # Normalized GD stops at the float64 wall: the gradient ≈ C·exp(−‖p‖/‖p^mm‖) reaches round-off ε
-        # at ‖p‖ = ‖p^mm‖ (ln(1/ε) + ln C) with ln(1/ε) = 36; for C within e^±5 (loss slope × support
-        # weight × token gaps, all O(0.01–100) here) the ratio to ‖p^mm‖ ln(1/ε) is 1 ± 0.14.
-        # Measured 1.02 (local) and 1.06–1.08 (global).
-        wall = np.linalg.norm(P[mine, -1], axis=-1) / (r_mm * np.log(1 / eps))
-        assert np.all(np.abs(wall - 1) <= 0.15), wall
+    # No float64 wall any more: with the stable gradient, normalized GD grows ‖p‖ by ≈ η per step for
+    # the whole run (each step has length η and, once on the ray, points along p: ≥ 0.99 η measured
+    # after the first 100 steps of turning).
+    norms = np.linalg.norm(P, axis=-1)
+    assert np.all(norms[:, K] - norms[:, 100] >= 0.99 * prompt.LR * (K - 100))
     # Constant steps: once a path runs along a ray, ‖p‖ ≈ ‖p^mm‖ ln k + c, i.e. at most ‖p^mm‖ ln 2 per
     # doubling of k (a logarithm, reached from below). With η = 0.1 most constant-step paths are still
     # turning at K = 1000 (1 − corr 0.1–0.4 at K/2, measured); the bound is checked on those already
