@@ -76,9 +76,11 @@ print("scores γ_it (rows: inputs):\n", np.round(inst.scores, 2) + 0.0)  # + 0.0
 # slackness, stationarity ($W = \sum_{i,t} \lambda_{it}(x_{i\alpha_i} - x_{it}) z_i^\top$ for the
 # Frobenius norm; a subgradient of $\|W\|_\star$ for the nuclear one) and the duality gap.
 #
-# The stationarity condition explains the ranks: the Frobenius solution is a sum of n outer products
-# with the queries $z_i$, so its rank is at most min(n, d) = 6 and generically equal; the nuclear norm
-# buys a lower rank. Ranks are judged by the largest gap in the spectrum, not a fixed threshold.
+# The stationarity condition explains the ranks: the Frobenius solution is a sum of outer products
+# with the queries $z_i$ of the inputs that have a support token (the others have $\lambda_{i\cdot} = 0$),
+# so its rank is min(d, number of such inputs) — here all 6, rank 6 — and min(n, d) is only the bound;
+# the nuclear norm buys a lower rank. Ranks are judged by the largest gap in the spectrum above the
+# solver's stated accuracy, not a fixed threshold.
 
 # %%
 svm = {norm: solve_att_svm(inst.X, inst.Z, inst.opt, norm) for norm in ("fro", "nuc")}

@@ -40,6 +40,8 @@ def test_rank_bounds_hold_on_every_solved_instance(rank_tiny):
     numbers, table = rank_tiny
     solved, total = _fraction(numbers["Frobenius rank ≤ min(n, d)"])
     assert solved == total > 0
+    # The exact law: rank = min(d, inputs with a support token), on every solved instance.
+    assert _fraction(numbers["Frobenius rank = min(d, inputs with a support token)"]) == (total, total)
     # rank ≤ min(n, d) for both norms (W·P_Z meets the constraints with no larger norm).
     assert _fraction(numbers["nuclear rank ≤ min(n, d)"]) == (total, total)
     # Infeasible instances are counted, not dropped silently: tiny has n = 6, d = 2 (42 constraints, 4 unknowns).
