@@ -42,8 +42,9 @@ from theorybench.claims import (Claim, Criterion, Measurement, bootstrap_interva
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-# tiny: the test suite's render; quick: ~2–3 min of one core; medium: the paper's 500 accepted
-# instances per d (≈ 25 min: the d = 10 attempts dominate); full: the same (the paper's count).
+# tiny: the test suite's render; quick: ~2 min of one core (measured 109 s of CPU); medium: the
+# paper's 500 accepted instances per d, ≈ 12 min of CPU estimated from quick (≈ 19 ms per attempt,
+# ≈ 21k attempts at d = 10; not run yet); full: the same (the paper's count).
 SIZES = {
     "tiny": dict(ds=(4, 6), instances=4, max_attempts=40),
     "quick": dict(ds=(4, 6, 8, 10), instances=100, max_attempts=2500),
