@@ -99,10 +99,9 @@ def test_undertrained_scales_measure_nothing_and_stay_inconclusive(cls):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_tiny_render_measures_every_declared_criterion(cls, monkeypatch):
-    monkeypatch.setitem(C.SIZES, "quick", C.SIZES["tiny"])
+def test_tiny_render_measures_every_declared_criterion(cls):
     spec = registry.get_figure(f"icl_{cls}")
-    result = spec.make("quick")
+    result = spec.make("tiny")
     verdicts = judge_all(spec.claims, result.measured, spec.name)  # raises if a criterion went unmeasured
     assert {v.verdict for v in verdicts} == {"inconclusive"}
 
