@@ -27,17 +27,17 @@ def runs(tmp_path, monkeypatch):
 
 
 def test_coverage_measurements_count_what_they_claim():
-    """Hand-made samples with known counts: 3 of 10,000 naive examples at L ≥ 5 (rate 3e-4, whose
-    Clopper–Pearson 95% interval [6.2e-5, 8.8e-4] straddles 5e-4: undecided), and a balanced sample whose
+    """Hand-made samples with known counts: 480 of 10,000 naive examples at L ≥ 5 (rate 0.048, whose
+    Clopper–Pearson 95% interval [0.0439, 0.0524] straddles 0.05: undecided), and a balanced sample whose
     rarest bucket (L = 2) holds 100 of 1,000 with L_max = 3: share 0.1 × 4 = 0.4 < 0.5, not met."""
     naive = np.zeros(10_000, dtype=int)
-    naive[:3] = 7
-    naive[3:50] = 4  # L = 4 is not "long": must not be counted
+    naive[:480] = 7
+    naive[480:2000] = 4  # L = 4 is not "long": must not be counted
     balanced = np.repeat([0, 1, 2, 3], [300, 300, 100, 300])
     m = gs.coverage_measurements(naive, balanced, L_max=3)
-    assert m["naive_long_rate"].value == pytest.approx(3e-4)
-    assert m["naive_long_rate"].low == pytest.approx(6.19e-5, rel=1e-2)
-    assert m["naive_long_rate"].high == pytest.approx(8.77e-4, rel=1e-2)
+    assert m["naive_long_rate"].value == pytest.approx(0.048)
+    assert m["naive_long_rate"].low == pytest.approx(0.04389, rel=1e-3)
+    assert m["naive_long_rate"].high == pytest.approx(0.05237, rel=1e-3)
     assert m["balanced_rarest_share"].value == pytest.approx(0.4)
     verdicts = {v.claim.key: v.verdict for v in judge_all(gs.COVERAGE_CLAIMS, m)}
     assert verdicts == {"naive_rarely_long": "inconclusive", "balanced_covers_every_lookahead": "not reproduced"}

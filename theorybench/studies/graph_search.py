@@ -226,14 +226,16 @@ def accuracy_by_lookahead(model, task_cfg, n: int, lookaheads=None) -> list[Look
 
 
 # ---------------------------------------------------------------------------------------- figure 0
-LONG_LOOKAHEAD = 5  # "long" searches: the reference notes give P(L ≥ 5) < 5·10⁻⁴ for the authors' naive data
-NAIVE_LONG_RATE = 5e-4
+LONG_LOOKAHEAD = 5  # "long" searches: the paper's motivation is that naive training almost never shows L ≥ 5
+# "Almost never" read as below 1 in 20: the bound this project's test used before the generators were corrected
+# (the paper states no number). An earlier draft cited 5·10⁻⁴ to the reference notes, which give none.
+NAIVE_LONG_RATE = 0.05
 COVERAGE_FLOOR = 0.5  # every balanced lookahead at least half as frequent as under an exactly uniform L
 
 COVERAGE_CLAIMS = (
     Claim(key="naive_rarely_long",
           statement="Naive random DAGs almost never need a long search: lookahead decays roughly exponentially",
-          source=f"{PAPER}, Sec. 3 (the reference notes: P(L ≥ 5) < 5·10⁻⁴ on the authors' naive data, N = 128)",
+          source=f"{PAPER}, Sec. 3 (naive graphs: lookahead decays roughly exponentially; no number is given)",
           criteria=(Criterion(key="naive_long_rate", quantity=f"naive P(L ≥ {LONG_LOOKAHEAD}) at N = 128",
                               op="<=", threshold=NAIVE_LONG_RATE),)),
     Claim(key="balanced_covers_every_lookahead",
@@ -275,7 +277,7 @@ def lookahead_coverage(scale: str) -> FigureResult:
     for dist, (L, _) in samples.items():
         freq = np.bincount(L, minlength=top + 1) / len(L)
         ax.semilogy(range(top + 1), np.where(freq > 0, freq, np.nan), "o-", label=dist)
-    ax.axhline(NAIVE_LONG_RATE, color="0.6", linestyle=":", linewidth=1, label="5·10⁻⁴")
+    ax.axhline(NAIVE_LONG_RATE, color="0.6", linestyle=":", linewidth=1, label="0.05")
     ax.set_xlabel("lookahead L")
     ax.set_ylabel("fraction of examples")
     ax.set_title(f"Lookahead, N = {size['max_input_size']} ({size['examples']} examples each)")
