@@ -39,6 +39,7 @@ from theory.graph_search import bfs_distances, lookahead, path_merge, useful_ste
 from theorybench.registry import default_scale
 from theorybench.runstore import Run, run_dir
 from theorybench.studies import graph_search as gs
+from theorybench.studies import graph_search_mechanism as gsm
 from theorybench.style import apply_style
 from toy_models.tasks.graph_search import collate
 
@@ -148,7 +149,7 @@ print("last layer, last position attends most to:", [(p, labels[p], round(float(
 
 # %%
 n_train, n_test = gs.SIZES["tiny" if SCALE == "quick" else "quick"]["probe_graphs"]
-train_data, test_data = gs.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
+train_data, test_data = gsm.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
 profile = reach_profile(train_data, test_data)
 cols = ["layer", "direction", "precision", "recall", "radius"] + [c for c in profile.columns if c.startswith("auc_")]
 print(profile[cols].round(3).to_string(index=False))

@@ -5,6 +5,7 @@
     theorybench figures [NAME ...]                     make figures (all by default) and their index
     theorybench sweep NAME [--executor local|slurm]    train a sweep's missing runs (--status: progress)
     theorybench show-config NAME [key=value ...]       the resolved config as JSON; nothing is trained
+    theorybench claims [FAMILY] [--scale S]            every claim's verdict, criterion and measured interval
 
 Every input (names, ``key=value`` overrides, scale, cluster options) is checked before any work. A
 bad one is refused with one paragraph that lists what is allowed, exit status 2 and no traceback.
@@ -30,6 +31,7 @@ from typing import Sequence
 
 from . import registry
 from .device import DEVICE_ENV, PRECISIONS
+from .figures import default_out
 from .registry import FAMILIES, SCALES, RegistryError
 from .sweep import EXECUTORS
 
@@ -139,10 +141,21 @@ def _figures(args: argparse.Namespace) -> int:
         _guard_full_scale_figures(args.names, args.yes)
     from .device import device_env
 
+    out = Path(args.out) if args.out else default_out(args.scale)
     with device_env(request):  # the figure makers' get_or_train calls train where this resolved
-        entries = make_figures(args.names or None, scale=args.scale, out_dir=Path(args.out))
-    index = Path(args.out) / "README.md"
-    print(f"made {len(entries)} figure(s) under {args.out}/; index: {index}")
+        entries = make_figures(args.names or None, scale=args.scale, out_dir=out)
+    print(f"made {len(entries)} figure(s) under {out}/; index: {out / 'README.md'}")
+    return 0
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from .ledger import format_rows, ledger_rows
+
+    try:
+        rows = ledger_rows(args.family, args.scale, Path(args.out) if args.out else None)
+    except RegistryError as err:
+        raise InputError(err) from None
+    print(format_rows(rows, args.scale))
     return 0
 
 
@@ -376,7 +389,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list experiments, figures and sweeps by family")
     p.set_defaults(run=_list)
 
-    scale_help = f"quick (CPU-sized, default) or full (the papers' sizes, for a GPU); one of {', '.join(SCALES)}"
+    scale_help = ("tiny (seconds, a smoke test), quick (CPU-sized, default), medium (where the CPU-feasible claims "
+                  f"are decided, hours) or full (the papers' sizes, for a GPU); one of {', '.join(SCALES)}")
     overrides_help = "config overrides such as model.d_model=64 optim.lr=3e-4 seed=2"
 
     p = sub.add_parser("train", help="train a registered experiment, or reuse its run if it exists")
@@ -390,9 +404,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="make figures (all by default) and figures/README.md")
     p.add_argument("names", nargs="*", metavar="NAME", help="figure names (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
-    p.add_argument("--out", metavar="DIR", default="figures", help="output folder (default: figures/)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: results/medium/ at --scale medium, else figures/)")
     _add_device_options(p, precision=False)
     p.set_defaults(run=_figures)
+
+    p = sub.add_parser("claims", help="every figure's claims with verdict, criterion and measured interval "
+                                      "(read from the figures made; nothing is trained)")
+    p.add_argument("family", nargs="?", default=None, metavar="FAMILY",
+                   help=f"only this family: one of {', '.join(FAMILIES)}")
+    p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where the figures were made (default: results/medium/ at --scale medium, else figures/)")
+    p.set_defaults(run=_claims)
 
     p = sub.add_parser("sweep", help="train a registered sweep's missing runs, locally or on SLURM (--status: "
                                      "progress)")

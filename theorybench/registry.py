@@ -30,13 +30,17 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from .claims import Claim, LedgerError, Measurement, check_claims
+
 if TYPE_CHECKING:  # keep the command line's start-up free of torch and matplotlib
     from matplotlib.figure import Figure
 
     from theorybench.experiment import ExperimentConfig
 
 FAMILIES = ("icl", "graph_search", "attention_svm", "variance")
-SCALES = ("quick", "full")
+# tiny: the test suite's renders, seconds; quick: `make figures`, ≤ 30 min on 2 cores; medium: where the
+# CPU-feasible claims are decided, ≤ 3 h on 2 cores; full: the papers' sizes, for a GPU.
+SCALES = ("tiny", "quick", "medium", "full")
 SCALE_ENV = "THEORYBENCH_SCALE"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -67,13 +71,16 @@ class ExperimentSpec:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A named figure: ``make(scale)`` returns a ``FigureResult``; ``claim`` is the paper claim it
-    reproduces, citing the paper by title."""
+    """A named figure: ``make(scale)`` returns a ``FigureResult``; ``claim`` is the caption, the paper
+    claim it tests, citing the paper by title. ``claims`` are the claims it decides, each with its
+    criteria fixed here, before any run (``theorybench.claims``); the maker returns a ``Measurement``
+    for every criterion, and the ledger gives the verdicts."""
 
     name: str
     family: str
     claim: str
     make: Callable[[str], "FigureResult"]
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name_and_family("figure", self.name, self.family)
@@ -83,6 +90,10 @@ class FigureSpec:
             raise RegistryError(f"figure {self.name!r}: claim must state the paper claim it reproduces")
         if not callable(self.make):
             raise RegistryError(f"figure {self.name!r}: make must be callable as make(scale)")
+        try:
+            object.__setattr__(self, "claims", check_claims(self.claims, self.name))
+        except LedgerError as err:
+            raise RegistryError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -137,10 +148,12 @@ class SweepSpec:
 
 @dataclass
 class FigureResult:
-    """What a figure maker returns: the figure and the measured numbers shown beside its claim."""
+    """What a figure maker returns: the figure, the numbers shown beside its caption, and a
+    ``Measurement`` (value and interval) for every criterion of the figure's declared claims."""
 
     figure: "Figure"
     numbers: dict[str, float | str] = field(default_factory=dict)
+    measured: dict[str, Measurement] = field(default_factory=dict)
 
 
 _EXPERIMENTS: dict[str, ExperimentSpec] = {}

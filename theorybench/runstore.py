@@ -38,6 +38,7 @@ from toy_models import Transformer
 
 from .device import DEFAULT_PRECISION, run_suffix
 from .experiment import ExperimentConfig
+from .provenance import note_run
 
 DEFAULT_ROOT = Path(os.environ.get("THEORYBENCH_RUNS", "runs"))
 
@@ -270,6 +271,7 @@ def get_or_train(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT, progres
 
     folder = run_dir(cfg, root, precision)
     check_stored_config(cfg, folder)
+    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
     with _locked(folder):
         run = Run(dir=folder, config=cfg.resolved())
         if run.status == "incomplete":
