@@ -35,7 +35,7 @@ def test_probe_figure_names_the_predictor_its_own_agreement_puts_closest(monkeyp
     garg = size["garg"]
     d, N = garg["d"], garg["N"]
     point = 2 * d if 2 * d <= N else N
-    run, model, _ = icl_probes.probe_model("quick")  # SIZES["quick"] is the tiny size here (render_tiny)
+    run, model, _ = icl_probes.probe_model("tiny")  # the run the tiny figure read
     frame = agreement_across(model, run.config.task, [point], [0.0],
                              lambda s: reference_predictors(s, ridge_lam=garg["ridge_lam"]),
                              prompts=size["agree_prompts"])
