@@ -20,7 +20,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from toy_models import Transformer, TransformerConfig
@@ -123,20 +123,14 @@ def test_float64_paths_agree_to_rounding(cfg, data):
         torch.testing.assert_close(grad_k[name], grad_r[name], rtol=0, atol=1e-12 * scale, msg=name)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="float32 stress regime (fan_in init, up to 3 layers): in ~600 random draws "
-                   "(exploration script) one exceeded the bound, |Δ| ≈ 7e-5·scale on a gradient and 1.3e-5·scale on the "
-                   "logits (linear attention, Peri-LN RMSNorm, padding: an output norm of a sublayer output much smaller "
-                   "than its inputs amplifies rounding by their ratio). Rare, so a run may pass. The paths agree to "
-                   "1e-12 in float64, so this is conditioning, not a path bug.")
-@given(data=st.data(), cfg=configs(init=st.just("fan_in"), max_layers=3))
-@settings(max_examples=200)  # a rare regime: needs many draws to show up
-def test_float32_paths_agree_in_the_ill_conditioned_fan_in_regime(cfg, data):
-    batch = data.draw(batches(cfg))
-    (out_r, grad_r), (out_k, grad_k), _ = _both_paths(cfg, batch)
-    assert (out_r - out_k).abs().max().item() <= 1e-5 * out_r.abs().max().item()
-    for name, scale in _module_scales(grad_r).items():
-        assert (grad_r[name] - grad_k[name]).abs().max().item() <= 1e-5 * scale, name
+# Not asserted: float32 agreement in the ill-conditioned fan_in regime (up to 3 layers). The derived
+# 1e-5 bound assumes well-conditioned layers; there the paths can differ by more, and not symmetrically:
+# against the float64 evaluation of the same weights, in 2000 random draws the kernel path's float32 error
+# reached 2e-4·scale (a W_Q gradient, 3 layers) where the reference path's was 3e-8, and a softmax W_K
+# gradient 1.1e-5·scale against 6e-10 (a gradient near zero by symmetry, which the reference computes in
+# the same order as float64). No bound on that gap is derived yet, so none is asserted (a non-strict xfail
+# stood here and could not fail). The paths' agreement in this regime is asserted in float64 above
+# (test_float64_paths_agree_to_rounding: fan_in, up to 3 layers, 1e-12).
 
 
 @pytest.mark.parametrize("alpha, n_layers", [(0.5, 4), (0.25, 4), (1.0, 2), (0.0, 2)])

@@ -122,6 +122,7 @@ def test_load_studies_imports_every_study_module(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------ saving and index
 def test_save_figure_writes_png_pdf_and_numbers(tmp_path):
     spec = _spec()
+    open_before = plt.get_fignums()  # figures other tests left open are not this test's business
     entry = save_figure(spec.make("quick"), spec, tmp_path)
     assert (tmp_path / "icl_demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "icl_demo.pdf").read_bytes()[:5] == b"%PDF-"
@@ -129,7 +130,7 @@ def test_save_figure_writes_png_pdf_and_numbers(tmp_path):
     assert stored == {"name": "icl_demo", "family": "icl", "claim": spec.claim, "scale": "quick",
                       "numbers": {"final loss": 0.25, "solver": "exact"}, "verdicts": [], "provenance": {}}
     assert entry == IndexEntry(**stored)
-    assert plt.get_fignums() == []  # saved figures are closed, so a long `make figures` does not leak them
+    assert plt.get_fignums() == open_before  # saved figures are closed, so a long `make figures` does not leak them
 
 
 def test_the_same_figure_gives_the_same_pdf_bytes(tmp_path):

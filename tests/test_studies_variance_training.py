@@ -8,11 +8,16 @@ interval excludes 0, i.e. at the two-sided 5% level. The seeds are fixed, so eac
 deterministic; the interval is the margin against a change of seeds.
 """
 
+import math
+
 import numpy as np
 import pytest
+import torch
+from scipy import stats
 
 from test_studies import render_tiny
 from theorybench.studies import variance_training as vt
+from theorybench.studies.variance import LABELS
 
 FAST = dict(vt.SIZES["quick"], depths=(4,), lr=3e-2, lrs=(3e-2,), steps=20, snapshots=())
 SEEDS = 3
@@ -53,18 +58,123 @@ def tiny_growth(runs_dir):
         return render_tiny("variance_trained_growth", mp)[1].numbers
 
 
-def test_tiny_figure_reports_every_comparison_with_its_interval(tiny_growth):
+def test_tiny_figure_reports_the_paired_differences_of_its_own_runs(tiny_growth):
+    """The figure's Pre − Peri numbers, recomputed from the same runs by another route: the last layer's
+    variances and per-layer profiles measured on each seed's trained model, the slope from the
+    closed-form least-squares formula, and the interval from scipy's Student t (mean ± t·sd/√n). The
+    figure prints 4 significant digits (≤ 5e-4 relative rounding), so each must agree to 6e-4 relative
+    (plus 1e-12 for a zero; the two routes differ otherwise by float64 summation order only)."""
+    size = vt.SIZES["tiny"]
+    L, S, lr = size["depths"][0], size["seeds"], size["lr"]
+    batch = vt.probe_batch(size)
+
+    def profiles(placement):
+        return np.array([vt.measure(vt.model_at(vt.run_config(size, placement, L, lr, s), size["steps"]), batch)
+                         ["variance"] for s in range(S)])
+
+    def slope(v):  # least-squares slope against the layer index: Σ (l − l̄)(v − v̄) / Σ (l − l̄)²
+        layers = np.arange(v.shape[1]) - (v.shape[1] - 1) / 2
+        return (v * layers).sum(1) / (layers**2).sum()
+
+    pre, peri = profiles("pre"), profiles("peri")
+    diffs = {"log Var[x_L]": np.log(pre[:, -1]) - np.log(peri[:, -1]),
+             "growth per block": slope(pre) - slope(peri),
+             "growth per block from x_1": slope(pre[:, 1:]) - slope(peri[:, 1:])}
+    for stat, diff in diffs.items():
+        mean = diff.mean()
+        lo, hi = stats.t.interval(0.95, S - 1, loc=mean, scale=diff.std(ddof=1) / np.sqrt(S))
+        for name, want in (("mean", mean), ("95% CI low", lo), ("95% CI high", hi)):
+            got = tiny_growth[f"Pre − Peri {stat} after training, L={L}: {name}"]
+            assert got == pytest.approx(want, rel=6e-4, abs=1e-12), (stat, name)
+
+
+def test_tiny_figure_reverses_the_order_at_init(tiny_growth):
     L = vt.SIZES["tiny"]["depths"][0]
-    for stat in ("log Var[x_L]", "growth per block", "growth per block from x_1"):
-        lo = tiny_growth[f"Pre − Peri {stat} after training, L={L}: 95% CI low"]
-        mean = tiny_growth[f"Pre − Peri {stat} after training, L={L}: mean"]
-        hi = tiny_growth[f"Pre − Peri {stat} after training, L={L}: 95% CI high"]
-        assert lo <= mean <= hi
     # At GPT-2 init the order is reversed at any size: Pre-LN's stream stays near the embeddings' scale
     # (std 0.02, variance ~1e-3) while Peri-LN's norms put it at O(1) — ~3 decades, against a seed spread
     # of a few percent in log variance (measured at depth 4: ±0.04), so even 2 seeds (t_{0.975,1} = 12.7)
     # resolve it.
     assert tiny_growth[f"Pre − Peri log Var[x_L] at init, L={L}"].endswith("(−)")
+
+
+def _init_models(placement: str):
+    size = vt.SIZES["tiny"]
+    L = max(size["depths"])
+    return [vt.model_at(vt.run_config(size, placement, L, size["lr"], s), 0) for s in range(size["seeds"])]
+
+
+@pytest.fixture(scope="module")
+def tiny_gradients(runs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        return render_tiny("variance_gradient_norms_early_training", mp)[1].numbers
+
+
+@pytest.mark.parametrize("placement", vt.PLACEMENTS)
+def test_tiny_gradient_figure_reports_the_autograd_gradient_ratio_at_init(tiny_gradients, placement):
+    """‖∇ last block‖ / ‖∇ first block‖ at step 0, recomputed with plain autograd (cross-entropy on the
+    probe batch, the norm over each block's parameters) on each seed's initial model, geometric mean over
+    seeds. The figure prints 4 significant digits (≤ 5e-4 relative); the two routes differ otherwise only
+    by float32 summation order (~1e-6), hence 1e-3."""
+    batch = vt.probe_batch(vt.SIZES["tiny"])
+    ratios = []
+    for model in _init_models(placement):
+        logits = model(batch["inputs"])
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()).backward()
+        norms = [math.sqrt(sum(float(p.grad.pow(2).sum()) for p in block.parameters() if p.grad is not None))
+                 for block in model.blocks]
+        ratios.append(norms[-1] / norms[0])
+    want = math.exp(np.mean(np.log(ratios)))
+    got = tiny_gradients[f"{LABELS[placement]}: ‖∇ last block‖ / ‖∇ first block‖ at step 0"]
+    assert got == pytest.approx(want, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def tiny_massive(runs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        return render_tiny("variance_massive_activations_training", mp)[1].numbers
+
+
+def _init_max_abs(placement: str) -> float:
+    """Geometric mean over seeds of the largest |x| over x_0 … x_L at init, from the model's own cache."""
+    batch = vt.probe_batch(vt.SIZES["tiny"])
+    out = []
+    for model in _init_models(placement):
+        L = len(model.blocks)
+        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(batch["inputs"], names_filter=names)
+        out.append(max(float(cache[n].abs().max()) for n in names))
+    return math.exp(np.mean(np.log(out)))
+
+
+def test_tiny_massive_figure_reports_the_largest_activation_at_init(tiny_massive):
+    """The figure's "max abs(x) at init" (3 significant digits: ≤ 5e-3 relative) is the largest |x| of
+    the initial models' residual streams, recomputed from their caches. And the placements order it as
+    the norms dictate: Peri-LN normalizes the embedding (x_0 = LN(e): unit variance per token, so the
+    largest of 16 × 32 entries is a few units) and adds normalized updates, Pre-LN and no norm leave
+    x_0 = e with GPT-2's std 0.02 and add updates of that scale (largest entry ~0.1): more than a factor
+    10 apart. Measured: Peri-LN 4.95, Post-LN 2.81, Pre-LN 0.092, no norm 0.089."""
+    size = vt.SIZES["tiny"]
+    L = max(size["depths"])
+    measured = {}
+    for placement in vt.PLACEMENTS:
+        text = tiny_massive[f"{LABELS[placement]}: max abs(x) at init → after training, L={L} (geo-mean)"]
+        measured[placement] = float(text.split(" → ")[0])
+        assert measured[placement] == pytest.approx(_init_max_abs(placement), rel=5e-3), placement
+    assert measured["peri"] > 10 * max(measured["pre"], measured["none"])
+
+
+def test_tiny_massive_figure_counts_nan_runs_among_the_diverged(tiny_massive):
+    """A run stopped by a NaN/Inf is diverged (variance_training.outcome), so at every learning rate the
+    NaN/Inf fraction cannot exceed the diverged fraction."""
+    lrs = ", ".join(f"{x:g}" for x in vt.SIZES["tiny"]["lrs"])
+    for placement in vt.PLACEMENTS:
+        name = LABELS[placement]
+        diverged = [float(x) for x in tiny_massive[f"{name}: diverged fraction at lr = {lrs}"].split(", ")]
+        nonfinite = [float(x) for x in tiny_massive[f"{name}: NaN/Inf fraction at those lr"].split(", ")]
+        assert len(diverged) == len(nonfinite) == len(vt.SIZES["tiny"]["lrs"])
+        for d, n in zip(diverged, nonfinite):
+            assert 0 <= n <= d <= 1, (placement, d, n)
 
 
 # ------------------------------------------------------------------------------------------ quick scale (slow)

@@ -137,14 +137,23 @@ def test_variance_profile_depth_64(placement):
     _assert_profile_matches(cfg, torch.arange(8).reshape(1, 8), n_seeds=64)
 
 
-@pytest.mark.xfail(strict=False, reason="fan_in with the default 1/√d_head scale draws scores of variance 1, so "
-                   "attention is not uniform; measured at d=32, 4 pre-LN layers: non-uniform attention "
-                   "concentrates (larger Σ_k A²), MC above theory by 7-9% (up to 4.7 SE; 2.54 vs 2.34 after "
-                   "the first attention, 5.91 vs 5.52 at the output)")
-def test_uniform_attention_fails_for_fan_in_default_scale():
+def test_uniform_attention_theory_underestimates_the_fan_in_default_scale():
+    """The theory assumes uniform attention (Σ_k A_qk² = 1/n_keys). fan_in with the default 1/√d_head scale
+    draws scores of variance 1, so attention is not uniform: it concentrates, Σ_k A² grows, and so does
+    the variance of the attention output. The Monte Carlo stream must therefore lie ABOVE the theory after
+    every attention sublayer, and match it at the embeddings (before any attention).
+
+    Measured (d = 32, 4 Pre-LN layers, 40 seeds): 3.3-4.7 SE above at every later hook (+5% to +8%: 2.54
+    vs 2.34 after the first attention, 5.91 vs 5.52 at the output); 0.9 SE at the embeddings. Required:
+    > 2 SE above at each later hook (a one-sided 2.3% false alarm per hook for a change of seeds; the
+    seeds are fixed, so the outcome is repeatable) and within Z SE at the embeddings."""
     cfg = TransformerConfig(n_layers=4, d_model=32, n_heads=4, n_ctx=8, d_vocab=50, norm_placement="pre",
                             init="fan_in", dtype="float64")
-    _assert_profile_matches(cfg, torch.arange(8).reshape(1, 8), n_seeds=40)
+    tokens = torch.arange(8).reshape(1, 8)
+    theory = variance_profile(cfg, tokens.numpy()).variance
+    mean, se = _monte_carlo(cfg, tokens, n_seeds=40)
+    assert abs(mean[0] - theory[0]) < Z * se[0]
+    assert ((mean[1:] - theory[1:]) > 2 * se[1:]).all(), list(zip(mean, theory, se))
 
 
 def test_shapes_of_growth():

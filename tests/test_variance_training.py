@@ -3,6 +3,7 @@ runs reproduce the start of a run, diverged runs are results, and the definition
 divergence, paired intervals, the per-layer measurements) give hand-computed answers."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -38,12 +39,22 @@ def test_a_prefix_run_is_the_start_of_the_full_run(runs):
 
 
 def test_a_run_that_hits_nan_is_returned_as_a_result(runs):
-    """No norm at lr = 100: a gradient turns NaN at step 3 (measured); the run is recorded, not raised."""
+    """No norm at lr = 100: the run blows up within its 6 steps (at step 3 on one CPU, step 2 on another:
+    WHICH step depends on the last bits of the updates, so the test asserts what the trainer guarantees,
+    not the step); the run is recorded, not raised."""
     cfg = vt.run_config(TINY, "none", 2, 100.0, 0)
     run = vt.fetch(cfg)
-    assert run.status == "failed" and "nan" in run.failure
+    assert run.status == "failed"
+    # the trainer's message names the step and what was non-finite (train.NonFiniteError)
+    match = re.fullmatch(r"step (\d+): (loss is (nan|inf)|(gradient of|parameter) [\w.]+ contains (nan|inf)"
+                         r"( after the update)?)", run.failure)
+    assert match, run.failure
+    step = int(match.group(1))
+    assert 1 <= step <= cfg.train.steps
     out = vt.outcome(run)
-    assert out["diverged"] and out["kind"] == "non-finite" and out["failed_step"] == 3
+    assert out["diverged"] and out["kind"] == "non-finite" and out["failed_step"] == step
+    # every row kept for diagnosis is a finite one from before the failing step
+    assert (run.metrics["step"] < step).all() and np.isfinite(run.metrics["train_loss"]).all()
     assert vt.fetch(cfg).status == "failed"  # asked again: the stored result, not a retrain
     # a run that stops before its end leaves no final weights (checkpoint only at the end)
     assert vt.model_at(cfg, cfg.train.steps) is None
