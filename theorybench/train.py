@@ -312,7 +312,7 @@ class _Trainer:
         """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
         outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
         with autocast(self.precision, self.device):
-            output = (model or self.model)(batch["inputs"], **model_inputs(batch))
+            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
         return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
