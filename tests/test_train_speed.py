@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _train_worker import tiny_config
-from theorybench.experiment import OptimConfig
+from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig, apply_overrides
 from theorybench.optim import build_optimizer
 from theorybench.runstore import (CHECKPOINT_FILE, FAILED_FILE, get_or_train, load_checkpoint, load_run, read_json,
                                   run_dir)
 from theorybench.train import NonFiniteError
 from toy_models import Transformer, TransformerConfig
 from toy_models import attention as attention_module
+from toy_models.config import ConfigError
 from toy_models.tasks.base import register_task
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 from toy_models.tasks.markov import MarkovConfig, MarkovTask
@@ -234,3 +235,20 @@ def test_loading_other_weights_or_editing_one_in_place_is_seen(counted_builds):
         model.blocks[1].attn.W_V.mul_(2.0)
         other.blocks[1].attn.W_V.mul_(2.0)
         assert torch.equal(model(tokens), other(tokens))
+
+
+# ---------------------------------------------------------------------------------- train.compile config
+def test_train_compile_is_part_of_the_identity_only_when_on():
+    """Eager configs keep the hash they had before the field existed; a compiled run is another run."""
+    cfg = tiny_config()
+    assert "compile" not in cfg.to_dict()["train"]
+    on = apply_overrides(cfg, ["train.compile=true"])
+    assert on.train.compile is True and on.to_dict()["train"]["compile"] is True
+    assert on.config_hash() != cfg.config_hash()
+    assert ExperimentConfig.from_dict(on.to_dict()) == on and ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_a_train_compile_that_is_not_a_bool_is_refused(value):
+    with pytest.raises(ConfigError, match=r"compile.*true or false"):
+        TrainConfig(compile=value)
