@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
 
 def test_run_folder_is_named_by_the_derived_name_and_config_hash(trained):
     cfg, root, run = trained
-    assert run.dir == root / f"tiny-pre-L1-d16-lr0.003-s0-{cfg.config_hash()}" == run_dir(cfg, root)
+    assert run.dir == root / f"tiny-pre-L1-d16-lr0.003-s0-t10-{cfg.config_hash()}" == run_dir(cfg, root)
     assert run.status == "done"
     assert {p.name for p in run.dir.iterdir()} >= {CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, DONE_FILE}
     assert json.loads((run.dir / CONFIG_FILE).read_text()) == cfg.resolved().to_dict()

@@ -36,7 +36,7 @@ def test_the_hash_ignores_the_name_and_the_name_shows_the_fields(first, second, 
                             model=base.model.replace(n_layers=layers))
     b = dataclasses.replace(a, name=f"b{second}-some-stale-suffix")
     assert a.config_hash() == b.config_hash()
-    assert a.resolved().name == f"a{first}-pre-L{layers}-d16-lr{lr:g}-s{seed}".replace("+", "")
+    assert a.resolved().name == f"a{first}-pre-L{layers}-d16-lr{lr:g}-s{seed}-t10".replace("+", "")
     assert b.resolved().name.startswith(f"b{second}-pre-L{layers}-")  # the stale suffix is regenerated
     assert a.resolved().resolved() == a.resolved()  # idempotent
 

@@ -12,14 +12,16 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _train_worker import tiny_config
 from theorybench import runstore
-from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE,
+from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
                                   RunConfigMismatchError, RunDamagedError, RunStoreError, StoreAccessError,
                                   get_or_train, load_run, run_dir)
 
-STORED = (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
+STORED = (CONFIG_FILE, CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,7 @@ def flip_middle_byte(path) -> None:
 def test_done_json_records_a_checksum_of_every_file(stored):
     _, _, folder = stored
     record = json.loads((folder / DONE_FILE).read_text())
-    assert set(record["files"]) == {CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE}
+    assert set(record["files"]) == {CONFIG_FILE, CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE}
     for name, digest in record["files"].items():
         assert runstore.hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
     assert set(record["code"]) == {"package", "source", "git"}
@@ -88,7 +90,7 @@ def test_an_edited_precision_in_runtime_json_is_refused(stored):
         get_or_train(cfg, root, progress=False)
 
 
-@pytest.mark.parametrize("name", [CHECKPOINT_FILE, METRICS_FILE, RUNTIME_FILE])
+@pytest.mark.parametrize("name", [CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE])
 def test_a_missing_file_is_refused(stored, name):
     cfg, root, folder = stored
     (folder / name).unlink()
@@ -107,6 +109,19 @@ def test_retrain_replaces_a_damaged_run_with_the_same_result(stored, pristine):
     pd.testing.assert_frame_equal(run.metrics, reference.metrics, check_exact=True)
     assert all(torch.equal(a, b) for a, b in zip(run.load_model().state_dict().values(),
                                                  reference.load_model().state_dict().values()))
+
+
+def test_a_done_run_s_model_comes_from_its_safetensors_weights(stored, monkeypatch):
+    _, _, folder = stored
+    final = torch.load(folder / CHECKPOINT_FILE, weights_only=True)["model"]
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("a done run's model must not be unpickled from checkpoint.pt")
+
+    monkeypatch.setattr(runstore, "load_checkpoint", no_pickle)
+    model = load_run(folder).load_model()
+    assert model.state_dict().keys() == final.keys()
+    assert all(torch.equal(model.state_dict()[k], final[k]) for k in final)  # the same final weights, bit for bit
 
 
 def test_loading_the_model_of_a_damaged_run_is_refused(stored):
@@ -219,4 +234,34 @@ def test_damage_is_seen_even_after_the_checksum_was_cached(stored):
     data[-100] ^= 0xFF
     (folder / CHECKPOINT_FILE).write_bytes(bytes(data))  # same size: only the mtime tells the cache
     with pytest.raises(RunStoreError, match=str(folder / CHECKPOINT_FILE)):
+        get_or_train(cfg, root, progress=False)
+
+
+def test_a_done_json_without_checksums_cannot_be_verified(stored):
+    cfg, root, folder = stored
+    (folder / DONE_FILE).write_text(json.dumps({"steps": 20, "config_hash": cfg.config_hash()}))  # the old format
+    with pytest.raises(RunDamagedError, match="records no checksums .* older theorybench"):
+        get_or_train(cfg, root, progress=False)
+
+
+def test_a_readable_checkpoint_missing_its_training_state_is_named(tmp_path):
+    cfg = tiny_config(steps=20)
+    folder = run_dir(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    torch.save({"config_hash": cfg.config_hash(), "step": 10}, folder / CHECKPOINT_FILE)  # no weights, no RNG states
+    with pytest.raises(RunDamagedError, match=f"{folder / CHECKPOINT_FILE}: not a checkpoint this run can resume"):
+        get_or_train(cfg, tmp_path, progress=False, accept_stale=True)  # it records no code: stale first
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(STORED), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_single_bit_flip_anywhere_is_refused(pristine, tmp_path_factory, name, where, bit):
+    cfg, folder = pristine
+    root = tmp_path_factory.mktemp("flip")
+    shutil.copytree(folder, run_dir(cfg, root))
+    path = run_dir(cfg, root) / name
+    data = bytearray(path.read_bytes())
+    data[int(where * len(data))] ^= 1 << bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunStoreError):  # damaged (checksum, JSON) or, for config.json, another config
         get_or_train(cfg, root, progress=False)

@@ -168,7 +168,8 @@ def _figures(args: argparse.Namespace) -> int:
     from .device import device_env
 
     out = Path(args.out) if args.out else default_out(args.scale)
-    with device_env(request), _accept_stale_env(args.accept_stale):  # read by the figure makers' get_or_train
+    # The figure makers' get_or_train calls train where this resolved, and read the stale-run choice.
+    with device_env(request), _accept_stale_env(args.accept_stale):
         entries = make_figures(args.names or None, scale=args.scale, out_dir=out, train_first=not args.no_pretrain)
     print(f"made {len(entries)} figure(s) under {out}/; index: {out / 'README.md'}")
     return 0
@@ -510,7 +511,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="sweep name (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.add_argument("--status", action="store_true",
-                   help="only report how many members are done, running, partial, failed, missing (and why)")
+                   help="only report how many members are done, running, partial, failed, missing, damaged or stale "
+                        "(and why)")
     p.add_argument("--root", "--runs", dest="root", metavar="DIR", default=None,
                    help="run store folder, on a file system the nodes share for SLURM (default: $THEORYBENCH_RUNS, "
                         "else runs/ at the repository root)")

@@ -7,7 +7,7 @@ experiment seed. Two configs that train the same thing therefore share a hash wh
 called, and any field that changes training changes it.
 
 The display name is derived, never trusted: ``resolved()`` names a config
-``<stem>-<placement>-L<n_layers>-d<d_model>-lr<lr>-s<seed>``, the stem being the given name up to its
+``<stem>-<placement>-L<n_layers>-d<d_model>-lr<lr>-s<seed>-t<steps>``, the stem being the given name up to its
 first '-' (``variance_train-pre-L6-lr0.01-s0`` has the stem ``variance_train``). So a name shows
 the config after overrides, and a sweep member and a command-line override that train the same thing
 have the same folder (the stem is the same when both come from one experiment family).
@@ -178,7 +178,8 @@ class ExperimentConfig:
         """The config the trainer uses: model fields from the task, model seed from ``seed``, the name
         derived from the fields (``display_name``). Idempotent."""
         model = self.resolved_model()
-        return dataclasses.replace(self, model=model, name=display_name(self.name, model, self.optim, self.seed))
+        return dataclasses.replace(self, model=model,
+                                   name=display_name(self.name, model, self.optim, self.train, self.seed))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; the task is ``{"name": <registered name>, **fields}``."""
@@ -226,12 +227,13 @@ def _number(x: float) -> str:
     return f"{x:g}".replace("+", "")
 
 
-def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", seed: int) -> str:
-    """``<stem>-<norm placement>-L<layers>-d<d_model>-lr<lr>-s<seed>``: what a run folder is called.
+def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", train: "TrainConfig", seed: int) -> str:
+    """``<stem>-<norm placement>-L<layers>-d<d_model>-lr<lr>-s<seed>-t<steps>``: what a run folder is called.
 
     Only a label: the hash, not the name, says what is trained, so fields outside the name (task
-    fields, steps, ...) still separate runs, by their hash."""
-    return f"{name_stem(name)}-{model.norm_placement}-L{model.n_layers}-d{model.d_model}-lr{_number(optim.lr)}-s{seed}"
+    fields, batch size, ...) still separate runs, by their hash."""
+    return (f"{name_stem(name)}-{model.norm_placement}-L{model.n_layers}-d{model.d_model}-lr{_number(optim.lr)}"
+            f"-s{seed}-t{train.steps}")
 
 
 def task_class(name: Any) -> type:

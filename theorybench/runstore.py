@@ -11,6 +11,9 @@ created with the permissions the umask allows, so a shared store is readable by 
     config.json      the resolved config (``ExperimentConfig.resolved().to_dict()``)
     checkpoint.pt    the latest checkpoint (model, optimizer, scheduler, RNG states, metric rows);
                      tensors and plain containers only, read with ``weights_only=True``
+    model.safetensors  a finished run's final weights (safetensors: no pickle, memory-mapped); the
+                     training state a resume needs (optimizer, RNG, rows) stays in checkpoint.pt, whose
+                     nested containers safetensors' flat tensor map does not hold
     metrics.csv      one row per logged step (step, train_loss, lr, eval_* on evaluation steps)
     runtime.json     how it ran: its precision, and one segment per start or resume (first step,
                      device, torch version, threads, host, process id, job id, start time, code version)
@@ -52,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import safetensors.torch
 import torch
 
 from toy_models import Transformer
@@ -66,6 +70,7 @@ ACCEPT_STALE_ENV = "THEORYBENCH_ACCEPT_STALE"
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.csv"
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
@@ -256,6 +261,23 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise _damaged(path, f"the checkpoint cannot be read ({type(err).__name__}: {_first_line(err)})") from None
 
 
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """The weights as safetensors, atomically. Each tensor is copied: safetensors refuses tensors that
+    share memory (tied or frozen views), and a copy per name stores each under its own name."""
+    tensors = {name: t.detach().to("cpu").clone().contiguous() for name, t in state_dict.items()}
+    atomic_write_bytes(path, safetensors.torch.save(tensors))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors; an unreadable file raises ``RunDamagedError`` naming it."""
+    try:
+        return safetensors.torch.load(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError, ValueError, ...
+        raise _damaged(path, f"the weights cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+
+
 def checkpoint_step(folder: Path | str) -> int:
     """The step of the run's checkpoint (0 if none): where it would resume. Memory-mapped, so only the
     small pickled header is read, not the weights."""
@@ -371,6 +393,9 @@ class Run:
         if not (self.dir / DONE_FILE).exists():
             return
         record = self.done
+        if isinstance(record, dict) and "seal" not in record and "files" not in record:
+            raise _damaged(self.dir / DONE_FILE, "it records no checksums of the run's files (written by an older "
+                                                 "theorybench), so the run cannot be verified")
         if not isinstance(record, dict) or record.get("seal") != _seal_of(record):
             raise _damaged(self.dir / DONE_FILE, "its content differs from its own recorded sha256 (cut, edited or "
                                                  "corrupted)")
@@ -403,13 +428,17 @@ class Run:
         return any((self.dir / f).exists() for f in (CHECKPOINT_FILE, DONE_FILE, FAILED_FILE))
 
     def load_model(self, verify: bool = True) -> Transformer:
-        """The model with the weights of the latest checkpoint (the final ones for a done run, whose
-        files are verified against done.json first unless ``verify=False``)."""
+        """The model with the final weights of a done run (model.safetensors; its files verified
+        against done.json first unless ``verify=False``), else those of the latest checkpoint."""
         if verify:
             self.verify()
-        state = load_checkpoint(self.dir / CHECKPOINT_FILE)
+        weights = self.dir / WEIGHTS_FILE
+        if self.status == "done" and weights.exists():
+            state = load_weights(weights)
+        else:
+            state = load_checkpoint(self.dir / CHECKPOINT_FILE)["model"]
         model = Transformer(self.config.resolved().model)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state)
         return model.eval()
 
     def artifact_path(self, name: str) -> Path:
@@ -544,8 +573,8 @@ def get_or_train(cfg: ExperimentConfig, root: Path | str | None = None, progress
 
     accept_stale = accept_stale_default() if accept_stale is None else accept_stale
     folder = run_dir(cfg, root, precision)
-    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
     run = Run(dir=folder, config=cfg.resolved())
+    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
     if not retrain:
         check_stored_config(cfg, folder)
         if run.status == "done":
@@ -664,7 +693,8 @@ def load(run_or_path: Run | Path | str, root: Path | str | None = None) -> Loade
     return LoadedRun(run.config, run.metrics, run.load_model(verify=False), run, state)
 
 
-__all__ = ["DEFAULT_ROOT", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError", "RunFailedError",
-           "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError", "atomic_torch_save",
-           "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root", "get_or_train", "list_runs",
-           "load", "load_run", "lock_held", "run_dir", "run_state", "store_root"]
+__all__ = ["DEFAULT_ROOT", "WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError",
+           "RunFailedError", "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError",
+           "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root",
+           "get_or_train", "list_runs", "load", "load_run", "load_weights", "lock_held", "run_dir", "run_state",
+           "save_weights", "store_root"]

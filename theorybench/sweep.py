@@ -249,8 +249,9 @@ def run_sweep(spec: SweepSpec, scale: str, root: Path | str, *, executor: str = 
         entries = {o.key: {"executor": "local", "error": _error(o)} for o in result.outcomes}
         write_record(root, spec.name, scale, entries, merge=False)
         stopped = [o for o in result.outcomes if o.status == "interrupted"]
-        cancelled = sum(1 for o in result.outcomes if o.status == "cancelled")
-        if stopped or cancelled:
+        # Members the pool never handed to a worker have no outcome at all: count them as not started too.
+        cancelled = len(pending) - sum(1 for o in result.outcomes if o.status != "cancelled")
+        if stopped or any(o.status == "cancelled" for o in result.outcomes):
             listed = ", ".join(o.message or o.key for o in stopped[:5]) + (" …" if len(stopped) > 5 else "")
             raise SweepInterrupted(
                 f"sweep {spec.name}: interrupted; {len(stopped)} member(s) stopped at a checkpoint"

@@ -60,8 +60,8 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
     trainer turns into "checkpoint after this step and stop", sets the stop event so that no worker
     starts another member, and waits for them (seconds: one step and a checkpoint). The members that
     stopped come back as Outcomes with status "interrupted" (those that never began: "cancelled"); a
-    second Ctrl-C terminates the workers
-    (their runs keep their last checkpoint) and raises KeyboardInterrupt."""
+    second Ctrl-C terminates the workers (their runs keep their last checkpoint) and raises
+    KeyboardInterrupt."""
     devices = worker_devices(device)
     on_gpu = devices[0].startswith("cuda")
     jobs = jobs or (len(devices) if on_gpu else usable_cores())

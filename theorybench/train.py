@@ -76,14 +76,14 @@ from toy_models import Transformer
 from toy_models.compile import compile_model
 from toy_models.tasks.base import model_inputs
 
+from .code_version import code_version
 from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
 from .experiment import ExperimentConfig, derive_seed
 from .optim import build_optimizer, build_scheduler
-from .code_version import code_version
-from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
-                       atomic_torch_save, atomic_write_json, atomic_write_metrics, check_precision_record,
-                       check_stored_config, checksums, load_checkpoint, read_json, remove_temp_files,
-                       sealed)
+from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
+                       RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save, atomic_write_json,
+                       atomic_write_metrics, check_precision_record, check_stored_config, checksums, load_checkpoint,
+                       read_json, remove_temp_files, save_weights, sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
 CHECKPOINT_FORMAT = 1
@@ -145,11 +145,17 @@ class _Trainer:
         self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.steps_since_check = 0  # unchecked steps whose state has not been tested for NaN/Inf yet
-        self.last_loss: torch.Tensor | None = None
         self.train_forward = compile_model(self.model, dynamic=False) if cfg.train.compile else self.model
         self.origin: dict[str, Any] | None = None  # where a replay starts while no checkpoint exists
         if (run_dir / CHECKPOINT_FILE).exists():
-            self._restore(load_checkpoint(run_dir / CHECKPOINT_FILE))
+            state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+            try:
+                self._restore(state)
+            except RunStoreError:
+                raise
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:  # readable, but not a checkpoint of this run
+                raise RunDamagedError(f"{run_dir / CHECKPOINT_FILE}: not a checkpoint this run can resume from "
+                                      f"({type(err).__name__}: {err}); retrain it with --retrain") from None
         else:
             self.origin = copy.deepcopy(self._state())
         _record_segment(run_dir, precision, self.step, device)
@@ -179,6 +185,7 @@ class _Trainer:
             bar.close()
         # Also after a kill between the final checkpoint and here, which resumes with no step left.
         atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
+        save_weights(self.dir / WEIGHTS_FILE, self.model.state_dict())
         atomic_write_json(self.dir / DONE_FILE, sealed({"steps": tc.steps, "config_hash": self.cfg.config_hash(),
                                                         "code": code_version(), "files": checksums(self.dir)}))
 
@@ -349,8 +356,9 @@ class _Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("config_hash") != self.cfg.config_hash():
-            raise RuntimeError(f"{self.dir / CHECKPOINT_FILE} belongs to config {state.get('config_hash')}, "
-                               f"not {self.cfg.config_hash()}; refusing to resume from it")
+            raise RunConfigMismatchError(f"{self.dir / CHECKPOINT_FILE} belongs to config {state.get('config_hash')}, "
+                                         f"not {self.cfg.config_hash()}; refusing to resume from it (retrain with "
+                                         "--retrain)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
