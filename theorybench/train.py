@@ -146,7 +146,8 @@ class _Trainer:
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.steps_since_check = 0  # unchecked steps whose state has not been tested for NaN/Inf yet
         self.train_forward = compile_model(self.model, dynamic=False) if cfg.train.compile else self.model
-        self.origin: dict[str, Any] | None = None  # where a replay starts while no checkpoint exists
+        # Where a replay starts while no checkpoint exists: a copy of the start (one model's worth of memory).
+        self.origin: dict[str, Any] | None = None
         if (run_dir / CHECKPOINT_FILE).exists():
             state = load_checkpoint(run_dir / CHECKPOINT_FILE)
             try:
@@ -202,7 +203,7 @@ class _Trainer:
             self._verify_unchecked_steps()
         self.step = s
         self._train_step(checked)
-        if self.initial_loss is None:  # step 1 is checked: a finite number
+        if self.initial_loss is None:  # the run's first step is checked: a finite number
             self.initial_loss = float(self.loss_sum) / self.loss_count
         if row:
             self._log_row(evaluate=s % tc.eval_every == 0 or last)
