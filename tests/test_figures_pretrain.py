@@ -49,7 +49,7 @@ def demo_registry():
 
 def test_pretrain_trains_the_sweeps_of_the_requested_families_once_each(demo_registry, tmp_path):
     lines: list[str] = []
-    outcomes = pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=1, threads_per_job=1,
+    outcomes = pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=1,
                         progress=False, say=lines.append)
     configs = {s: dataclasses.replace(tiny_config(steps=10), seed=s) for s in range(4)}
     # seeds 0, 1, 2 (seed 1 belongs to both icl sweeps and trains once); the variance sweep is not asked for
@@ -61,7 +61,7 @@ def test_pretrain_trains_the_sweeps_of_the_requested_families_once_each(demo_reg
     assert set(read_record(tmp_path, "icl_demo_seeds", "tiny")) | set(read_record(tmp_path, "icl_demo_more", "tiny")) \
         == {run_dir(configs[s], tmp_path).name for s in (0, 1, 2)}
     lines.clear()
-    assert pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=1, threads_per_job=1,
+    assert pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=1,
                     say=lines.append) == []
     assert lines == [f"pretrain: nothing to train for icl_demo_more, icl_demo_seeds (scale tiny): its 4 runs are "
                      f"in the run store {tmp_path.absolute()}"]
@@ -70,7 +70,7 @@ def test_pretrain_trains_the_sweeps_of_the_requested_families_once_each(demo_reg
 def test_progress_lines_count_the_runs_that_remain(demo_registry, tmp_path):
     lines: list[str] = []
     pretrain([_figure("variance_demo", "variance"), _figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=1,
-             threads_per_job=1, progress=False, say=lines.append, poll_s=0.01)
+             progress=False, say=lines.append, poll_s=0.01)
     counts = [re.fullmatch(r"pretrain: (\d) of 4 runs ended, (\d) remain(, about \d+ s left)?", line)
               for line in lines if "runs ended" in line]
     assert counts and all(counts), lines  # at least one progress line while the runs trained, all well formed
@@ -97,7 +97,7 @@ def test_the_figure_finds_its_runs_done(demo_registry, tmp_path, monkeypatch):
     registry.register_figure(_figure("icl_demo", "icl", read=lambda: [get_or_train(
         dataclasses.replace(tiny_config(steps=10), seed=s), progress=False) for s in (0, 1, 2)]))
     real_train, trained_by_figure = theorybench.train.train, []
-    pretrain(registry.figures().values(), "tiny", jobs=1, threads_per_job=1, progress=False, say=lambda line: None)
+    pretrain(registry.figures().values(), "tiny", jobs=1, progress=False, say=lambda line: None)
 
     def spy(*args, **kwargs):
         trained_by_figure.append(args[0].name)
@@ -110,6 +110,6 @@ def test_the_figure_finds_its_runs_done(demo_registry, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_pretrain_uses_a_pool_of_workers(demo_registry, tmp_path):
-    outcomes = pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=2, threads_per_job=1,
+    outcomes = pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=2,
                         progress=False, say=lambda line: None, mp_context="fork")
     assert sorted(o.status for o in outcomes) == ["done"] * 3

@@ -162,7 +162,7 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
 
 def pretrain(specs: Sequence[FigureSpec], scale: str, root: Path | str | None = None, jobs: int | None = None,
              progress: bool | None = None, say: Callable[[str], None] | None = None,
-             poll_s: float = 5.0, mp_context: str | None = None, threads_per_job: int | None = None) -> list:
+             poll_s: float = 5.0, mp_context: str | None = None, threads_per_job: int = 1) -> list:
     """Train the runs the figures ``specs`` will read: the members of every registered sweep of their
     families that the run store (``root``, default ``runstore.store_root()``) lacks or holds half
     trained, all in one local process pool (``jobs`` workers, default one per usable core; the device
@@ -173,7 +173,9 @@ def pretrain(specs: Sequence[FigureSpec], scale: str, root: Path | str | None = 
     share trains once. A run that fails is reported here and left to its figure, whose maker meets the
     stored failure as it would have met it training; Ctrl-C checkpoints the runs in training and
     raises ``SweepInterrupted`` (the same command resumes them). ``mp_context`` (the pool's start
-    method) and ``threads_per_job`` (torch threads per worker) as in ``theorybench.sweep_local``."""
+    method) as in ``theorybench.sweep_local``. ``threads_per_job``: one torch thread per worker by
+    default, as the figure makers train (``theorybench.threads.single_thread``: toy-sized work only
+    loses to intra-op threads), so a run trained here has the bits a figure maker would have trained."""
     from .runstore import accept_stale_default, store_root
     from .sweep import SweepInterrupted, default_device_request, expand, statuses, to_run, write_record
     from .sweep_local import run_local, usable_cores
