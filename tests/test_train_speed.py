@@ -133,6 +133,39 @@ def test_a_nan_on_an_unchecked_step_is_named_like_a_check_on_every_step(fault, f
         assert list(run.metrics.step) == [s for s in range(1, fault_step) if s % log_every == 0]
 
 
+@register_task("test_call_fault_markov")
+@dataclasses.dataclass(frozen=True)
+class CallFaultMarkovConfig(MarkovConfig):
+    """A Markov task whose loss is NaN on its ``fault_call``-th call, whatever the step: a fault that
+    a replay does not meet again (as on a device that does not repeat its arithmetic)."""
+
+    fault_call: int = 5
+
+    def build(self):
+        return _CallFaultTask(self)
+
+
+class _CallFaultTask(MarkovTask):
+    calls = 0
+
+    def loss(self, output, batch):
+        self.calls += 1
+        return super().loss(output, batch) * (float("nan") if self.calls == self.cfg.fault_call else 1.0)
+
+
+def test_a_nan_the_replay_does_not_meet_again_is_reported_with_its_range_of_steps(tmp_path):
+    """The honest fallback: the range of unchecked steps and where the NaN was found, not a made-up step."""
+    cfg = dataclasses.replace(tiny_config(steps=12), task=CallFaultMarkovConfig(n_states=6, seq_len=8, fault_call=5))
+    cfg = _cadence(cfg, log_every=10, checkpoint_every=10, eval_every=100)
+    message = ("steps 2-9: train loss sum is not finite after step 9; replaying the steps from 0 checked did not "
+               "meet it again (the device does not repeat its arithmetic bit for bit)")
+    with pytest.raises(NonFiniteError, match=f"^{re.escape(message)}$"):  # step 1 is checked, steps 2-9 are not
+        get_or_train(cfg, tmp_path, progress=False)
+    folder = run_dir(cfg, tmp_path)
+    assert read_json(folder / FAILED_FILE) == {"error": message, "step": 9}
+    assert not (folder / CHECKPOINT_FILE).exists()  # nothing untested was saved
+
+
 # ---------------------------------------------------------------------------------- foreach optimizers
 @settings(max_examples=10)
 @given(shapes=st.lists(st.lists(st.integers(1, 5), min_size=1, max_size=3), min_size=1, max_size=4),
