@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 
 from _train_worker import tiny_config  # noqa: E402
 from theorybench import figures, registry  # noqa: E402
+from theorybench.cli import main  # noqa: E402
 from theorybench.figures import make_figures, pretrain  # noqa: E402
 from theorybench.registry import FigureResult, FigureSpec, SweepSpec, isolated_registry  # noqa: E402
 from theorybench.runstore import get_or_train, load_run, run_dir  # noqa: E402
@@ -113,3 +114,12 @@ def test_pretrain_uses_a_pool_of_workers(demo_registry, tmp_path):
     outcomes = pretrain([_figure("icl_demo", "icl")], "tiny", root=tmp_path, jobs=2,
                         progress=False, say=lambda line: None, mp_context="fork")
     assert sorted(o.status for o in outcomes) == ["done"] * 3
+
+
+def test_the_command_line_trains_first_unless_no_pretrain(demo_registry, tmp_path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(figures, "pretrain", lambda specs, scale: seen.append(scale))
+    registry.register_figure(_figure("icl_demo", "icl"))
+    assert main(["figures", "--scale", "tiny", "--out", str(tmp_path)]) == 0
+    assert main(["figures", "--scale", "tiny", "--out", str(tmp_path), "--no-pretrain"]) == 0
+    assert seen == ["tiny"]
