@@ -170,7 +170,7 @@ def _figures(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.scale)
     # The figure makers' get_or_train calls train where this resolved, and read the stale-run choice.
     with device_env(request), _accept_stale_env(args.accept_stale):
-        entries = make_figures(args.names or None, scale=args.scale, out_dir=out)
+        entries = make_figures(args.names or None, scale=args.scale, out_dir=out, train_first=not args.no_pretrain)
     print(f"made {len(entries)} figure(s) under {out}/; index: {out / 'README.md'}")
     return 0
 
@@ -491,6 +491,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="output folder (default: results/medium/ at --scale medium, else figures/)")
     p.add_argument("--accept-stale", action="store_true",
                    help="reuse runs trained by other code than the code running now (refused by default)")
+    p.add_argument("--no-pretrain", action="store_true",
+                   help="do not train the figures' sweeps in a process pool first; each figure trains what it "
+                        "lacks itself, in this process")
     _add_device_options(p, precision=False)
     p.set_defaults(run=_figures)
 

@@ -101,7 +101,10 @@ class TrainConfig:
     exceeds k × the loss of step 1 (the loss at initialization), when that is positive. The default,
     100, is far above any loss spike of a run that recovers (a loss rising a hundredfold over its
     value at initialization has left every basin the model started near) and catches an explosion
-    long before it reaches Inf; None turns the rule off."""
+    long before it reaches Inf; None turns the rule off.
+
+    ``compile``: train through ``torch.compile`` (``theorybench.train``); the results agree with eager
+    training within floating-point reordering, not bit for bit, so it is part of the run's identity."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -110,11 +113,15 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     diverge_factor: float | None = 100.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "diverge_factor":
+            if f.name == "compile":
+                if not isinstance(value, bool):
+                    raise ConfigError(f.name, value, "true or false")
+            elif f.name == "diverge_factor":
                 if value is not None:
                     _as_float(self, f.name, lambda v: v > 1, "a float above 1 (fail once the loss exceeds this "
                               "many times its initial value), or None for no limit")
@@ -181,7 +188,7 @@ class ExperimentConfig:
             "task": {"name": type(self.task).task_name, **_fields_to_dict(self.task)},
             "model": _fields_to_dict(self.model),
             "optim": _fields_to_dict(self.optim),
-            "train": _fields_to_dict(self.train),
+            "train": _train_dict(self.train),
             "seed": self.seed,
         }
 
@@ -381,6 +388,15 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
         if isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
+    return out
+
+
+def _train_dict(train: TrainConfig) -> dict[str, Any]:
+    """``train``'s fields; ``compile`` only when true. It came after runs had been stored, and at its
+    default (eager) a config trains what it trained before, so it keeps the hash it had."""
+    out = _fields_to_dict(train)
+    if not out["compile"]:
+        del out["compile"]
     return out
 
 

@@ -2,6 +2,11 @@
 PDF, judge its claims (``theorybench.claims``), and write the index ``README.md``, which shows each
 figure beside its claims, their verdicts, and the numbers measured for it.
 
+Before drawing, ``make_figures`` trains what the figures will read (``pretrain``): every member of the
+registered sweeps of the requested figures' families that the run store lacks, in the local process
+pool on every core (``theorybench.sweep_local``), so the figure makers find their runs done instead
+of training them one after another on one thread.
+
 Figures go to ``figures/`` (``tiny``, ``quick``, ``full``) or ``results/medium/`` (``medium``: the
 scale whose results are committed). Each saved figure also leaves ``<name>.json`` (family, caption,
 scale, numbers, verdicts, provenance), so that making one figure again rewrites the index without
@@ -14,10 +19,12 @@ import dataclasses
 import importlib
 import json
 import math
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from . import provenance, registry
 from .claims import ClaimVerdict, LedgerError, judge_all
@@ -115,12 +122,15 @@ def write_index(entries: Sequence[IndexEntry], out_dir: Path = DEFAULT_OUT) -> P
     return path
 
 
-def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_dir: Path | None = None) -> list[IndexEntry]:
+def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_dir: Path | None = None,
+                 train_first: bool = True) -> list[IndexEntry]:
     """Make the named figures (all registered ones by default) and rewrite the index.
 
-    Every name and the scale are checked before any figure is made. The index lists the figures
-    made now and those made earlier into ``out_dir`` (default: ``default_out(scale)``) that are still
-    registered. Each figure's provenance (commit, machine, wall time, runs read) goes into its JSON."""
+    Every name and the scale are checked before any figure is made. ``train_first``: train the runs
+    of the figures' families' sweeps in the process pool first (``pretrain``); without it each figure
+    maker trains what it lacks itself, in this process. The index lists the figures made now and
+    those made earlier into ``out_dir`` (default: ``default_out(scale)``) that are still registered.
+    Each figure's provenance (commit, machine, wall time, runs read) goes into its JSON."""
     from tqdm.auto import tqdm
 
     from .style import apply_style
@@ -129,6 +139,8 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
     registry.check_scale(scale)
     specs = [registry.get_figure(n) for n in names] if names else list(registry.figures().values())
     out_dir = Path(out_dir) if out_dir is not None else default_out(scale)
+    if train_first:
+        pretrain(specs, scale)
     apply_style()
     commit, host = provenance.code_commit(), provenance.machine()
     made = {}
@@ -146,6 +158,108 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
             shown[name] = earlier
     write_index(list(shown.values()), out_dir)
     return list(made.values())
+
+
+def pretrain(specs: Sequence[FigureSpec], scale: str, root: Path | str | None = None, jobs: int | None = None,
+             progress: bool | None = None, say: Callable[[str], None] | None = None,
+             poll_s: float = 5.0, mp_context: str | None = None, threads_per_job: int = 1) -> list:
+    """Train the runs the figures ``specs`` will read: the members of every registered sweep of their
+    families that the run store (``root``, default ``runstore.store_root()``) lacks or holds half
+    trained, all in one local process pool (``jobs`` workers, default one per usable core; the device
+    from ``$THEORYBENCH_DEVICE`` as ``theorybench sweep`` takes it). Returns the sweep Outcomes.
+
+    A progress line says how many runs remain and about how long they take at the pace so far (a tqdm
+    bar at a terminal, else a line to ``say``, default stderr, whenever a run ends). A run two sweeps
+    share trains once. A run that fails is reported here and left to its figure, whose maker meets the
+    stored failure as it would have met it training; Ctrl-C checkpoints the runs in training and
+    raises ``SweepInterrupted`` (the same command resumes them). ``mp_context`` (the pool's start
+    method) as in ``theorybench.sweep_local``. ``threads_per_job``: one torch thread per worker by
+    default, as the figure makers train (``theorybench.threads.single_thread``: toy-sized work only
+    loses to intra-op threads), so a run trained here has the bits a figure maker would have trained."""
+    from .runstore import accept_stale_default, store_root
+    from .sweep import SweepInterrupted, default_device_request, expand, statuses, to_run, write_record
+    from .sweep_local import run_local, usable_cores
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    families = {spec.family for spec in specs}
+    sweeps = [sweep for sweep in registry.sweeps().values() if sweep.family in families]
+    if not sweeps:
+        return []
+    root, accept_stale = store_root(root), accept_stale_default()
+    pending, owner, total = [], {}, 0
+    for sweep in sweeps:
+        members = expand(sweep, scale, root)
+        total += len(members)
+        for member in to_run(statuses(members, accept_stale)):
+            if member.key not in owner:
+                owner[member.key] = sweep.name
+                pending.append(member)
+    names = ", ".join(sweep.name for sweep in sweeps)
+    if not pending:
+        say(f"pretrain: nothing to train for {names} (scale {scale}): its {total} runs are in the run store {root}")
+        return []
+    workers = max(1, min(jobs or usable_cores(), len(pending)))
+    say(f"pretrain: {len(pending)} of the {total} runs of {names} (scale {scale}) to train, {workers} at a "
+        f"time; run store {root}")
+    show_bar = sys.stderr.isatty() if progress is None else bool(progress)
+    with _progress_lines(pending, say, poll_s, enabled=not show_bar):
+        outcomes = run_local(pending, root, jobs=workers, device=default_device_request(None, scale),
+                             progress=show_bar, desc="pretrain", accept_stale=accept_stale, mp_context=mp_context,
+                             threads_per_job=threads_per_job)
+    records: dict[str, dict[str, dict]] = {}
+    for outcome in outcomes:
+        error = None if outcome.status == "done" else (outcome.message or outcome.status)
+        records.setdefault(owner[outcome.key], {})[outcome.key] = {"executor": "local", "error": error}
+    for sweep_name, entries in records.items():
+        write_record(root, sweep_name, scale, entries, merge=False)
+    stopped = [o for o in outcomes if o.status in ("interrupted", "cancelled")]
+    if stopped:
+        raise SweepInterrupted(f"pretrain: interrupted; {len(stopped)} run(s) stopped at a checkpoint or not "
+                               "started; the same command resumes them")
+    failed = [o for o in outcomes if o.status != "done"]
+    for o in failed:
+        say(f"pretrain: {o.key} {o.status}: {o.message}")
+    say(f"pretrain: {len(outcomes) - len(failed)} of {len(pending)} runs trained"
+        + (f", {len(failed)} failed (their figures report them)" if failed else ""))
+    return outcomes
+
+
+class _progress_lines:
+    """While the pool trains ``members``, a line each time runs end: how many remain, and the time
+    left at the pace so far (runs differ in size, so it is rough)."""
+
+    def __init__(self, members, say, poll_s: float, enabled: bool):
+        self.members, self.say, self.poll_s, self.enabled = list(members), say, poll_s, enabled
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        if self.enabled:
+            self.start = time.monotonic()
+            self.thread = threading.Thread(target=self._watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+
+    def _watch(self) -> None:
+        from .runstore import DONE_FILE, FAILED_FILE
+
+        reported = 0
+        while not self.stop.wait(self.poll_s):
+            ended = sum(1 for m in self.members if (m.dir / DONE_FILE).exists() or (m.dir / FAILED_FILE).exists())
+            if ended > reported:
+                reported, total = ended, len(self.members)
+                elapsed = time.monotonic() - self.start
+                left = elapsed / ended * (total - ended)
+                self.say(f"pretrain: {ended} of {total} runs ended, {total - ended} remain"
+                         + (f", about {_minutes(left)} left" if ended < total else ""))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def figure_sizes_hash(spec: FigureSpec, scale: str) -> str | None:
@@ -233,4 +347,4 @@ def _close(fig) -> None:
     plt.close(fig)
 
 
-__all__ = ["DEFAULT_OUT", "IndexEntry", "make_figures", "save_figure", "write_index"]
+__all__ = ["DEFAULT_OUT", "IndexEntry", "make_figures", "pretrain", "save_figure", "write_index"]

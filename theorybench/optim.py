@@ -93,12 +93,18 @@ class NormalizedGD(torch.optim.Optimizer):
 
 
 def build_optimizer(params: Iterable, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.name`` over the parameters that require gradients."""
+    """The optimizer ``cfg.name`` over the parameters that require gradients.
+
+    AdamW and SGD run their multi-tensor ("foreach") implementation on every device (torch picks it
+    only on CUDA by default): one call per operation for all parameters instead of a Python loop over
+    them, with the same arithmetic per element, so the same bits (tests/test_train_speed.py).
+    """
     params = [p for p in params if p.requires_grad]
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               foreach=True)
     if cfg.name == "sign_momentum":
         return SignMomentum(params, lr=cfg.lr, beta=cfg.betas[0], weight_decay=cfg.weight_decay)
     if cfg.name == "normalized_gd":

@@ -13,6 +13,17 @@ A run also fails when it diverges without reaching Inf: at a logged row whose me
 exceeds ``train.diverge_factor`` × the loss of step 1 (``DivergedError``, a ``NonFiniteError``,
 recorded in failed.json with the step and the value).
 
+NaN and Inf are found without a check on every step. A step on which a metrics row or a checkpoint
+falls (and step 1) is *checked*: the loss, every gradient and every parameter after the update are
+tested there, as they happen, and the first non-finite one fails the run naming the step and the
+tensor. The steps between two checked steps run unchecked, and before the next checked step (or a
+checkpoint) one fused test reads the state they left: the running loss sum, every parameter and every
+optimizer state tensor. A NaN or Inf in a loss, a gradient or a parameter always leaves one there (a
+non-finite loss makes the sum non-finite; a non-finite gradient makes its parameter or its moment
+non-finite under every optimizer here, and those stay non-finite). If one is found, the trainer goes
+back to the last checkpoint (or the start) and replays the steps checked, which are bit for bit the
+steps it ran, so the failure names the same step and tensor as a check on every step would.
+
 Ctrl-C (SIGINT) while training, in the main thread, does not tear the step apart: the trainer
 finishes the step, writes a checkpoint and the metrics, and raises ``TrainingInterrupted`` (a
 ``KeyboardInterrupt``), so that the run resumes from exactly that step.
@@ -37,11 +48,16 @@ Device and precision (``theorybench.device``): the device is ``device``, else
 ``bf16`` (bfloat16 autocast around forward passes; the loss and the metrics are computed in float32
 from its outputs). ``runtime.json`` records the precision and, for every start or resume, the step
 it started from and the device, so a run is never resumed in another precision than it began in.
+
+``train.compile = true`` runs the training forward (and its backward) through ``torch.compile``
+(``toy_models.compile.compile_model``, one static graph per input shape, so a resumed run compiles
+the same kernels as an uninterrupted one and resumes bit for bit); evaluation stays eager.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import os
 import platform
@@ -57,6 +73,7 @@ import torch
 from tqdm import tqdm
 
 from toy_models import Transformer
+from toy_models.compile import compile_model
 from toy_models.tasks.base import model_inputs
 
 from .code_version import code_version
@@ -102,7 +119,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
     remove_temp_files(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         atomic_write_json(run_dir / CONFIG_FILE, cfg.to_dict())
-    with _preserve_global_rngs(), matmul_precision(precision), _stop_on_sigint() as stop:
+    with _preserve_global_rngs(), matmul_precision(precision), _compile_settings(cfg), _stop_on_sigint() as stop:
         _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress), stop)
 
 
@@ -111,6 +128,7 @@ class _Trainer:
                  precision: str = DEFAULT_PRECISION):
         self.cfg, self.dir, self.device, self.precision = cfg, run_dir, device, precision
         self.task = cfg.task.build()
+        self.has_set_step = hasattr(self.task, "set_step")
         self.model = Transformer(cfg.model).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -121,8 +139,15 @@ class _Trainer:
         random.seed(derive_seed(cfg.seed, "python"))
         eval_gen = torch.Generator().manual_seed(EVAL_SEED)
         self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
-        self.step, self.rows, self.loss_sum, self.loss_count = 0, [], 0.0, 0
+        self.step, self.rows, self.loss_count = 0, [], 0
+        # Summed on the device in float64, as a Python float would be: no sync per step, same bits.
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        self.steps_since_check = 0  # unchecked steps whose state has not been tested for NaN/Inf yet
+        self.train_forward = compile_model(self.model, dynamic=False) if cfg.train.compile else self.model
+        # Where a replay starts while no checkpoint exists: a copy of the start (one model's worth of memory).
+        self.origin: dict[str, Any] | None = None
         if (run_dir / CHECKPOINT_FILE).exists():
             state = load_checkpoint(run_dir / CHECKPOINT_FILE)
             try:
@@ -132,6 +157,8 @@ class _Trainer:
             except (KeyError, TypeError, ValueError, RuntimeError) as err:  # readable, but not a checkpoint of this run
                 raise RunDamagedError(f"{run_dir / CHECKPOINT_FILE}: not a checkpoint this run can resume from "
                                       f"({type(err).__name__}: {err}); retrain it with --retrain") from None
+        else:
+            self.origin = copy.deepcopy(self._state())
         _record_segment(run_dir, precision, self.step, device)
 
     # ------------------------------------------------------------------ loop
@@ -140,24 +167,16 @@ class _Trainer:
         stop = {} if stop is None else stop
         bar = tqdm(total=tc.steps, initial=self.step, desc=self.cfg.name, disable=not show_progress,
                    dynamic_ncols=True, unit="step")
+        self.model.train()
         try:
             while self.step < tc.steps:
-                self.step += 1
-                self._train_step()
-                if self.initial_loss is None:
-                    self.initial_loss = self.loss_sum / self.loss_count
-                s = self.step
-                last = s == tc.steps
-                if s % tc.log_every == 0 or s % tc.eval_every == 0 or last:
-                    self._log_row(evaluate=s % tc.eval_every == 0 or last)
+                if self._advance(stop):
                     bar.set_postfix(loss=f"{self.rows[-1]['train_loss']:.4f}", refresh=False)
-                if s % tc.checkpoint_every == 0 or last or stop.get("requested"):
-                    self._save_checkpoint()
-                    atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
                 bar.update(1)
-                if stop.get("requested") and not last:
-                    raise TrainingInterrupted(f"{self.dir}: interrupted; stopped after step {s} of {tc.steps} and "
-                                              "saved a checkpoint there: running the same command again resumes it")
+                if stop.get("requested") and self.step < tc.steps:
+                    raise TrainingInterrupted(f"{self.dir}: interrupted; stopped after step {self.step} of "
+                                              f"{tc.steps} and saved a checkpoint there: running the same "
+                                              "command again resumes it")
         except NonFiniteError as err:
             # The checkpoint on disk is the last good one; metrics keep every finite row for diagnosis.
             atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
@@ -171,42 +190,112 @@ class _Trainer:
         atomic_write_json(self.dir / DONE_FILE, sealed({"steps": tc.steps, "config_hash": self.cfg.config_hash(),
                                                         "code": code_version(), "files": checksums(self.dir)}))
 
-    def _train_step(self) -> None:
-        self.model.train()
-        if hasattr(self.task, "set_step"):  # step-dependent tasks (curricula) see the step of the batch drawn next
+    def _advance(self, stop: dict, replaying: bool = False) -> bool:
+        """Step ``self.step + 1`` and what falls on it (a row, an evaluation, a checkpoint); True if a
+        row was logged. ``replaying``: every step checked, nothing written (``_replay_to_failure``)."""
+        tc = self.cfg.train
+        s = self.step + 1
+        last = s == tc.steps
+        row = s % tc.log_every == 0 or s % tc.eval_every == 0 or last
+        save = (s % tc.checkpoint_every == 0 or last) and not replaying
+        checked = replaying or row or save or self.initial_loss is None
+        if checked:
+            self._verify_unchecked_steps()
+        self.step = s
+        self._train_step(checked)
+        if self.initial_loss is None:  # the run's first step is checked: a finite number
+            self.initial_loss = float(self.loss_sum) / self.loss_count
+        if row:
+            self._log_row(evaluate=s % tc.eval_every == 0 or last)
+        if save or (stop.get("requested") and not replaying):
+            self._verify_unchecked_steps()  # a checkpoint holds only tested state
+            self._save_checkpoint()
+            atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
+        return row
+
+    def _train_step(self, checked: bool) -> None:
+        """One optimizer update. ``checked``: test the loss, the gradients and the parameters for
+        NaN/Inf as they are made (a sync); otherwise nothing here waits for the device."""
+        if self.has_set_step:  # step-dependent tasks (curricula) see the step of the batch drawn next
             self.task.set_step(self.step)
         batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
         self.lr = self.optimizer.param_groups[0]["lr"]
-        output = self._forward(batch)
+        output = self._forward(batch, self.train_forward)
         loss = self.task.loss(output, batch)
-        loss_value = loss.item()
-        if not np.isfinite(loss_value):
-            raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
+        if checked:
+            loss_value = loss.item()
+            if not np.isfinite(loss_value):
+                raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters() if p.grad is not None})
+        if checked:
+            self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters()
+                                               if p.grad is not None})
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
-        self.loss_sum += loss_value
+        if checked:
+            self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
+        self.loss_sum += loss.detach()
         self.loss_count += 1
+        self.steps_since_check = 0 if checked else self.steps_since_check + 1
 
     def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
         # One fused reduction per step; the per-tensor search runs only once something is wrong.
-        if not tensors or torch.stack([t.isfinite().all() for t in tensors.values()]).all():
+        name = _first_non_finite(tensors)
+        if name is not None:
+            kind = "nan" if tensors[name].isnan().any() else "inf"
+            raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
+
+    # ------------------------------------------------------------------ NaN/Inf between checked steps
+    def _verify_unchecked_steps(self) -> None:
+        """Test what the unchecked steps since the last checked one left behind (module docstring); on
+        a NaN/Inf, replay them checked to name the step and the tensor."""
+        if not self.steps_since_check:
             return
-        for name, t in tensors.items():
-            if not t.isfinite().all():
-                kind = "nan" if t.isnan().any() else "inf"
-                raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
+        name = _first_non_finite(self._state_tensors())
+        if name is None:
+            self.steps_since_check = 0
+            return
+        self._replay_to_failure(first=self.step - self.steps_since_check + 1, until=self.step, found=name)
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """Where a NaN/Inf of an unchecked step persists: the loss sum, the parameters, the optimizer state."""
+        tensors = {"train loss sum": self.loss_sum}
+        tensors.update((f"parameter {n}", p) for n, p in self.model.named_parameters())
+        names = {p: n for n, p in self.model.named_parameters()}
+        for p, state in self.optimizer.state.items():
+            # On the parameter's device (one fused test); AdamW's step counter stays on the CPU for CUDA
+            # parameters, and a count is finite anyway.
+            tensors.update((f"optimizer state {k} of {names.get(p, '?')}", t) for k, t in state.items()
+                           if isinstance(t, torch.Tensor) and t.is_floating_point() and t.device == p.device)
+        return tensors
+
+    def _replay_to_failure(self, first: int, until: int, found: str) -> None:
+        """Go back to the last checkpoint (or the start) and run the steps up to ``until`` again, each
+        checked: the failing one raises the NonFiniteError that a check on every step would have
+        raised. Every step is a function of the restored state (seeded data, CPU arithmetic), so the
+        replay meets the same NaN; a device that does not repeat its arithmetic bit for bit may not,
+        and then the error names the range of steps and the tensor found."""
+        state = load_checkpoint(self.dir / CHECKPOINT_FILE) if (self.dir / CHECKPOINT_FILE).exists() else self.origin
+        self._restore(copy.deepcopy(state) if state is self.origin else state)
+        start = self.step
+        self.model.train()
+        while self.step < until:
+            self._advance({}, replaying=True)
+        raise NonFiniteError(f"steps {first}-{until}: {found} is not finite after step {until}; replaying the "
+                             f"steps from {start} checked did not meet it again (the device does not repeat "
+                             "its arithmetic bit for bit)")
 
     def _log_row(self, evaluate: bool) -> None:
-        row: dict[str, Any] = {"step": self.step, "train_loss": self.loss_sum / self.loss_count, "lr": self.lr}
-        self.loss_sum, self.loss_count = 0.0, 0
+        row: dict[str, Any] = {"step": self.step, "train_loss": float(self.loss_sum) / self.loss_count,
+                               "lr": self.lr}
+        self.loss_sum.zero_()
+        self.loss_count = 0
         if evaluate:
             row.update({f"eval_{k}": v for k, v in self._evaluate().items()})
+            self.model.train()
         self.rows.append(row)
         self._check_divergence(row["train_loss"])
 
@@ -229,11 +318,11 @@ class _Trainer:
                 totals[k] = totals.get(k, 0.0) + float(v)
         return {k: v / len(self.eval_set) for k, v in totals.items()}
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The model's output, under bf16 autocast if asked; lower-precision outputs are cast up to the
-        model's dtype so that losses and metrics are reduced in float32."""
+    def _forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
+        outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
         with autocast(self.precision, self.device):
-            output = self.model(batch["inputs"], **model_inputs(batch))
+            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
         return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -243,7 +332,12 @@ class _Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self) -> None:
-        state = {
+        atomic_torch_save(self.dir / CHECKPOINT_FILE, self._state())
+        self.origin = None  # replays start from the checkpoint from now on
+
+    def _state(self) -> dict[str, Any]:
+        """Everything a resume needs (live tensors: copy before keeping it past the next step)."""
+        return {
             "format": CHECKPOINT_FORMAT,
             "config_hash": self.cfg.config_hash(),
             "step": self.step,
@@ -251,7 +345,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rows": self.rows,
-            "loss_sum": self.loss_sum,
+            "loss_sum": float(self.loss_sum),
             "loss_count": self.loss_count,
             "initial_loss": self.initial_loss,
             "rng": {
@@ -262,7 +356,6 @@ class _Trainer:
                 "python": python_state_to_tensors(random.getstate()),
             },
         }
-        atomic_torch_save(self.dir / CHECKPOINT_FILE, state)
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("config_hash") != self.cfg.config_hash():
@@ -273,7 +366,9 @@ class _Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.rows = state["step"], list(state["rows"])
-        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        self.loss_sum.fill_(state["loss_sum"])
+        self.loss_count = state["loss_count"]
+        self.steps_since_check = 0
         # A checkpoint from before the divergence rule: the first logged row stands in for step 1.
         self.initial_loss = state.get("initial_loss", self.rows[0]["train_loss"] if self.rows else None)
         rng = state["rng"]
@@ -283,6 +378,26 @@ class _Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(numpy_state_from_tensors(rng["numpy"]))
         random.setstate(python_state_from_tensors(rng["python"]))
+
+
+def _first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor holding a NaN or Inf, or None: one fused test (one sync), then a
+    per-tensor search only when something is wrong."""
+    if not tensors or torch.stack([t.isfinite().all() for t in tensors.values()]).all():
+        return None
+    return next(name for name, t in tensors.items() if not t.isfinite().all())
+
+
+@contextlib.contextmanager
+def _compile_settings(cfg: ExperimentConfig):
+    """For ``train.compile``: room for one static graph per input shape (a curriculum has one per
+    stage), and an error, never a silent fall-back to eager, if even that is exceeded."""
+    if not cfg.train.compile:
+        yield
+        return
+    with torch._dynamo.config.patch(recompile_limit=max(64, torch._dynamo.config.recompile_limit),
+                                    fail_on_recompile_limit_hit=True):
+        yield
 
 
 # ---------------------------------------------------------------------------------- runtime record

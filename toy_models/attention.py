@@ -70,15 +70,31 @@ class Attention(nn.Module):
         """One matmul for q, k and v (what fused QKV layers do); hooks fire on the results."""
         B, T, _ = x.shape
         H, dh = self.cfg.n_heads, self.cfg.head_dim
-        W = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0)  # [3H, d, dh]
-        W = W.permute(1, 0, 2).reshape(x.shape[-1], 3 * H * dh)
-        if self.b_Q is not None:
-            bias = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        W, bias = self._fused_qkv()
+        if bias is not None:
             qkv = torch.addmm(bias, x.reshape(B * T, -1), W)
         else:
             qkv = x.reshape(B * T, -1) @ W
         q, k, v = qkv.view(B, T, 3, H, dh).unbind(2)
         return self.hook_q(q), self.hook_k(k), self.hook_v(v)
+
+    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """W_Q | W_K | W_V as one [d_model, 3·H·d_head] matrix (and the biases as one vector), built once
+        per parameter update: kept while every parameter's version counter (bumped by each in-place
+        write: optimizer steps, load_state_dict), storage and dtype are unchanged. A build that
+        autograd must see (gradients enabled and wanted) is made per forward, i.e. once per optimizer
+        step in training, and not kept (the graph of one forward is not reused by another); under
+        torch.compile the compiler fuses the build into its graph."""
+        parts = (self.W_Q, self.W_K, self.W_V) + ((self.b_Q, self.b_K, self.b_V) if self.b_Q is not None else ())
+        needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in parts)
+        if needs_graph or torch.compiler.is_compiling() or any(p.is_inference() for p in parts):
+            return _build_fused_qkv(parts)  # (inference tensors have no version counter)
+        key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in parts)
+        cached = self.__dict__.get("_fused_qkv_cache")  # a plain attribute: never in state_dict
+        if cached is None or cached[0] != key:
+            cached = (key, _build_fused_qkv(parts))
+            self.__dict__["_fused_qkv_cache"] = cached
+        return cached[1]
 
     def _rotate(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.pos != "rotary":
@@ -172,6 +188,14 @@ class Attention(nn.Module):
                     f"{hp.name} has a hook, but the kernel path never materializes attention scores, pattern "
                     f"or per-head result; run with attn_path='reference' to read or patch {name}"
                 )
+
+
+def _build_fused_qkv(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    W_Q, W_K, W_V = parts[:3]  # each [H, d, dh]
+    H, d, dh = W_Q.shape
+    W = torch.cat([W_Q, W_K, W_V], dim=0).permute(1, 0, 2).reshape(d, 3 * H * dh)
+    bias = torch.cat(parts[3:], dim=0).reshape(-1) if len(parts) > 3 else None
+    return W, bias
 
 
 class _Causal:

@@ -23,6 +23,13 @@ Tokenizations:
 
 Every batch also carries the raw tensors X [B, N, d], y [B, N], w [B, d], x_query [B, d] and
 y_query [B] (in the batch's dtype), so closed-form predictors can be run on the same prompts.
+
+Precision: x, w and the standard normal ε/σ are drawn directly in the task's ``dtype`` (a float32
+batch costs no float64 draw and no conversion); Σ^{1/2}x (a covariance other than I) and the labels
+wᵀx + ε are computed in float64 from those values and rounded once, so each label is the correctly
+rounded value (up to the float64 sum's d·2⁻⁵³ relative error) of its own prompt's exact label. A float32
+normal draw differs from a rounded float64 one only in the far tails (its uniforms have 24 bits, so
+|z| stays below √(2·ln 2²⁴) ≈ 5.8, a mass of 7·10⁻⁹ lost), far below anything a figure resolves.
 Metrics: ``mse`` and the normalized squared error ``nse`` = mse / d (Garg's: predicting 0 scores 1
 for isotropic noiseless data), at the query; the interleaved task also reports ``mse_all_prefixes``.
 
@@ -236,8 +243,10 @@ class ICLRegressionTask:
         self.pool = None
         self.step: int | None = None
         self._unstepped_draws = 0
+        self._identity_cov = bool(torch.equal(self.cov, torch.eye(cfg.d, dtype=torch.float64)))
         if cfg.n_tasks is not None:
             self.pool = task_pool(cfg.n_tasks, cfg.d, cfg.pool_seed)
+        self._pool = None if self.pool is None else self.pool.to(self.dtype)  # what batches draw from
 
     # ------------------------------------------------------------------ Task protocol
     def model_fields(self) -> dict[str, Any]:
@@ -258,24 +267,26 @@ class ICLRegressionTask:
         cfg, B, d = self.cfg, batch_size, self.cfg.d
         self._check_stepped()
         d_act, N = cfg.curriculum_sizes(self.step)
-        f64 = torch.float64
+        f64, dt = torch.float64, self.dtype  # draws in the batch's dtype; Σ^{1/2}x and labels in float64
         if cfg.x_dist == "uniform":
-            pts = torch.rand(B, N + 1, d, generator=generator, dtype=f64) * 2 - 1
+            pts = torch.rand(B, N + 1, d, generator=generator, dtype=dt) * 2 - 1  # exact: no rounding
         else:
-            pts = torch.randn(B, N + 1, d, generator=generator, dtype=f64) @ self._chol.T
+            pts = torch.randn(B, N + 1, d, generator=generator, dtype=dt)
+            if not self._identity_cov:
+                pts = (pts.to(f64) @ self._chol.T).to(dt)
         if d_act < d:
             pts[..., d_act:] = 0.0  # a d_act-dimensional problem written in d coordinates (Garg et al.)
-        if self.pool is None:
-            w = torch.randn(B, d, generator=generator, dtype=f64)
+        if self._pool is None:
+            w = torch.randn(B, d, generator=generator, dtype=dt)
         else:
-            w = self.pool[torch.randint(len(self.pool), (B,), generator=generator)]
-        noise = torch.randn(B, N + 1, generator=generator, dtype=f64) * cfg.noise_std
-        labels = torch.einsum("bnd,bd->bn", pts, w) + noise
+            w = self._pool[torch.randint(len(self._pool), (B,), generator=generator)]
+        z = torch.randn(B, N + 1, generator=generator, dtype=dt)
+        labels = (torch.einsum("bnd,bd->bn", pts.to(f64), w.to(f64)) + z.to(f64) * cfg.noise_std).to(dt)
         X, y, x_q, y_q = pts[:, :N], labels[:, :N], pts[:, N], labels[:, N]
-        raw = {k: v.to(self.dtype) for k, v in dict(X=X, y=y, w=w, x_query=x_q, y_query=y_q).items()}
+        raw = dict(X=X, y=y, w=w, x_query=x_q, y_query=y_q)
         if cfg.tokenization == "interleaved":
             inputs = interleave_tokens(raw["X"], raw["y"], raw["x_query"])
-            return {"inputs": inputs, "targets": labels.to(self.dtype), **raw}
+            return {"inputs": inputs, "targets": labels, **raw}
         inputs = stack_tokens(raw["X"], raw["y"], raw["x_query"])
         return {"inputs": inputs, "targets": raw["y_query"], "attn_mask": context_only_mask(B, N), **raw}
 
