@@ -1,18 +1,21 @@
-"""Claims of the variance-growth training figures (theorybench.studies.variance_training_figures).
+"""Claims of the variance-growth training figures on the Markov language
+(theorybench.studies.variance_training_figures), measured as growth relative to initialization.
 
 The claim ("Peri-LN: Revisiting Layer Normalization in the Transformer Architecture", Kim et al. 2025):
-in training, Pre-LN's hidden-state variance outgrows Peri-LN's, whose output norms keep it bounded. It
-is tested as the sign of a paired difference over seeds with a Student-t interval: with n seeds the
-95% interval is mean ± t_{0.975, n−1}·sd/√n (t = 4.30 for n = 3), and a sign is claimed only when the
-interval excludes 0, i.e. at the two-sided 5% level. The seeds are fixed, so each outcome is
-deterministic; the interval is the margin against a change of seeds.
+in training, Pre-LN's hidden-state variance outgrows Peri-LN's, whose output norms keep it bounded. Placements
+start at different variances, so it is tested as the paired difference over seeds of the growth
+log Var[x_L](trained) − log Var[x_L](init), with a Student-t interval: with n seeds the 95% interval is
+mean ± t_{0.975, n−1}·sd/√n (t = 4.30 for n = 3), and a sign is claimed only when it excludes 0. The seeds are
+fixed, so each outcome is deterministic; the interval is the margin against a change of seeds.
 """
 
 import numpy as np
 import pytest
 
 from test_studies import render_tiny
+from theorybench.claims import paired_difference
 from theorybench.studies import variance_training as vt
+from theorybench.studies import variance_training_figures as vtf
 
 FAST = dict(vt.SIZES["quick"], depths=(4,), lr=3e-2, lrs=(3e-2,), steps=20, snapshots=())
 SEEDS = 3
@@ -26,81 +29,64 @@ def runs_dir(tmp_path_factory):
         yield path
 
 
-def _last_layer_log_variance(placement: str, step: int) -> np.ndarray:
-    batch = vt.probe_batch(FAST)
-    out = []
-    for seed in range(SEEDS):
-        cfg = vt.run_config(FAST, placement, 4, FAST["lr"], seed)
-        out.append(np.log(vt.measure(vt.model_at(cfg, step), batch)["variance"][-1]))
-    return np.array(out)
+def _last_layer_variance(size: dict, placement: str, depth: int, step: int) -> np.ndarray:
+    batch = vt.probe_batch(size)
+    return np.array([vt.measure(vt.model_at(vt.run_config(size, placement, depth, size["lr"], seed), step),
+                                batch)["variance"][-1] for seed in range(size["seeds"] if size is not FAST else SEEDS)])
 
 
-def test_pre_ln_outgrows_peri_ln_in_training_and_not_at_init(runs_dir):
-    """The fast variant: depth 4, lr 3e-2, 20 steps (at the quick figure's lr 1e-2 the order appears after
-    ~40–100 steps; here in 20). Measured: Δ log Var[x_4] = −8.59 [−8.65, −8.54] at init (GPT-2 init
-    leaves Pre-LN's stream near the embeddings' scale, e^−7 ≈ 9e-4, while Peri-LN's embedding and output
-    norms put it at e^1.5 ≈ 4.6) and +4.57 [2.85, 6.28] after 20 steps."""
-    at_init = vt.paired_difference_ci(_last_layer_log_variance("pre", 0), _last_layer_log_variance("peri", 0))
-    trained = vt.paired_difference_ci(_last_layer_log_variance("pre", FAST["steps"]),
-                                      _last_layer_log_variance("peri", FAST["steps"]))
-    assert at_init[2] < 0, at_init  # the whole interval below 0
-    assert trained[1] > 0, trained  # the whole interval above 0
+def test_pre_ln_grows_more_than_peri_ln_relative_to_init(runs_dir):
+    """The fast variant: fan_in init, depth 4, lr 3e-2, 20 steps. Measured: Pre-LN's Var[x_4] goes from
+    4.5–5.5 at init to 1.0e3–2.0e3 (+5.5 nats), Peri-LN's from 8.1–9.7 to 54–62 (+1.8 nats); the paired
+    growth difference is +3.72 [2.81, 4.64]. The whole interval above 0: the claim's direction, measured as
+    growth, which a comparison of absolute variances (the old metric) does not test."""
+    growth = {p: vt.growth_from_init(_last_layer_variance(FAST, p, 4, FAST["steps"]), _last_layer_variance(FAST, p, 4, 0))
+              for p in ("pre", "peri")}
+    diff = paired_difference(growth["pre"], growth["peri"])
+    assert diff.low > 0, diff
+
+
+def test_growth_from_init_is_the_log_ratio():
+    np.testing.assert_allclose(vt.growth_from_init([[2.0, 8.0]], [[1.0, 2.0]]), [[np.log(2), np.log(4)]], rtol=1e-15)
+
+
+def test_fisher_exact_p_matches_hand_computed_tables():
+    """1/3 against 0/3 (the old figure's "Pre 0.33, Peri 0" at lr 0.1): p = 1; 6/6 against 0/6:
+    p = 2/C(12, 6) = 2/924."""
+    assert vt.fisher_exact_p(1, 3, 0, 3) == pytest.approx(1.0)
+    assert vt.fisher_exact_p(6, 6, 0, 6) == pytest.approx(2 / 924, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
 def tiny_growth(runs_dir):
     with pytest.MonkeyPatch.context() as mp:
-        return render_tiny("variance_trained_growth", mp)[1].numbers
+        return render_tiny("variance_trained_growth", mp)[1]
 
 
-def test_tiny_figure_reports_every_comparison_with_its_interval(tiny_growth):
-    L = vt.SIZES["tiny"]["depths"][0]
-    for stat in ("log Var[x_L]", "growth per block", "growth per block from x_1"):
-        lo = tiny_growth[f"Pre − Peri {stat} after training, L={L}: 95% CI low"]
-        mean = tiny_growth[f"Pre − Peri {stat} after training, L={L}: mean"]
-        hi = tiny_growth[f"Pre − Peri {stat} after training, L={L}: 95% CI high"]
-        assert lo <= mean <= hi
-    # At GPT-2 init the order is reversed at any size: Pre-LN's stream stays near the embeddings' scale
-    # (std 0.02, variance ~1e-3) while Peri-LN's norms put it at O(1) — ~3 decades, against a seed spread
-    # of a few percent in log variance (measured at depth 4: ±0.04), so even 2 seeds (t_{0.975,1} = 12.7)
-    # resolve it.
-    assert tiny_growth[f"Pre − Peri log Var[x_L] at init, L={L}"].endswith("(−)")
+def test_tiny_figure_measures_growth_not_absolute_variance(tiny_growth):
+    """Replaces the old `lo <= mean <= hi` check (true by construction): the figure's a_pre_minus_peri must be
+    the paired interval of the growth relative to init, recomputed here from the same runs. Measuring the
+    absolute log variance instead (the metric that made the "reverse") gives another number and fails."""
+    tiny = vt.SIZES["tiny"]
+    L = max(tiny["depths"])
+    growth = {p: vt.growth_from_init(_last_layer_variance(tiny, p, L, tiny["steps"]), _last_layer_variance(tiny, p, L, 0))
+              for p in ("pre", "peri")}
+    got = tiny_growth.measured["a_pre_minus_peri"]
+    if got.measured:  # not_measured when a tiny run diverged
+        want = paired_difference(growth["pre"], growth["peri"])
+        assert (got.value, got.low, got.high) == pytest.approx((want.value, want.low, want.high), rel=1e-12)
+        absolute = paired_difference(np.log(_last_layer_variance(tiny, "pre", L, tiny["steps"])),
+                                     np.log(_last_layer_variance(tiny, "peri", L, tiny["steps"])))
+        assert got.value != pytest.approx(absolute.value, rel=1e-3)
+    assert set(tiny_growth.measured) == {c.key for claim in vtf.GROWTH_CLAIMS for c in claim.criteria}
 
 
-# ------------------------------------------------------------------------------------------ quick scale (slow)
-@pytest.fixture(scope="module")
-def quick_numbers():
-    """The quick-scale figures, with their runs in the run store ($THEORYBENCH_RUNS or runs/: reused
-    from `make figures` when there)."""
-    from theorybench.registry import get_figure, load_studies
-
-    load_studies()
-    return {name: get_figure(name).make("quick").numbers for name in
-            ("variance_trained_growth", "variance_massive_activations_training")}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("depth", vt.SIZES["quick"]["depths"])
-def test_quick_pre_ln_ends_with_a_larger_last_layer_variance(quick_numbers, depth):
-    lo = quick_numbers["variance_trained_growth"][f"Pre − Peri log Var[x_L] after training, L={depth}: 95% CI low"]
-    assert lo > 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("depth", vt.SIZES["quick"]["depths"])
-def test_quick_pre_ln_grows_faster_per_block(quick_numbers, depth):
-    lo = quick_numbers["variance_trained_growth"][f"Pre − Peri growth per block after training, L={depth}: 95% CI low"]
-    assert lo > 0
-
-
-
-@pytest.mark.slow
-def test_quick_order_depends_on_the_learning_rate(quick_numbers):
-    """Measured at quick scale (depth 4): at lr 1e-3 Pre-LN's stream is still far below Peri-LN's
-    (Δ log Var[x_4] = −6.6 [−6.7, −6.5]); from lr 1e-2 up it is above (+0.84, +5.5, +9.3 at 1e-2, 3e-2, 1e-1)."""
-    numbers = quick_numbers["variance_massive_activations_training"]
-    L = min(vt.SIZES["quick"]["depths"])
-    signs = {lr: numbers[f"Pre − Peri log Var[x_L] after training, L={L}, lr={lr:g}"].rsplit("(", 1)[1]
-             for lr in vt.SIZES["quick"]["lrs"]}
-    assert signs[1e-3] == "−)"
-    assert all(signs[lr] == "+)" for lr in vt.SIZES["quick"]["lrs"] if lr >= 1e-2)
+def test_divergence_criteria_are_clopper_pearson_rates_of_the_lr_sweep(runs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        result = render_tiny("variance_massive_activations_training", mp)[1]
+    tiny = vt.SIZES["tiny"]
+    for key, placement in (("div_pre_top_lr", "pre"), ("div_peri_top_lr", "peri")):
+        k = sum(vt.outcome(vt.fetch(vt.lr_run_config(tiny, placement, tiny["lrs"][-1], s)))["diverged"]
+                for s in range(tiny["lr_seeds"]))
+        m = result.measured[key]
+        assert m.value == k / tiny["lr_seeds"] and m.method.startswith("Clopper–Pearson")
