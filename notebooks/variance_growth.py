@@ -21,8 +21,9 @@
 #
 # exactly, at any width ("On Layer Normalization in the Transformer Architecture", Xiong et al. 2020).
 # Post-LN renormalizes after each sublayer (flat), Pre-LN adds a fixed amount per block (linear
-# growth), Peri-LN normalizes each sublayer's output too, so each update adds exactly γ² = 1 ("Peri-LN:
-# Revisiting Layer Normalization in the Transformer Architecture", Kim et al. 2025).
+# growth), Peri-LN normalizes each sublayer's output too, so each update adds γ²·v/(v + ε) ≈ γ² = 1 when
+# the sublayer output's variance v is large against `norm_eps` ("Peri-LN: Revisiting Layer Normalization
+# in the Transformer Architecture", Kim et al. 2025). All of this is about initialization.
 #
 # The flow: config → model at init → probes → Monte Carlo over seeds against the analytic recursion →
 # figure; then the gradient scale it implies, the exact Pre-LN → Pre-RMSNorm → Pre-CRMSNorm
@@ -245,4 +246,5 @@ for placement, (run, at_init, after) in trained.items():
 # `variance_gradient_norms_early_training` do the same in training on the Markov language, over the sweeps
 # `variance_training_depth` and `variance_training_lr`; `variance_sink_growth` and
 # `variance_sink_massive_activations` on Bigram-Backcopy with BOS (sweep `variance_sinks`), with the
-# clipped softmax and gated attention. Each figure declares its claims (`FigureSpec.claims`), and the ledger (`theorybench.claims`) gives their verdicts.
+# clipped softmax and gated attention. Each figure declares its claims (`FigureSpec.claims`), and the
+# ledger (`theorybench.claims`) gives their verdicts.
