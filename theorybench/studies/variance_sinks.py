@@ -32,8 +32,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from probes import angular_distance, attention_sinks, kurtosis
+from probes._common import resid_hook_names
+from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
 from theorybench.registry import ExperimentSpec, SweepSpec, register_experiment, register_sweep
+from toy_models import TransformerConfig
 from toy_models.config import ConfigError
+from toy_models.tasks.bigram_backcopy import BigramBackcopyConfig
 
 # tiny: the test suite's renders (seconds). quick: `make figures` (about 5 min on one core: 5 variants ×
 # 3 seeds × 200 steps at ~75 ms a step, plus 80 snapshot steps for Pre and Peri). medium: where the claims
@@ -73,16 +78,11 @@ def model_fields(size: dict, variant: str) -> dict:
 
 
 def task_config(size: dict):
-    from toy_models.tasks.bigram_backcopy import BigramBackcopyConfig
-
     return BigramBackcopyConfig(n_tokens=size["n_tokens"], n_triggers=size["n_triggers"], seq_len=size["seq_len"])
 
 
 def run_config(size: dict, variant: str, seed: int, steps: int | None = None):
     """One run: fan_in init, AdamW at a constant lr (a prefix run is the start of the full run)."""
-    from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
-    from toy_models import TransformerConfig
-
     steps = size["steps"] if steps is None else steps
     suffix = "" if steps == size["steps"] else f"-t{steps}"
     return ExperimentConfig(
@@ -126,9 +126,6 @@ def measure(model, batch: dict) -> dict[str, np.ndarray]:
     [L + 1] over x_0 … x_L: variance, max_abs, bos_ratio (max |x| on BOS / median |x| of the layer),
     other_ratio (the same on the other tokens), kurtosis (mean over tokens). [L]: angular, sink_mass,
     value_ratio."""
-    from probes import angular_distance, attention_sinks, kurtosis
-    from probes._common import resid_hook_names
-
     tokens = batch["inputs"]
     names = resid_hook_names(model)
     _, cache = model.run_with_cache(tokens, names_filter=names)

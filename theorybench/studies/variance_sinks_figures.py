@@ -100,7 +100,7 @@ def paired(a, b, untrained: str | None = None) -> "object":
 
 
 def _colors() -> dict[str, str]:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only when a figure is drawn: keeps `theorybench list` free of matplotlib
 
     return dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 
@@ -157,7 +157,7 @@ def sink_growth(scale: str) -> FigureResult:
 
 
 def _sink_growth(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only when a figure is drawn (command-line start-up)
 
     m = _Measured(scale)
     size = m.size
@@ -240,7 +240,7 @@ def sink_massive(scale: str) -> FigureResult:
 
 
 def _sink_massive(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only when a figure is drawn (command-line start-up)
 
     m = _Measured(scale)
     size = m.size
