@@ -2,6 +2,7 @@
 recursion for every placement, Peri-LN adds one unit per sublayer, and the last-layer gradient
 shrinks with depth in Pre-LN and not in Post-LN (the theory itself is tested in test_variance_theory.py)."""
 
+import matplotlib.pyplot as plt
 import pytest
 
 from test_studies import render_tiny
@@ -16,8 +17,11 @@ Z = 5.0
 @pytest.fixture(scope="module")
 def rendered():
     with pytest.MonkeyPatch.context() as mp:
-        return {name: render_tiny(name, mp) for name in ("variance_residual_growth_at_init",
-                                                         "variance_gradient_scale_at_init")}
+        out = {name: render_tiny(name, mp) for name in ("variance_residual_growth_at_init",
+                                                        "variance_gradient_scale_at_init")}
+    for _, result in out.values():
+        plt.close(result.figure)  # no figure left open for later tests
+    return out
 
 
 @pytest.fixture(scope="module")

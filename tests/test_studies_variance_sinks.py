@@ -6,6 +6,7 @@ on undertrained runs."""
 import dataclasses
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -90,7 +91,10 @@ def test_growth_and_deep_half():
 def tiny_results(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("THEORYBENCH_RUNS", str(tmp_path_factory.mktemp("variance_sinks_runs")))
-        return {name: render_tiny(name, mp)[1] for name in ("variance_sink_growth", "variance_sink_massive_activations")}
+        results = {name: render_tiny(name, mp)[1] for name in ("variance_sink_growth", "variance_sink_massive_activations")}
+    for result in results.values():
+        plt.close(result.figure)  # no figure left open for later tests
+    return results
 
 
 def test_tiny_runs_are_undertrained_so_nothing_is_decided(tiny_results):

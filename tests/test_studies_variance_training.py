@@ -9,6 +9,7 @@ mean ± t_{0.975, n−1}·sd/√n (t = 4.30 for n = 3), and a sign is claimed on
 fixed, so each outcome is deterministic; the interval is the margin against a change of seeds.
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -60,7 +61,9 @@ def test_fisher_exact_p_matches_hand_computed_tables():
 @pytest.fixture(scope="module")
 def tiny_growth(runs_dir):
     with pytest.MonkeyPatch.context() as mp:
-        return render_tiny("variance_trained_growth", mp)[1]
+        result = render_tiny("variance_trained_growth", mp)[1]
+    plt.close(result.figure)  # no figure left open for later tests
+    return result
 
 
 def test_tiny_figure_measures_growth_not_absolute_variance(tiny_growth):
@@ -84,6 +87,7 @@ def test_tiny_figure_measures_growth_not_absolute_variance(tiny_growth):
 def test_divergence_criteria_are_clopper_pearson_rates_of_the_lr_sweep(runs_dir):
     with pytest.MonkeyPatch.context() as mp:
         result = render_tiny("variance_massive_activations_training", mp)[1]
+    plt.close(result.figure)
     tiny = vt.SIZES["tiny"]
     for key, placement in (("div_pre_top_lr", "pre"), ("div_peri_top_lr", "peri")):
         k = sum(vt.outcome(vt.fetch(vt.lr_run_config(tiny, placement, tiny["lrs"][-1], s)))["diverged"]
@@ -107,4 +111,5 @@ def test_quick_growth_claim_is_reproduced():
     load_studies()
     spec = get_figure("variance_trained_growth")
     result = spec.make("quick")
+    plt.close(result.figure)
     assert [v.verdict for v in judge_all(spec.claims, result.measured, spec.name)] == ["reproduced"]
