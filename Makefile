@@ -1,7 +1,8 @@
 # theorybench: every target installs what it needs first, so on a fresh clone
 # `make test` or `make figures` is the only command to type.
 #
-#   make figures    train or reuse the runs, write figures/*.png|pdf and figures/README.md (quick scale)
+#   make figures    train or reuse the runs, write figures/*.png|pdf and figures/README.md (quick scale;
+#                   SCALE=medium decides the CPU-feasible claims, ≤ 3 h, into results/medium/)
 #   make test       the test suite (tests marked slow excluded; see pyproject.toml)
 #   make test-slow  only the slow tests
 #   make bench      every benchmarks/bench_*.py
@@ -13,6 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The project needs Python 3.11 (pyproject.toml); python3 is the fallback where that is its version.
 BOOT_PYTHON := $(shell command -v python3.11 || command -v python3)
+SCALE ?= quick
 
 .PHONY: install test test-slow figures bench clean
 
@@ -31,7 +33,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 figures: $(STAMP)
-	$(VENV)/bin/theorybench figures --scale quick
+	$(VENV)/bin/theorybench figures --scale $(SCALE)
 
 # One compile worker: with the default pool, timings on 2 cores are distorted (see shared/references/stack.md).
 bench: $(STAMP)

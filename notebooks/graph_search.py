@@ -37,8 +37,9 @@ from probes.graph_tokens import decode_graph
 from probes.reachability import reach_profile
 from theory.graph_search import bfs_distances, lookahead, path_merge, useful_steps
 from theorybench.registry import default_scale
-from theorybench.runstore import Run, run_dir
+from theorybench.runstore import Run, run_dir, store_root
 from theorybench.studies import graph_search as gs
+from theorybench.studies import graph_search_mechanism as gsm
 from theorybench.style import apply_style
 from toy_models.tasks.graph_search import collate
 
@@ -47,7 +48,9 @@ apply_style()
 torch.set_num_threads(1)
 SCALE = default_scale()
 figure_cfg = gs.searcher_experiment("quick", "balanced")
-stored = Run(dir=run_dir(figure_cfg, gs.runs_root()), config=figure_cfg.resolved()).status == "done"
+# One run store for notebooks, the command line and figures: $THEORYBENCH_RUNS, else the repository's runs/.
+print(f"run store: {store_root()}")
+stored = Run(dir=run_dir(figure_cfg), config=figure_cfg.resolved()).status == "done"
 cfg = figure_cfg if SCALE == "full" or stored else gs.walkthrough_experiment("quick")
 print(f"scale={SCALE}: N={cfg.task.max_input_size}, {cfg.model.n_layers} layers, d_model={cfg.model.d_model}, "
       f"{cfg.train.steps} steps × {cfg.train.batch_size} examples ({cfg.optim.name}, lr {cfg.optim.lr})")
@@ -148,7 +151,7 @@ print("last layer, last position attends most to:", [(p, labels[p], round(float(
 
 # %%
 n_train, n_test = gs.SIZES["tiny" if SCALE == "quick" else "quick"]["probe_graphs"]
-train_data, test_data = gs.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
+train_data, test_data = gsm.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
 profile = reach_profile(train_data, test_data)
 cols = ["layer", "direction", "precision", "recall", "radius"] + [c for c in profile.columns if c.startswith("auc_")]
 print(profile[cols].round(3).to_string(index=False))

@@ -32,10 +32,11 @@
 import matplotlib.pyplot as plt
 import torch
 
+import theorybench
 from theory.icl import expected_error as ee
 from theory.icl import predictors as P
 from theorybench.registry import default_scale
-from theorybench.runstore import get_or_train
+from theorybench.runstore import get_or_train, store_root
 from theorybench.studies import icl
 from theorybench.style import apply_style
 from toy_models.constructions.lsa import gd_lsa, lsa_inputs
@@ -161,10 +162,12 @@ from theorybench.studies.icl_transformer import (  # noqa: E402
 GARG = icl.GARG_FAST if SCALE == "quick" else icl.SIZES["quick"]["garg"]
 cfg = transformer_experiment(GARG, seed=0, name="icl_garg_fast" if SCALE == "quick" else icl.GARG_NAME)
 print(cfg.task)
-run = get_or_train(cfg)
-trained = run.load_model()
-print(run.dir)
-print(run.metrics.dropna().tail(3)[["step", "train_loss", "eval_nse"]].to_string(index=False))
+# `theorybench.load` reads a stored run back (by Run, folder or folder name): config, metrics, model.
+print(f"run store: {store_root()}")  # $THEORYBENCH_RUNS, else the repository's runs/, from any working folder
+loaded = theorybench.load(get_or_train(cfg))
+trained = loaded.model
+print(loaded.run.dir)
+print(loaded.metrics.dropna().tail(3)[["step", "train_loss", "eval_nse"]].to_string(index=False))
 
 # %% [markdown]
 # ## 7. Error against the number of in-context examples
@@ -220,7 +223,7 @@ probe_batch = eval_batch(cfg.task, 2000, seed=3)
 targets = regression_targets(probe_batch["X"], probe_batch["y"], probe_batch["w"])
 inputs = probe_batch["inputs"].float()
 frames = {"trained": residual_probe_r2(trained, inputs, targets),
-          "untrained": residual_probe_r2(Transformer(run.config.resolved().model).eval(), inputs, targets)}
+          "untrained": residual_probe_r2(Transformer(loaded.config.model).eval(), inputs, targets)}
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for kind, style in (("trained", "o-"), ("untrained", "x--")):
     for i, (target, g) in enumerate(frames[kind].groupby("target", sort=False)):

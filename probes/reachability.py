@@ -287,6 +287,45 @@ def fit_growth(layers, radius) -> dict[str, float]:
     return out
 
 
+def growth_aic(layers, radius) -> float:
+    """AIC(linear) − AIC(doubling) of the least-squares fits of ``fit_growth`` with Gaussian residuals:
+    both models have two parameters, so the difference is n·log(RSS_linear / RSS_doubling) (> 0 favours
+    doubling; ≥ 2 is "substantially" by the usual AIC reading). A perfect fit's RSS is floored at
+    1e-12·n so the logarithm stays finite."""
+    l = np.asarray(layers, dtype=np.float64)
+    r = np.asarray(radius, dtype=np.float64)
+    fit = fit_growth(l, r)
+    floor = 1e-12 * l.size
+    rss = {name: max(l.size * fit[f"{name}_rms"] ** 2, floor) for name in ("doubling", "linear")}
+    return float(l.size * np.log(rss["linear"] / rss["doubling"]))
+
+
+def layer_logits(train: ReachData, test: ReachData, direction: str, l2: float = 1e-3, roles=EDGE_ROLES,
+                 max_iter: int = 200) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The held-out logits of a probe fit per layer on ``train`` (edge positions), with the test rows'
+    exact distances and graph index: what ``radius_by_layer`` rescores on resampled graphs."""
+    _check_direction(direction)
+    train, test = train.with_roles(roles), test.with_roles(roles)
+    logits = [fit_probe(train.acts[l], train.targets(direction), l2=l2, max_iter=max_iter).logits(test.acts[l])
+              for l in range(test.n_layers + 1)]
+    return logits, test.distances(direction), np.asarray(test.example)
+
+
+def radius_by_layer(logits: list[np.ndarray], dist: np.ndarray, graphs: np.ndarray, keep: np.ndarray | None = None,
+                    k_max: int | None = None, min_graphs: int = 20) -> np.ndarray:
+    """r(l) of ``set_scores`` per layer on the rows of the graphs listed in ``keep`` (with repeats, for a
+    bootstrap over graphs: a graph drawn twice counts twice and gets fresh group labels)."""
+    if keep is None:
+        rows, groups = np.arange(len(graphs)), graphs
+    else:
+        parts = [(np.flatnonzero(graphs == g), i) for i, g in enumerate(keep)]
+        rows = np.concatenate([p for p, _ in parts])
+        groups = np.concatenate([np.full(len(p), i) for p, i in parts])
+    k_max = int(dist.max()) if k_max is None else k_max
+    return np.array([set_scores(z[rows], dist[rows], k_max, groups=groups, min_groups=min_graphs)["radius"]
+                     for z in logits])
+
+
 def unsaturated_layers(radius, k_max: float, fraction: float = 0.9) -> np.ndarray:
     """Layers up to and including the first whose radius reaches ``fraction``·k_max (the graphs' largest
     distance caps the radius; growth past it says nothing about the law)."""
@@ -301,5 +340,5 @@ def _check_direction(direction: str) -> None:
         raise ValueError(f"direction={direction!r} is not allowed: one of {', '.join(map(repr, DIRECTIONS))}")
 
 
-__all__ = ["ABSENT", "DIRECTIONS", "EDGE_ROLES", "LinearProbe", "ReachData", "collect", "fit_growth", "fit_probe", "reach_profile",
-           "set_scores", "unsaturated_layers"]
+__all__ = ["ABSENT", "DIRECTIONS", "EDGE_ROLES", "LinearProbe", "ReachData", "collect", "fit_growth", "fit_probe",
+           "growth_aic", "layer_logits", "radius_by_layer", "reach_profile", "set_scores", "unsaturated_layers"]

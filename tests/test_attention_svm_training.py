@@ -156,8 +156,9 @@ def test_relu_head_paths_agree(cross_attn):
 
 
 def test_prompt_training_is_gd_on_p():
-    """train_prompt runs GD on p through the W-layer with query e_1: W(k) = p(k) e_1ᵀ, and one step
-    equals the hand-written gradient of log(1 + exp(−Y vᵀXᵀsoftmax(Xp)))."""
+    """One step of train_prompt equals the textbook gradient of log(1 + exp(−Y vᵀXᵀsoftmax(Xp))) at a p
+    where the softmax is not saturated (the stable form is checked at saturation in
+    test_attention_svm_prompt_ngd.py)."""
     from toy_models.svm_training import train_prompt
 
     X = np.array([[[1.0, 0.5], [0.3, 0.0], [-1.0, 1.0]], [[0.2, -1.0], [0.5, 0.5], [-0.3, 0.1]]])

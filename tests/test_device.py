@@ -119,8 +119,9 @@ def test_strict_turns_tf32_off_and_everything_is_restored():
 
 def test_run_folders_by_precision(tmp_path):
     cfg = tiny_config(steps=10)
-    assert run_suffix("strict") == "" and run_dir(cfg, tmp_path) == tmp_path / f"tiny-{cfg.config_hash()}"
-    assert run_dir(cfg, tmp_path, "bf16") == tmp_path / f"tiny-{cfg.config_hash()}-bf16"
+    name = cfg.resolved().name  # the derived display name (ExperimentConfig.resolved)
+    assert run_suffix("strict") == "" and run_dir(cfg, tmp_path) == tmp_path / f"{name}-{cfg.config_hash()}"
+    assert run_dir(cfg, tmp_path, "bf16") == tmp_path / f"{name}-{cfg.config_hash()}-bf16"
 
 
 def test_a_bf16_run_is_stored_apart_recorded_and_differs_from_strict(tmp_path):

@@ -65,9 +65,10 @@ def test_resolved_takes_model_fields_from_the_task_and_the_seed_from_the_experim
 
 
 # ---------------------------------------------------------------------------------- hashing
-def test_config_hash_is_sha256_of_the_sorted_canonical_json():
+def test_config_hash_is_sha256_of_the_sorted_canonical_json_without_the_name():
     cfg = base()
-    text = json.dumps(cfg.resolved().to_dict(), sort_keys=True, separators=(",", ":"))
+    identity = {k: v for k, v in cfg.resolved().to_dict().items() if k != "name"}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     assert cfg.config_hash() == hashlib.sha256(text.encode()).hexdigest()[:12]
     assert re.fullmatch(r"[0-9a-f]{12}", cfg.config_hash())
     assert base().config_hash() == cfg.config_hash()  # equal configs built separately
@@ -111,7 +112,6 @@ def _every_field_variant():
                 continue
             key = f"{section}.{name}"
             yield pytest.param(key, section, name, _alternatives(getattr(obj, name), tp), id=key)
-    yield pytest.param("name", None, "name", ["other"], id="name")
     yield pytest.param("seed", None, "seed", [1, 2], id="seed")
 
 
@@ -131,6 +131,16 @@ def test_config_hash_changes_with_every_field(key, section, name, candidates):
         changed.append(variant.config_hash())
     assert changed, f"no valid alternative value tried for {key}"
     assert cfg.config_hash() not in changed
+
+
+def test_the_name_does_not_change_the_hash_and_is_derived_from_the_fields():
+    cfg = hash_base()
+    renamed = dataclasses.replace(cfg, name="other-L99-lr5")
+    assert renamed.config_hash() == cfg.config_hash()
+    # The stale "-L99-lr5" is regenerated from the fields; the stem is kept.
+    assert renamed.resolved().name == f"other-pre-L{cfg.model.n_layers}-d{cfg.model.d_model}-lr0.001-s0-t{cfg.train.steps}"
+    lr = apply_overrides(cfg, ["optim.lr=0.25", "seed=3"]).resolved().name
+    assert lr.startswith("exp-") and lr.endswith("-lr0.25-s3-t1000")
 
 
 def test_fields_the_resolution_overwrites_do_not_change_the_hash():

@@ -66,22 +66,30 @@ def test_lookahead_is_min_of_path_and_longest_distractor(path_len, branch_lens):
     assert lookahead(adj, 0, goal) == min(path_len, max(branch_lens))
 
 
-def test_lookahead_zero_when_every_child_is_useful():
+def test_lookahead_is_zero_only_with_a_single_child():
     adj, goal = spider(3, [])
     assert lookahead(adj, 0, goal) == 0
-    diamond = np.zeros((4, 4), dtype=bool)
+    diamond = np.zeros((4, 4), dtype=bool)  # two useful children: the other one is a distractor
     diamond[0, 1] = diamond[0, 2] = diamond[1, 3] = diamond[2, 3] = True
-    assert lookahead(diamond, 0, 3) == 0
+    assert lookahead(diamond, 0, 3, first=1) == lookahead(diamond, 0, 3, first=2) == 1
 
 
-def test_distractor_merging_into_the_path_region_is_retagged():
-    # 0→1→2→3(goal); distractor 0→4→5, and 4→2 joins the correct branch's vertex 2 at the same depth:
-    # vertex 2 reached from both at depth 2 is tagged correct; the distractor still needs depth 2 to end.
+def test_a_vertex_reached_from_both_branches_in_one_round_is_credited_to_the_first_steps():
+    # 0→1→2→3 (goal) and 0→4→5 with 4→2: both children reach the goal in two steps. Along first = 4,
+    # vertex 2 is reached in round 1 from 1 (a distractor here) and from 4; the retagging credits it to
+    # 4's branch, so round 1's frontier {2, 5} is all first-step: L = 1. Without the retagging it would
+    # stay a distractor until the goal appears in round 2: L = 3. Along first = 1, 2 is 1's anyway and
+    # 5 is the distractor's, so the goal decides: L = 2.
     adj = np.zeros((6, 6), dtype=bool)
     for a, b in [(0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (4, 2)]:
         adj[a, b] = True
-    assert set(useful_steps(adj, 0, 3).tolist()) == {1, 4}  # 4 reaches the goal through 2
-    assert lookahead(adj, 0, 3) == 0
+    assert set(useful_steps(adj, 0, 3).tolist()) == {1, 4}
+    assert lookahead(adj, 0, 3, first=4) == 1
+    assert lookahead(adj, 0, 3, first=1) == 2
+    with pytest.raises(ValueError, match="pass first="):
+        lookahead(adj, 0, 3)
+    with pytest.raises(ValueError, match="first=5 is not a child"):
+        lookahead(adj, 0, 3, first=5)
 
 
 def test_useful_steps_and_chance():

@@ -183,3 +183,14 @@ def test_fit_growth_refuses_too_few_layers_and_finds_the_saturation():
         fit_growth([0, 1], [0, 1])
     assert unsaturated_layers([0, 1, 3, 7, 7], k_max=7).tolist() == [0, 1, 2, 3]
     assert unsaturated_layers([0, 1, 2], k_max=7).tolist() == [0, 1, 2]
+
+
+def test_growth_aic_favours_the_law_that_made_the_radius():
+    """Equal parameter counts, so ΔAIC = n·log(RSS_linear/RSS_doubling): positive for a doubling radius,
+    negative for a linear one, and larger in size the cleaner the data."""
+    from probes.reachability import growth_aic
+
+    layers = np.arange(6)
+    noise = np.array([0.05, -0.03, 0.02, -0.04, 0.03, -0.01])
+    assert growth_aic(layers, 2.0 ** layers + noise) > 10
+    assert growth_aic(layers, 1.5 * layers + noise) < -10

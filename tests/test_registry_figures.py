@@ -97,7 +97,7 @@ def test_scale_from_environment(monkeypatch):
     monkeypatch.setenv(registry.SCALE_ENV, "full")
     assert registry.default_scale() == "full"
     monkeypatch.setenv(registry.SCALE_ENV, "huge")
-    with pytest.raises(RegistryError, match=r"scale='huge' is not allowed: one of 'quick', 'full'"):
+    with pytest.raises(RegistryError, match=r"scale='huge' is not allowed: one of 'tiny', 'quick', 'medium', 'full'"):
         registry.default_scale()
 
 
@@ -127,7 +127,7 @@ def test_save_figure_writes_png_pdf_and_numbers(tmp_path):
     assert (tmp_path / "icl_demo.pdf").read_bytes()[:5] == b"%PDF-"
     stored = json.loads((tmp_path / "icl_demo.json").read_text())
     assert stored == {"name": "icl_demo", "family": "icl", "claim": spec.claim, "scale": "quick",
-                      "numbers": {"final loss": 0.25, "solver": "exact"}}
+                      "numbers": {"final loss": 0.25, "solver": "exact"}, "verdicts": [], "provenance": {}}
     assert entry == IndexEntry(**stored)
     assert plt.get_fignums() == []  # saved figures are closed, so a long `make figures` does not leak them
 

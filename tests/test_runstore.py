@@ -14,8 +14,8 @@ import torch
 import theorybench.train
 from _train_worker import tiny_config
 from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, Run,
-                                  RunConfigMismatchError, atomic_write_bytes, atomic_write_metrics, get_or_train,
-                                  load_run, read_metrics, run_dir)
+                                  RunConfigMismatchError, StoreAccessError, atomic_write_bytes, atomic_write_metrics,
+                                  get_or_train, load_run, read_metrics, run_dir)
 from toy_models import Transformer
 
 
@@ -26,9 +26,9 @@ def trained(tmp_path_factory):
     return cfg, root, get_or_train(cfg, root, progress=False)
 
 
-def test_run_folder_is_named_by_name_and_config_hash(trained):
+def test_run_folder_is_named_by_the_derived_name_and_config_hash(trained):
     cfg, root, run = trained
-    assert run.dir == root / f"tiny-{cfg.config_hash()}" == run_dir(cfg, root)
+    assert run.dir == root / f"tiny-pre-L1-d16-lr0.003-s0-t10-{cfg.config_hash()}" == run_dir(cfg, root)
     assert run.status == "done"
     assert {p.name for p in run.dir.iterdir()} >= {CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, DONE_FILE}
     assert json.loads((run.dir / CONFIG_FILE).read_text()) == cfg.resolved().to_dict()
@@ -64,7 +64,7 @@ def test_a_folder_holding_another_config_is_refused(trained, tmp_path):
     # As if the hash collided or the folder was copied by hand: its config is not the requested one.
     (folder / CONFIG_FILE).write_text((run.dir / CONFIG_FILE).read_text())
     (folder / DONE_FILE).write_text("{}")
-    with pytest.raises(RunConfigMismatchError, match="differs in: model, seed"):
+    with pytest.raises(RunConfigMismatchError, match="differs in: model, name, seed"):
         get_or_train(changed, tmp_path, progress=False)
 
 
@@ -135,7 +135,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StoreAccessError, match=f"cannot write {path}: disk full"):
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]

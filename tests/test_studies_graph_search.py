@@ -5,11 +5,19 @@ its numbers mean what they say, not that the tiny models learned (that is
 tests/test_graph_search_train.py).
 """
 
+import numpy as np
+import pandas as pd
 import pytest
 from test_studies import render_tiny
 
 from theorybench import registry
+from theorybench.claims import judge_all
 from theorybench.studies import graph_search as gs
+from theorybench.studies import graph_search_mechanism as gsm
+from theorybench.studies import graph_search_sizes as gss
+
+GRAPH_FIGURES = ["graph_search_lookahead_coverage", "graph_search_accuracy_by_lookahead", "graph_search_reach_radius",
+                 "graph_search_path_merging", "graph_search_size_sweep"]
 
 
 @pytest.fixture
@@ -18,10 +26,21 @@ def runs(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-def test_naive_graphs_rarely_need_long_searches_and_balanced_is_uniform(monkeypatch):
-    _, result = render_tiny("graph_search_lookahead_coverage", monkeypatch)
-    assert result.numbers["naive: fraction with L ≥ 5"] < 0.05
-    assert result.numbers["balanced: χ² uniformity p-value"] > 1e-3  # fails by chance once in 1000
+def test_coverage_measurements_count_what_they_claim():
+    """Hand-made samples with known counts: 480 of 10,000 naive examples at L ≥ 5 (rate 0.048, whose
+    Clopper–Pearson 95% interval [0.0439, 0.0524] straddles 0.05: undecided), and a balanced sample whose
+    rarest bucket (L = 2) holds 100 of 1,000 with L_max = 3: share 0.1 × 4 = 0.4 < 0.5, not met."""
+    naive = np.zeros(10_000, dtype=int)
+    naive[:480] = 7
+    naive[480:2000] = 4  # L = 4 is not "long": must not be counted
+    balanced = np.repeat([0, 1, 2, 3], [300, 300, 100, 300])
+    m = gs.coverage_measurements(naive, balanced, L_max=3)
+    assert m["naive_long_rate"].value == pytest.approx(0.048)
+    assert m["naive_long_rate"].low == pytest.approx(0.04389, rel=1e-3)
+    assert m["naive_long_rate"].high == pytest.approx(0.05237, rel=1e-3)
+    assert m["balanced_rarest_share"].value == pytest.approx(0.4)
+    verdicts = {v.claim.key: v.verdict for v in judge_all(gs.COVERAGE_CLAIMS, m)}
+    assert verdicts == {"naive_rarely_long": "inconclusive", "balanced_covers_every_lookahead": "not reproduced"}
 
 
 def test_the_searcher_is_the_papers_architecture():
@@ -58,12 +77,72 @@ def test_bad_requests_name_the_field():
         gs.optimizer("sgd", 1e-3)
 
 
-def test_the_size_sweep_holds_every_size_and_seed():
-    members = gs.SIZE_SWEEP.members("quick")
-    sweep = gs.SIZES["quick"]["sweep"]
+@pytest.mark.parametrize("scale", ["quick", "medium"])
+def test_the_size_sweep_holds_every_size_and_seed_at_one_largest_lookahead(scale):
+    members = gss.SIZE_SWEEP.members(scale)
+    sweep = gs.SIZES[scale]["sweep"]
     assert len(members) == len(sweep["sizes"]) * len(sweep["seeds"])
     assert {(c.task.max_input_size, c.seed) for c in members} == {(N, s) for N in sweep["sizes"] for s in sweep["seeds"]}
     assert all(c.train.steps == sweep["steps"] and c.model.n_layers == sweep["layers"] for c in members)
+    # the largest lookahead is the same at every size (it used to follow the size): size alone varies
+    assert {c.task.build().max_lookahead for c in members} == {sweep["max_lookahead"]}
+    assert len(sweep["sizes"]) >= 5
+    if scale == "medium":
+        assert len(sweep["seeds"]) >= 8 and len(gs.SIZES[scale]["seeds"]) >= 3 and gs.SIZES[scale]["patch_per_L"] >= 200
+
+
+def test_accuracy_measurements_pool_the_worst_lookahead_and_pair_seeds():
+    S = gs.LookaheadScore
+    scores = {"balanced": [[S(1, 100, 99, .5), S(2, 100, 95, .3)], [S(1, 100, 97, .5), S(2, 100, 93, .3)]],
+              "naive": [[S(1, 100, 90, .5), S(2, 100, 40, .3)], [S(1, 100, 92, .5), S(2, 100, 50, .3)]],
+              "star": [[S(1, 100, 60, .5), S(2, 100, 35, .3)], [S(1, 100, 62, .5), S(2, 100, 33, .3)]]}
+    m = gs.accuracy_measurements(scores)
+    assert m["balanced_worst_accuracy"].value == pytest.approx(188 / 200)  # L = 2 pooled: 95 + 93 of 200
+    assert m["naive_gap_at_largest_lookahead"].value == pytest.approx(((.95 - .40) + (.93 - .50)) / 2)
+    assert m["star_gap_at_largest_lookahead"].value == pytest.approx(((.95 - .35) + (.93 - .33)) / 2)
+    one_seed = {d: v[:1] for d, v in scores.items()}  # one seed: the paired interval is unbounded
+    assert np.isinf(gs.accuracy_measurements(one_seed)["naive_gap_at_largest_lookahead"].high)
+
+
+def test_size_measurements_rank_size_against_examples_to_learn():
+    sizes = np.repeat([5, 6, 7, 8, 9], 4)
+    rising = sizes * 1000 + np.tile([0, 1, 2, 3], 5)
+    m = gss.size_measurements(sizes, rising)["size_rank_correlation"]
+    assert m.value > 0.9 and m.low > 0  # perfectly increasing up to within-size jitter: met
+    falling = gss.size_measurements(sizes, -rising)["size_rank_correlation"]
+    assert falling.high < 0
+    censored = gss.size_measurements(sizes, np.full(20, 96_000))["size_rank_correlation"]
+    assert not censored.measured
+
+
+def test_examples_to_learn_reads_the_first_evaluation_at_the_criterion():
+    metrics = pd.DataFrame({"step": [100, 200, 300], "eval_accuracy": [0.5, 0.996, 1.0]})
+    assert gss.examples_to_learn(metrics, batch=32, budget_steps=300) == (200 * 32, True)
+    assert gss.examples_to_learn(metrics.iloc[:1], batch=32, budget_steps=300) == (300 * 32, False)
+
+
+def test_reach_measurements_prefer_doubling_only_for_a_doubling_radius():
+    layers = np.arange(6)
+    rng = np.random.default_rng(0)
+    for law, sign in ((lambda l: 0.5 * 2.0 ** l, 1), (lambda l: 3.0 * l, -1)):
+        r = law(layers)
+        boot = r + rng.normal(0, 0.05, size=(50, 6))
+        control = np.zeros(6)
+        m = gsm.reach_measurements(r, control, boot, np.zeros((50, 6)), k_max=100.0)
+        assert sign * m["reach_doubling_aic"].low > 0 and sign * m["reach_doubling_aic"].high > 0
+        assert m["reach_gain_vs_random_init"].value == pytest.approx(r[-1] - r[0])
+    short = gsm.reach_measurements(np.arange(4.0), np.zeros(4), np.zeros((5, 4)), np.zeros((5, 4)), k_max=100.0)
+    assert not short["reach_doubling_aic"].measured  # 4 layers cannot decide the law
+
+
+def test_patching_measurements_count_only_correct_answers_and_pair_the_control():
+    correct = np.array([True] * 200 + [False] * 50)
+    explained = np.array([True] * 150 + [False] * 50 + [True] * 50)
+    control = np.array([True] * 40 + [False] * 160 + [True] * 50)
+    m = gsm.patching_measurements(explained, control, correct)
+    assert m["merging_explained"].value == pytest.approx(150 / 200)
+    assert m["merging_over_control"].value == pytest.approx((150 - 40) / 200)
+    assert m["merging_over_control"].low > 0.1  # 0.55 ± ~0.07
 
 
 def test_wilson_bound_is_below_the_accuracy_and_tightens_with_n():
@@ -74,9 +153,11 @@ def test_wilson_bound_is_below_the_accuracy_and_tightens_with_n():
     assert large.wilson_lower() == pytest.approx(0.9 - 0.0127, abs=1e-3)
 
 
-@pytest.mark.parametrize("name", ["graph_search_accuracy_by_lookahead", "graph_search_reach_radius",
-                                  "graph_search_size_sweep"])
-def test_trained_figures_render_at_tiny_scale_from_their_runs(name, runs, monkeypatch):
-    _, result = render_tiny(name, monkeypatch)
-    assert result.numbers
-    assert any(runs.iterdir()), "the figure trained (or reused) its runs through the run store"
+@pytest.mark.parametrize("name", GRAPH_FIGURES)
+def test_every_figure_measures_each_declared_criterion_at_tiny_scale(name, runs, monkeypatch):
+    spec, result = render_tiny(name, monkeypatch)
+    assert spec.claims, "every graph-search figure declares its claims"
+    verdicts = judge_all(spec.claims, result.measured, name)  # raises if a criterion was not measured
+    assert len(verdicts) == len(spec.claims)
+    if name != "graph_search_lookahead_coverage":
+        assert any(runs.iterdir()), "the figure trained (or reused) its runs through the run store"

@@ -229,3 +229,75 @@ def test_progress_bar_shows_step_loss_and_rate_only_when_asked(tmp_path, capfd):
     train(tiny_config(steps=10), tmp_path / "off", progress=False)
     train(tiny_config(steps=10), tmp_path / "auto", progress=None)  # stderr is captured: not a terminal
     assert capfd.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------------- divergence beyond NaN
+def _explode_from_step(monkeypatch, first: int, factor: float = 1000.0) -> None:
+    """The Markov loss times ``factor`` from step ``first`` on: a finite explosion at a known step (the
+    trainer tells the task its step through set_step, as it does for curricula)."""
+    original = MarkovTask.loss
+
+    def set_step(self, step):
+        self._step = step
+
+    def loss(self, output, batch):
+        value = original(self, output, batch)
+        return value * factor if getattr(self, "_step", 0) >= first else value
+
+    monkeypatch.setattr(MarkovTask, "set_step", set_step, raising=False)
+    monkeypatch.setattr(MarkovTask, "loss", loss)
+
+
+def test_a_finite_explosion_fails_the_run_with_its_step_and_value(tmp_path, monkeypatch):
+    _explode_from_step(monkeypatch, first=7)
+    cfg = tiny_config(steps=20)  # rows every 5 steps, checkpoints every 10
+    with pytest.raises(NonFiniteError, match=r"^step 10: train loss \S+ exceeds train.diverge_factor=100 x the "
+                                             r"initial loss \S+: the run diverged"):
+        get_or_train(cfg, tmp_path, progress=False)
+    run = load_run(run_dir(cfg, tmp_path))
+    assert run.status == "failed" and run.failure.startswith("step 10: ")
+    rows = run.metrics
+    assert list(rows.step) == [5, 10]  # the diverged row is kept for diagnosis
+    # The row of step 10 averages steps 6-10, four of them ×1000: ≥ 800 × the smallest real loss, far
+    # above 100 × the initial one (the tiny run's loss changes by less than a factor 2 in 10 steps).
+    assert float(re.search(r"train loss (\S+)", run.failure).group(1)) == pytest.approx(rows.train_loss.iloc[1],
+                                                                                        rel=1e-5)
+    # The check runs before the step-10 checkpoint is written: the diverged weights are never checkpointed.
+    assert not (run.dir / CHECKPOINT_FILE).exists()
+    with pytest.raises(RunFailedError, match="step 10"):
+        get_or_train(cfg, tmp_path, progress=False)  # a diverged run is never reused as done
+
+
+def test_the_rule_can_be_turned_off(tmp_path, monkeypatch):
+    _explode_from_step(monkeypatch, first=7)
+    cfg = tiny_config(steps=20)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, diverge_factor=None))
+    assert get_or_train(cfg, tmp_path, progress=False).status == "done"
+
+
+def test_the_issue_s_exploding_learning_rate_is_a_failure(tmp_path):
+    # AdamW at lr 1e3 on the tiny run: the loss reaches ~1e7 within 5 steps while staying finite.
+    cfg = tiny_config(steps=30, lr=1e3)
+    with pytest.raises(NonFiniteError, match=r"^step \d+: .*(the run diverged|nan|inf)"):
+        get_or_train(cfg, tmp_path, progress=False)
+    assert load_run(run_dir(cfg, tmp_path)).status == "failed"
+
+
+def test_the_initial_loss_survives_a_resume(tmp_path, monkeypatch):
+    cfg = tiny_config(steps=20)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, log_every=1))
+    with monkeypatch.context() as mp:
+        interrupt_at_batch(mp, 2 + 15)  # two eval batches, then a crash at step 15 (checkpoint at 10)
+        with pytest.raises(Interrupt):
+            get_or_train(cfg, tmp_path, progress=False)
+    run = get_or_train(cfg, tmp_path, progress=False)
+    step_one = run.metrics.train_loss.iloc[0]  # log_every=1: the first row is the loss of step 1
+    assert load_checkpoint(run.dir / CHECKPOINT_FILE)["initial_loss"] == step_one
+
+
+@pytest.mark.parametrize("value", [1.0, 0.5, -3.0, float("inf")])
+def test_a_diverge_factor_not_above_one_is_refused(value):
+    from toy_models.config import ConfigError
+
+    with pytest.raises(ConfigError, match="diverge_factor"):
+        TrainConfig(diverge_factor=value)

@@ -12,7 +12,8 @@ All quantities here are exact (integers and Booleans), so tests compare them wit
   a layer-per-hop BFS covers t.
 - Decision rule: the useful next steps from ``cur`` towards ``goal`` are the children c with
   goal ∈ R_∞(c) (or c = goal).
-- Lookahead L(cur, goal): the BFS depth needed before the next step is certain (see ``lookahead``).
+- Lookahead L(cur, goal, first): the BFS depth needed before the step to ``first`` is certain (see
+  ``lookahead``).
 """
 
 from __future__ import annotations
@@ -107,46 +108,67 @@ def useful_steps(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | Non
     return children[to_goal[children]]
 
 
-def lookahead(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | None = None) -> int:
-    """The search depth needed before the next step from ``cur`` towards ``goal`` is certain.
+def shortest_first_steps(adj: np.ndarray, cur: int, goal: int) -> np.ndarray:
+    """Children of ``cur`` that start a shortest path to ``goal`` (sorted vertex indices)."""
+    adj = _check_adj(adj)
+    d = bfs_distances(adj)
+    children = np.flatnonzero(adj[cur])
+    if d[cur, goal] <= 0:
+        return children[:0]
+    return children[d[children, goal] == d[cur, goal] - 1]
 
-    A synchronous BFS starts from the children of ``cur``, each frontier vertex tagged with whether it
-    descends from a useful child ("correct") or a distractor; a vertex reached from a correct branch
-    is tagged correct even if a distractor reached it too. At depth k the answer is certain when no
-    distractor-tagged vertex is left at depth k (L = k − 1: every distractor branch has been
-    exhausted) or when the goal is in the frontier (L = k: the path has been found). L = 0 when every
-    child is useful (in particular when ``cur`` has one child). For a path of length |P| and
-    distractor branches S_i from ``cur`` this gives L = min(|P|, max_i |S_i|), the paper's definition.
-    ``to_goal`` is ``reaches(adj, goal)``, passed in when the caller already has it.
+
+def lookahead(adj: np.ndarray, cur: int, goal: int, first: int | None = None) -> int:
+    """The search depth needed before the step from ``cur`` to its child ``first`` is certain: the
+    lookahead of "Transformers Struggle to Learn to Search" as the authors' ``lookahead_depth``
+    measures it along one path's next vertex.
+
+    A synchronous BFS starts from the children of ``cur``; each frontier vertex carries the child it
+    descends from, and a vertex reached in the same round from ``first``'s branch and from another is
+    credited to ``first``. With d = 0 for the children: L = d at the first round d whose frontier
+    descends from ``first`` only (every other branch is exhausted), or L = d + 1 when the goal is in
+    round d's frontier (the path has been found), whichever comes first. So L = 0 only when ``first``
+    is the only child; a second useful child counts as a distractor. For a path of length |P| and
+    distractor chains S_i from ``cur`` this is L = min(|P|, max_i |S_i|), the paper's definition.
+
+    ``first`` defaults to the unique child that starts a shortest path to the goal (ValueError when
+    there are several: name one).
     """
     adj = _check_adj(adj)
-    to_goal = reaches(adj, goal) if to_goal is None else to_goal
     children = np.flatnonzero(adj[cur])
     if children.size == 0:
         raise ValueError(f"vertex {cur} has no children: there is no next step")
-    correct = to_goal[children]
-    if not correct.any():
+    to_goal = reaches(adj, goal)
+    if not to_goal[children].any():
         raise ValueError(f"goal {goal} is not reachable from vertex {cur}")
-    if correct.all():
-        return 0
+    if first is None:
+        steps = shortest_first_steps(adj, cur, goal)
+        if steps.size != 1:
+            raise ValueError(f"{steps.size} children of {cur} start a shortest path to {goal} "
+                             f"({steps.tolist()}): pass first= one of them")
+        first = int(steps[0])
+    if first not in children.tolist() or not to_goal[first]:
+        raise ValueError(f"first={first} is not a child of vertex {cur} from which goal {goal} is reachable")
     succ = [np.flatnonzero(row).tolist() for row in adj]
-    tags = dict(zip(children.tolist(), correct.tolist()))
-    seen = set(tags)
-    depth = 1
-    while True:
-        if all(tags.values()):  # checked first: distractors exhausted before this depth decide it
-            return depth - 1
-        if goal in tags:
+    branch = {int(c): int(c) == first for c in children}  # vertex → descends from ``first``
+    seen = set(branch)
+    depth = 0
+    while branch:
+        if all(branch.values()):
+            return depth
+        depth += 1
+        if goal in branch:
             return depth
         nxt: dict[int, bool] = {}
-        for u, tag in tags.items():
+        for u, from_first in branch.items():
             for w in succ[u]:
-                if w not in seen or (w in nxt and tag and not nxt[w]):
-                    nxt[w] = tag or nxt.get(w, False)
-        seen.update(nxt)
-        tags, depth = nxt, depth + 1
-        if not tags:  # every branch ran out without reaching the goal: impossible, goal is reachable
-            raise AssertionError("BFS frontier emptied before reaching a reachable goal")
+                if w not in seen:
+                    seen.add(w)
+                    nxt[w] = from_first
+                elif w in nxt and from_first:
+                    nxt[w] = True
+        branch = nxt
+    return depth
 
 
 def chance_accuracy(adj: np.ndarray, cur: int) -> float:

@@ -5,10 +5,16 @@
     theorybench figures [NAME ...]                     make figures (all by default) and their index
     theorybench sweep NAME [--executor local|slurm]    train a sweep's missing runs (--status: progress)
     theorybench show-config NAME [key=value ...]       the resolved config as JSON; nothing is trained
+    theorybench claims [FAMILY] [--scale S]            every claim's verdict, criterion and measured interval
+    theorybench runs [--family F] [--status S]         the runs in the run store, and where the store is
 
 Every input (names, ``key=value`` overrides, scale, cluster options) is checked before any work. A
 bad one is refused with one paragraph that lists what is allowed, exit status 2 and no traceback.
-A run or sweep member that fails gives exit status 1 (a sweep runs all its other members first).
+A run or sweep member that fails gives exit status 1 (a sweep runs all its other members first), and
+so does a run the store refuses to reuse (a damaged file, code that changed: the message names the
+file and the remedy, ``--retrain`` or ``--accept-stale``) or cannot write (read-only, disk full).
+Ctrl-C stops training after the current step with a checkpoint, prints how to resume and exits 130
+(128 + SIGINT, the shell's convention), without a traceback.
 Heavy modules (torch, the trainer) are imported only by the subcommands that need them, so
 ``--help`` and argument errors are fast.
 
@@ -30,11 +36,15 @@ from typing import Sequence
 
 from . import registry
 from .device import DEVICE_ENV, PRECISIONS
+from .figures import default_out
 from .registry import FAMILIES, SCALES, RegistryError
 from .sweep import EXECUTORS
 
+RUN_STATES = ("done", "failed", "incomplete", "running", "damaged", "stale")  # theorybench.runstore.run_state
+
 USAGE_ERROR = 2
 RUN_FAILED = 1
+INTERRUPTED = 130
 
 
 class InputError(Exception):
@@ -65,6 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as err:  # the input was fine but the run failed: its message says where and why
         print(f"theorybench {args.command}: run failed: {err}", file=sys.stderr)
         return RUN_FAILED
+    except KeyboardInterrupt as err:  # the trainer checkpointed first (theorybench.train)
+        print(f"theorybench {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:
+        if _is_run_failure(err):  # raised from inside figure makers or the store: already a message
+            print(f"theorybench {args.command}: run failed: {err}", file=sys.stderr)
+            return RUN_FAILED
+        raise
+
+
+def _is_run_failure(err: Exception) -> bool:
+    """A run store refusal or a failed run. Looked up in sys.modules: if those modules were never
+    imported, nothing of theirs was raised (and the CLI's start-up stays free of torch)."""
+    store, train = sys.modules.get("theorybench.runstore"), sys.modules.get("theorybench.train")
+    return bool((store and isinstance(err, store.RunStoreError)) or (train and isinstance(err, train.NonFiniteError)))
 
 
 class RunError(Exception):
@@ -96,26 +121,29 @@ def _print_by_family(specs, describe) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = _resolve_config(args)
-    from .runstore import (DEFAULT_ROOT, Run, RunConfigMismatchError, RunFailedError, checkpoint_step, get_or_train,
-                           run_dir)
+    from .runstore import Run, RunStoreError, checkpoint_step, get_or_train, run_dir
     from .train import NonFiniteError
 
-    root = Path(args.runs) if args.runs else DEFAULT_ROOT
+    root = _store(args.runs, "--runs")
     precision = args.precision or "strict"
     request = _device_request(args)
     device = _resolve_device(request)
     _check_precision(precision, device, cfg.resolved_model().dtype)
     if args.scale == "full" and device.type == "cpu":
         existing = Run(run_dir(cfg, root, precision), cfg.resolved())
-        if existing.status == "incomplete":
-            _confirm_full_scale([(cfg, checkpoint_step(existing.dir))], f"theorybench train {args.name} --scale full",
-                                args.yes)
+        if existing.status == "incomplete" or args.retrain:
+            try:
+                step = 0 if args.retrain else checkpoint_step(existing.dir)
+            except RunStoreError as err:
+                raise RunError(err) from None
+            _confirm_full_scale([(cfg, step)], f"theorybench train {args.name} --scale full", args.yes)
     try:
-        run = get_or_train(cfg, root=root, precision=precision, device=request)
-    except (NonFiniteError, RunFailedError, RunConfigMismatchError) as err:
+        run = get_or_train(cfg, root=root, precision=precision, device=request, retrain=args.retrain,
+                           accept_stale=args.accept_stale or None)
+        metrics = run.metrics
+    except (NonFiniteError, RunStoreError) as err:
         raise RunError(err) from None
     print(f"run: {run.dir}")
-    metrics = run.metrics
     if len(metrics) == 0:
         print("no metrics logged")
         return 0
@@ -139,10 +167,22 @@ def _figures(args: argparse.Namespace) -> int:
         _guard_full_scale_figures(args.names, args.yes)
     from .device import device_env
 
-    with device_env(request):  # the figure makers' get_or_train calls train where this resolved
-        entries = make_figures(args.names or None, scale=args.scale, out_dir=Path(args.out))
-    index = Path(args.out) / "README.md"
-    print(f"made {len(entries)} figure(s) under {args.out}/; index: {index}")
+    out = Path(args.out) if args.out else default_out(args.scale)
+    # The figure makers' get_or_train calls train where this resolved, and read the stale-run choice.
+    with device_env(request), _accept_stale_env(args.accept_stale):
+        entries = make_figures(args.names or None, scale=args.scale, out_dir=out)
+    print(f"made {len(entries)} figure(s) under {out}/; index: {out / 'README.md'}")
+    return 0
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from .ledger import format_rows, ledger_rows
+
+    try:
+        rows = ledger_rows(args.family, args.scale, Path(args.out) if args.out else None)
+    except RegistryError as err:
+        raise InputError(err) from None
+    print(format_rows(rows, args.scale))
     return 0
 
 
@@ -159,10 +199,9 @@ def _sweep(args: argparse.Namespace) -> int:
         raise InputError(f"--threads={args.threads} is not allowed: a positive number of torch threads")
     from toy_models.config import ConfigError
 
-    from .runstore import DEFAULT_ROOT
     from .sweep import default_device_request, expand, format_result, format_status, run_sweep, statuses
 
-    root = Path(args.root) if args.root else DEFAULT_ROOT
+    root = _store(args.root, "--root")
     try:
         members = expand(spec, args.scale, root, args.precision)
     except (RegistryError, ConfigError) as err:
@@ -170,11 +209,12 @@ def _sweep(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise InputError(err.args[0] if err.args else err) from None
     if args.status:
-        print(format_status(spec.name, args.scale, root, statuses(members)))
+        print(format_status(spec.name, args.scale, root, statuses(members, args.accept_stale)))
         return 0
     request = default_device_request(args.device, args.scale)
     on_cpu = _check_sweep_device(request, args.device is None and bool(os.environ.get(DEVICE_ENV)), members, options)
-    pending = [s for s in statuses(members) if s.state in ("missing", "partial")]
+    pending = [s for s in statuses(members, args.accept_stale)
+               if s.state in ("missing", "partial", *(("failed", "damaged", "stale") if args.retrain else ()))]
     if pending and args.scale == "full" and on_cpu:
         if options is None:  # the local pool's shape, as run_local will choose it
             from .sweep_local import usable_cores
@@ -189,9 +229,18 @@ def _sweep(args: argparse.Namespace) -> int:
     from .device import device_env
 
     wait = args.wait or (options is not None and options.cluster != "slurm")
-    with device_env(request):
-        result = run_sweep(spec, args.scale, root, executor=args.executor, jobs=args.jobs, precision=args.precision,
-                           device=request, slurm=options, wait=wait, threads_per_job=args.threads)
+    try:
+        with device_env(request):
+            result = run_sweep(spec, args.scale, root, executor=args.executor, jobs=args.jobs,
+                               precision=args.precision, device=request, slurm=options, wait=wait,
+                               threads_per_job=args.threads, retrain=args.retrain, accept_stale=args.accept_stale)
+    except KeyboardInterrupt as err:
+        if options is not None and options.cluster == "slurm":
+            follow = f"theorybench sweep {spec.name} --scale {args.scale} --status --root {root}"
+            raise KeyboardInterrupt(f"stopped waiting; the submitted jobs go on on the cluster: follow them with "
+                                    f"{follow}") from None
+        raise KeyboardInterrupt(str(err) or f"sweep {spec.name} interrupted; run the same command again to resume "
+                                "it") from None
     if result.jobs and not wait:
         job_ids = sorted({str(j.job_id).split("_")[0] for j in result.jobs})
         print(f"sweep {spec.name}: submitted {len(result.jobs)} of {len(members)} members as array job "
@@ -301,7 +350,6 @@ def _confirm_full_scale(runs, what: str, yes: bool, threads: int | None = None, 
 
 def _guard_full_scale_figures(names: list[str], yes: bool) -> None:
     """Full-scale figures on the CPU: estimate from the sweeps of their families, then confirm."""
-    from .runstore import DEFAULT_ROOT
     from .sweep import expand, member_status
 
     specs = [registry.get_figure(n) for n in names] if names else list(registry.figures().values())
@@ -309,7 +357,7 @@ def _guard_full_scale_figures(names: list[str], yes: bool) -> None:
     sweeps = [s for s in registry.sweeps().values() if s.family in families]
     runs = []
     for spec in sweeps:
-        for member in expand(spec, "full", DEFAULT_ROOT):
+        for member in expand(spec, "full", _store(None, "$THEORYBENCH_RUNS")):
             status = member_status(member)
             if status.state in ("missing", "partial"):
                 runs.append((member.config, status.step))
@@ -338,6 +386,52 @@ def _confirm(message: str, yes: bool) -> None:
             return
         raise InputError("not started")
     raise InputError(f"{text}\nNot started: add --yes to start it anyway (there is no terminal to ask on).")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """The runs in the store: folder, state, progress, code, size; filtered by family and state."""
+    from .runs_listing import format_runs
+
+    root = _store(args.runs, "--runs")
+    print(format_runs(root, family=args.family, state=args.status))
+    return 0
+
+
+def _store(given: str | None, flag: str) -> Path:
+    """The run store (``given``, else $THEORYBENCH_RUNS, else the default), absolute; a path that is not
+    a folder is refused before any work."""
+    from .runstore import RunStoreError, check_store, store_root
+
+    root = store_root(given)
+    try:
+        check_store(root)
+    except RunStoreError as err:
+        source = flag if given else "$THEORYBENCH_RUNS"
+        raise InputError(f"{source}: {err}") from None
+    return root
+
+
+class _accept_stale_env:
+    """Set $THEORYBENCH_ACCEPT_STALE=1 for the duration (figure makers call get_or_train without it)."""
+
+    def __init__(self, accept: bool):
+        self.accept, self.before = accept, None
+
+    def __enter__(self):
+        if self.accept:
+            from .runstore import ACCEPT_STALE_ENV
+
+            self.before = os.environ.get(ACCEPT_STALE_ENV)
+            os.environ[ACCEPT_STALE_ENV] = "1"
+
+    def __exit__(self, *exc):
+        if self.accept:
+            from .runstore import ACCEPT_STALE_ENV
+
+            if self.before is None:
+                os.environ.pop(ACCEPT_STALE_ENV, None)
+            else:
+                os.environ[ACCEPT_STALE_ENV] = self.before
 
 
 def _show_config(args: argparse.Namespace) -> int:
@@ -376,38 +470,56 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list experiments, figures and sweeps by family")
     p.set_defaults(run=_list)
 
-    scale_help = f"quick (CPU-sized, default) or full (the papers' sizes, for a GPU); one of {', '.join(SCALES)}"
+    scale_help = ("tiny (seconds, a smoke test), quick (CPU-sized, default), medium (where the CPU-feasible claims "
+                  f"are decided, hours) or full (the papers' sizes, for a GPU); one of {', '.join(SCALES)}")
     overrides_help = "config overrides such as model.d_model=64 optim.lr=3e-4 seed=2"
+    runs_help = "run store folder (default: $THEORYBENCH_RUNS, else runs/ at the repository root)"
 
     p = sub.add_parser("train", help="train a registered experiment, or reuse its run if it exists")
     p.add_argument("name", metavar="NAME", help="experiment name (see `theorybench list`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
-    p.add_argument("--runs", metavar="DIR", default=None, help="run store folder (default: runs/)")
+    p.add_argument("--runs", metavar="DIR", default=None, help=runs_help)
+    _add_store_options(p, retrain_help="discard the stored run (damaged, stale, failed or fine) and train it again")
     _add_device_options(p, precision=True)
     p.set_defaults(run=_train)
 
     p = sub.add_parser("figures", help="make figures (all by default) and figures/README.md")
     p.add_argument("names", nargs="*", metavar="NAME", help="figure names (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
-    p.add_argument("--out", metavar="DIR", default="figures", help="output folder (default: figures/)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: results/medium/ at --scale medium, else figures/)")
+    p.add_argument("--accept-stale", action="store_true",
+                   help="reuse runs trained by other code than the code running now (refused by default)")
     _add_device_options(p, precision=False)
     p.set_defaults(run=_figures)
+
+    p = sub.add_parser("claims", help="every figure's claims with verdict, criterion and measured interval "
+                                      "(read from the figures made; nothing is trained)")
+    p.add_argument("family", nargs="?", default=None, metavar="FAMILY",
+                   help=f"only this family: one of {', '.join(FAMILIES)}")
+    p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where the figures were made (default: results/medium/ at --scale medium, else figures/)")
+    p.set_defaults(run=_claims)
 
     p = sub.add_parser("sweep", help="train a registered sweep's missing runs, locally or on SLURM (--status: "
                                      "progress)")
     p.add_argument("name", metavar="NAME", help="sweep name (see `theorybench list`)")
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.add_argument("--status", action="store_true",
-                   help="only report how many members are done, running, partial, failed, missing (and why)")
+                   help="only report how many members are done, running, partial, failed, missing, damaged or stale "
+                        "(and why)")
     p.add_argument("--root", "--runs", dest="root", metavar="DIR", default=None,
-                   help="run store folder, on a file system the nodes share for SLURM (default: runs/)")
+                   help="run store folder, on a file system the nodes share for SLURM (default: $THEORYBENCH_RUNS, "
+                        "else runs/ at the repository root)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: a process pool on this machine (default); slurm: array jobs through submitit")
     p.add_argument("--jobs", type=int, metavar="K", default=None,
                    help="local: worker processes (default: one per core, or per GPU)")
     p.add_argument("--threads", type=int, metavar="N", default=None,
                    help="local: torch threads per worker (default: cores / jobs)")
+    _add_store_options(p, retrain_help="discard the failed, damaged and stale members and train them again")
     slurm = p.add_argument_group("SLURM (--executor slurm; these override --slurm-config)")
     slurm.add_argument("--slurm-config", metavar="FILE", default=None,
                        help="TOML or JSON file of cluster options (partition, time, gpus, mem, cpus, account, qos, "
@@ -428,7 +540,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
     p.add_argument("--scale", choices=SCALES, default="quick", help=scale_help)
     p.set_defaults(run=_show_config)
+
+    p = sub.add_parser("runs", help="list the runs in the run store (config, state, code version, size)")
+    p.add_argument("--family", choices=FAMILIES, default=None, help="only this family's runs")
+    p.add_argument("--status", choices=RUN_STATES, default=None, help="only runs in this state")
+    p.add_argument("--runs", metavar="DIR", default=None, help=runs_help)
+    p.set_defaults(run=_runs)
     return parser
+
+
+def _add_store_options(p: argparse.ArgumentParser, retrain_help: str) -> None:
+    p.add_argument("--retrain", action="store_true", help=retrain_help)
+    p.add_argument("--accept-stale", action="store_true",
+                   help="reuse or resume runs trained by other code than the code running now (refused by default)")
 
 
 def _add_device_options(p: argparse.ArgumentParser, precision: bool) -> None:

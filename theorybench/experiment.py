@@ -1,10 +1,16 @@
 """An experiment: a validated, hashable config (task, model, optimizer, training) plus a seed.
 
 A run's identity is ``config_hash()``: the first 12 hex digits of the sha256 of the canonical JSON
-(sorted keys) of the *resolved* config, i.e. after the task has fixed the model fields it owns
-(d_vocab, n_ctx, ...) and the model's init seed has been derived from the experiment seed. Two
-configs that train the same thing therefore share a hash, and any field that changes training
-changes it.
+(sorted keys) of the *resolved* config without its display name, i.e. after the task has fixed the
+model fields it owns (d_vocab, n_ctx, ...) and the model's init seed has been derived from the
+experiment seed. Two configs that train the same thing therefore share a hash whatever they are
+called, and any field that changes training changes it.
+
+The display name is derived, never trusted: ``resolved()`` names a config
+``<stem>-<placement>-L<n_layers>-d<d_model>-lr<lr>-s<seed>-t<steps>``, the stem being the given name up to its
+first '-' (``variance_train-pre-L6-lr0.01-s0`` has the stem ``variance_train``). So a name shows
+the config after overrides, and a sweep member and a command-line override that train the same thing
+have the same folder (the stem is the same when both come from one experiment family).
 
 Overrides (``apply_overrides``) are ``section.key=value`` strings, parsed by the field's declared type
 and validated by the section's own ``__post_init__``; every refusal names the key or value and lists
@@ -89,7 +95,13 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batch size and cadences (in optimizer steps) of logging, evaluation and checkpoints."""
+    """Steps, batch size and cadences (in optimizer steps) of logging, evaluation and checkpoints.
+
+    ``diverge_factor`` k: the run fails, like on a NaN, at the first logged row whose mean train loss
+    exceeds k × the loss of step 1 (the loss at initialization), when that is positive. The default,
+    100, is far above any loss spike of a run that recovers (a loss rising a hundredfold over its
+    value at initialization has left every basin the model started near) and catches an explosion
+    long before it reaches Inf; None turns the rule off."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -97,11 +109,16 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 100
     log_every: int = 10
+    diverge_factor: float | None = 100.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if f.name == "diverge_factor":
+                if value is not None:
+                    _as_float(self, f.name, lambda v: v > 1, "a float above 1 (fail once the loss exceeds this "
+                              "many times its initial value), or None for no limit")
+            elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f.name, value, "a positive integer")
 
 
@@ -151,8 +168,11 @@ class ExperimentConfig:
                               f"{self.task_fields()})") from None
 
     def resolved(self) -> "ExperimentConfig":
-        """The config the trainer uses: model fields from the task, model seed from ``seed``. Idempotent."""
-        return dataclasses.replace(self, model=self.resolved_model())
+        """The config the trainer uses: model fields from the task, model seed from ``seed``, the name
+        derived from the fields (``display_name``). Idempotent."""
+        model = self.resolved_model()
+        return dataclasses.replace(self, model=model,
+                                   name=display_name(self.name, model, self.optim, self.train, self.seed))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; the task is ``{"name": <registered name>, **fields}``."""
@@ -181,11 +201,32 @@ class ExperimentConfig:
         return cls(**kwargs)
 
     def canonical_json(self) -> str:
-        return json.dumps(self.resolved().to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        """What is trained, as compact sorted JSON: ``resolved().to_dict()`` without the display name."""
+        identity = {k: v for k, v in self.resolved().to_dict().items() if k != "name"}
+        return json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON (sorted keys) of ``resolved().to_dict()``, first 12 hex digits."""
+        """sha256 of ``canonical_json()`` (the resolved config, name left out), first 12 hex digits."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+
+
+def name_stem(name: str) -> str:
+    """The part of a name a derived name keeps: up to the first '-' (the rest is regenerated)."""
+    return name.split("-", 1)[0]
+
+
+def _number(x: float) -> str:
+    """``%g`` without the '+' of a positive exponent (1e+30 → 1e30): names are folder-safe."""
+    return f"{x:g}".replace("+", "")
+
+
+def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", train: "TrainConfig", seed: int) -> str:
+    """``<stem>-<norm placement>-L<layers>-d<d_model>-lr<lr>-s<seed>-t<steps>``: what a run folder is called.
+
+    Only a label: the hash, not the name, says what is trained, so fields outside the name (task
+    fields, batch size, ...) still separate runs, by their hash."""
+    return (f"{name_stem(name)}-{model.norm_placement}-L{model.n_layers}-d{model.d_model}-lr{_number(optim.lr)}"
+            f"-s{seed}-t{train.steps}")
 
 
 def task_class(name: Any) -> type:
@@ -385,4 +426,4 @@ def _non_negative_int(obj: Any, name: str) -> None:
 
 
 __all__ = ["OptimConfig", "TrainConfig", "ExperimentConfig", "OverrideError", "apply_overrides", "derive_seed",
-           "task_class", "valid_keys"]
+           "display_name", "name_stem", "task_class", "valid_keys"]

@@ -1,89 +1,195 @@
-"""The run store: one folder per run, named ``<name>-<config hash>``, under ``runs/`` by default.
+"""The run store: one folder per run, named ``<name>-<config hash>``, under one root for every entry point.
 
-Folder layout (every file written atomically: temp file in the same folder, flush, fsync, rename):
+The root is resolved when a run is asked for (``store_root``): ``$THEORYBENCH_RUNS`` as it is then,
+else ``runs/`` at the repository root when theorybench runs from a source checkout, else ``runs/``
+in the working directory; always made absolute. The command line, figures, sweeps and notebooks
+therefore share one store, and ``theorybench runs`` shows which.
+
+Folder layout (every file written atomically: temp file in the same folder, flush, fsync, rename;
+created with the permissions the umask allows, so a shared store is readable by the group):
 
     config.json      the resolved config (``ExperimentConfig.resolved().to_dict()``)
     checkpoint.pt    the latest checkpoint (model, optimizer, scheduler, RNG states, metric rows);
                      tensors and plain containers only, read with ``weights_only=True``
+    model.safetensors  a finished run's final weights (safetensors: no pickle, memory-mapped); the
+                     training state a resume needs (optimizer, RNG, rows) stays in checkpoint.pt, whose
+                     nested containers safetensors' flat tensor map does not hold
     metrics.csv      one row per logged step (step, train_loss, lr, eval_* on evaluation steps)
-    done.json        written last: the run finished
-    failed.json      the run stopped on a NaN/Inf (the message); checkpoint.pt is the last good one
     runtime.json     how it ran: its precision, and one segment per start or resume (first step,
-                     device, torch version, threads, host, process id, job id, start time)
-    artifacts/       whatever analyses store next to the run
+                     device, torch version, threads, host, process id, job id, start time, code version)
+    done.json        written last: the run finished; holds the sha256 of every file above, the
+                     version of the code that trained it (``theorybench.code_version``), and a
+                     seal (the sha256 of its own content)
+    failed.json      the run stopped on a NaN/Inf or diverged (the message); checkpoint.pt is the
+                     last good one
+    artifacts/       whatever analyses store next to the run (not checksummed: derived, rewritable)
 
 A run trained in a reduced precision (``theorybench.device``: ``tf32`` or ``bf16``) lives in its
 own folder, ``<name>-<config hash>-<precision>``: it is another result than the ``strict`` run of the
-same config. A reader trusts only these final names; ``.<name>.*.tmp`` files are half-written and are removed when
-a run resumes. ``get_or_train`` returns a finished run as is, resumes an interrupted one, trains an
-absent one, and refuses a folder whose stored config differs from the one requested.
+same config. A reader trusts only these final names; ``.<name>.*.tmp`` files are half-written and
+are removed when a run resumes.
+
+``get_or_train`` returns a finished run only after checking it: every file against its checksum
+(a mismatch raises ``RunDamagedError`` naming the file; ``retrain=True`` discards and retrains) and
+the code that trained it against the code running now (a difference raises ``RunStaleError``
+unless ``accept_stale`` or ``$THEORYBENCH_ACCEPT_STALE=1``). It resumes an interrupted run, trains
+an absent one, and refuses a folder whose stored config differs from the one requested. Every
+refusal is a ``RunStoreError`` whose message names the file or setting and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import safetensors.torch
 import torch
 
 from toy_models import Transformer
 
-from .device import DEFAULT_PRECISION, run_suffix
+from .code_version import code_version, describe
+from .device import DEFAULT_PRECISION, PRECISIONS, run_suffix
 from .experiment import ExperimentConfig
+from .provenance import note_run
 
-DEFAULT_ROOT = Path(os.environ.get("THEORYBENCH_RUNS", "runs"))
+RUNS_ENV = "THEORYBENCH_RUNS"
+ACCEPT_STALE_ENV = "THEORYBENCH_ACCEPT_STALE"
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.csv"
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 RUNTIME_FILE = "runtime.json"
 LOCK_FILE = ".lock"
 ARTIFACTS_DIR = "artifacts"
+NOT_CHECKSUMMED = (DONE_FILE, LOCK_FILE)
 
 
-class RunConfigMismatchError(RuntimeError):
+# ---------------------------------------------------------------------------------- the root
+def default_root() -> Path:
+    """Where runs go when ``$THEORYBENCH_RUNS`` is unset: ``runs/`` at the repository root for a
+    source checkout (so a notebook kernel started in ``notebooks/`` uses the same store), else
+    ``runs/`` in the working directory (an installed package has no repository)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "theorybench").is_dir():
+        return checkout / "runs"
+    return Path.cwd() / "runs"
+
+
+def store_root(root: Path | str | None = None) -> Path:
+    """The run store: ``root`` if given, else ``$THEORYBENCH_RUNS`` read now, else ``default_root()``;
+    absolute, so that jobs started elsewhere and notebooks agree."""
+    if root is None:
+        root = os.environ.get(RUNS_ENV) or default_root()
+    return Path(root).expanduser().absolute()
+
+
+# Kept for code that imported it: the default location, without $THEORYBENCH_RUNS (see store_root).
+DEFAULT_ROOT = default_root()
+
+
+# ---------------------------------------------------------------------------------- errors
+class RunStoreError(RuntimeError):
+    """A run cannot be returned, resumed or written; the message names the file or setting and what to do."""
+
+
+class RunConfigMismatchError(RunStoreError):
     """A run folder holds a different config than the one requested (never returned as a result)."""
 
 
-class RunFailedError(RuntimeError):
-    """The requested run stopped earlier on a non-finite value; its message is the stored one."""
+class RunFailedError(RunStoreError):
+    """The requested run stopped earlier on a non-finite value or diverged; its message is the stored one."""
+
+
+class RunDamagedError(RunStoreError):
+    """A file of the run is unreadable, missing, or differs from its recorded checksum."""
+
+
+class RunStaleError(RunStoreError):
+    """The run was trained by other code than the code running now."""
+
+
+class StoreAccessError(RunStoreError):
+    """The run store cannot be written (read-only, full, not a folder)."""
+
+
+class StaleRunWarning(UserWarning):
+    """A run loaded for inspection was trained by other code than the code running now."""
+
+
+def _damaged(path: Path, why: str) -> RunDamagedError:
+    folder = Path(path).parent
+    return RunDamagedError(f"{path}: {why}. The run is damaged and is not used; train it again with --retrain "
+                           f"(theorybench train/sweep), retrain=True (get_or_train), or delete {folder}")
 
 
 # ---------------------------------------------------------------------------------- atomic IO
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: done under a lock and restored at once)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a part.
 
     The temp file lives in the same folder (a rename across file systems is not atomic); fsync before
     the rename makes the data durable before the name points to it, fsync of the folder makes the
-    rename itself durable.
-    """
+    rename itself durable. mkstemp creates 0600; the file gets 0666 less the umask, as ``open`` would
+    give it. A failure (read-only store, full disk) raises ``StoreAccessError`` naming the file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _access_error(path, err) from err
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _access_error(path, err) from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _access_error(path: Path, err: OSError) -> StoreAccessError:
+    hint = {errno.ENOSPC: "free some space or choose another run store (--runs, $THEORYBENCH_RUNS)",
+            errno.EDQUOT: "free some space or choose another run store (--runs, $THEORYBENCH_RUNS)",
+            errno.EROFS: "the file system is read-only: choose another run store (--runs, $THEORYBENCH_RUNS)",
+            errno.EACCES: "make it writable or choose another run store (--runs, $THEORYBENCH_RUNS)",
+            errno.EPERM: "make it writable or choose another run store (--runs, $THEORYBENCH_RUNS)"}
+    return StoreAccessError(f"cannot write {path}: {err.strerror or err}; "
+                            f"{hint.get(err.errno, 'check the run store (--runs, $THEORYBENCH_RUNS)')}")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -114,11 +220,27 @@ def _metric_columns(rows: list[dict[str, float]]) -> list[str]:
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    # Before pandas 3 the default C parser could round a decimal to a neighbouring float; round_trip
-    # is exact (and is the default, with the option deprecated, from pandas 3 on).
-    if int(pd.__version__.split(".")[0]) < 3:
-        return pd.read_csv(path, float_precision="round_trip")
-    return pd.read_csv(path)
+    """metrics.csv as a frame; an unreadable file raises ``RunDamagedError`` naming it."""
+    try:
+        # Before pandas 3 the default C parser could round a decimal to a neighbouring float; round_trip
+        # is exact (and is the default, with the option deprecated, from pandas 3 on).
+        if int(pd.__version__.split(".")[0]) < 3:
+            frame = pd.read_csv(path, float_precision="round_trip")
+        else:
+            frame = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise _damaged(path, f"not a readable CSV ({type(err).__name__}: {err})") from None
+    if "step" not in frame.columns:
+        raise _damaged(path, f"no 'step' column (columns: {', '.join(map(str, frame.columns))})")
+    return frame
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a run; an unreadable one raises ``RunDamagedError`` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _damaged(path, f"not valid JSON ({err})") from None
 
 
 def remove_temp_files(folder: Path) -> None:
@@ -129,7 +251,31 @@ def remove_temp_files(folder: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint's contents; an unreadable file raises ``RunDamagedError`` naming it (a zip
+    archive cut short has lost its directory, so torch refuses it)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise _damaged(path, f"the checkpoint cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """The weights as safetensors, atomically. Each tensor is copied: safetensors refuses tensors that
+    share memory (tied or frozen views), and a copy per name stores each under its own name."""
+    tensors = {name: t.detach().to("cpu").clone().contiguous() for name, t in state_dict.items()}
+    atomic_write_bytes(path, safetensors.torch.save(tensors))
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors; an unreadable file raises ``RunDamagedError`` naming it."""
+    try:
+        return safetensors.torch.load(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError, ValueError, ...
+        raise _damaged(path, f"the weights cannot be read ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def checkpoint_step(folder: Path | str) -> int:
@@ -140,6 +286,54 @@ def checkpoint_step(folder: Path | str) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
     except FileNotFoundError:
         return 0
+    except Exception as err:  # noqa: BLE001 - see load_checkpoint
+        raise _damaged(path, f"the checkpoint cannot be read ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# ---------------------------------------------------------------------------------- checksums
+_CHECKSUM_CACHE: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, inode, size, mtime) so a figure that reuses a run many
+    times reads its checkpoint once; any write changes the size or the mtime and so is re-read."""
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _CHECKSUM_CACHE.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cached = _CHECKSUM_CACHE[key] = digest.hexdigest()
+    return cached
+
+
+def run_files(folder: Path) -> list[str]:
+    """The files a finished run's integrity covers: every plain file of the folder but done.json, the
+    lock and temp files (artifacts/ is derived and may be rewritten by analyses)."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.is_file() and p.name not in NOT_CHECKSUMMED and not p.name.endswith(".tmp"))
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {name: file_sha256(Path(folder) / name) for name in run_files(folder)}
+
+
+def sealed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` plus ``seal``: the sha256 of its own canonical JSON, so that an edit of done.json
+    itself (a changed checksum still being valid JSON) is named as such, not blamed on another file."""
+    return {**record, "seal": _seal_of(record)}
+
+
+def _seal_of(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -152,7 +346,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        """"done" (done.json), "failed" (failed.json) or "incomplete" (anything else)."""
+        """"done" (done.json), "failed" (failed.json) or "incomplete" (anything else); see ``check``."""
         if (self.dir / DONE_FILE).exists():
             return "done"
         if (self.dir / FAILED_FILE).exists():
@@ -162,13 +356,24 @@ class Run:
     @property
     def failure(self) -> str | None:
         path = self.dir / FAILED_FILE
-        return json.loads(path.read_text())["error"] if path.exists() else None
+        return read_json(path).get("error") if path.exists() else None
 
     @property
     def runtime(self) -> dict[str, Any]:
         """runtime.json: ``precision`` and ``segments`` (one per start or resume); {} before training."""
         path = self.dir / RUNTIME_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json(path) if path.exists() else {}
+
+    @property
+    def done(self) -> dict[str, Any]:
+        """done.json: steps, config hash, code version and per-file checksums; {} before the end."""
+        path = self.dir / DONE_FILE
+        return read_json(path) if path.exists() else {}
+
+    @property
+    def codes(self) -> list[dict]:
+        """The code version of every start or resume (``runtime.json``; None where not recorded)."""
+        return [s.get("code") for s in self.runtime.get("segments", [])]
 
     @property
     def last_step(self) -> int:
@@ -182,11 +387,58 @@ class Run:
         path = self.dir / METRICS_FILE
         return read_metrics(path) if path.exists() else metrics_frame([])
 
-    def load_model(self) -> Transformer:
-        """The model with the weights of the latest checkpoint (the final ones for a done run)."""
-        state = load_checkpoint(self.dir / CHECKPOINT_FILE)
+    def verify(self) -> None:
+        """A done run: every file checksummed in done.json is present and unchanged, else
+        ``RunDamagedError`` naming the first bad file. Other runs: nothing to compare with."""
+        if not (self.dir / DONE_FILE).exists():
+            return
+        record = self.done
+        if isinstance(record, dict) and "seal" not in record and "files" not in record:
+            raise _damaged(self.dir / DONE_FILE, "it records no checksums of the run's files (written by an older "
+                                                 "theorybench), so the run cannot be verified")
+        if not isinstance(record, dict) or record.get("seal") != _seal_of(record):
+            raise _damaged(self.dir / DONE_FILE, "its content differs from its own recorded sha256 (cut, edited or "
+                                                 "corrupted)")
+        files = record.get("files")
+        if not isinstance(files, dict) or CHECKPOINT_FILE not in files:
+            raise _damaged(self.dir / DONE_FILE, "it records no checksums of the run's files (written by "
+                                                 "an older theorybench, or edited)")
+        for name, want in sorted(files.items()):
+            path = self.dir / name
+            if not path.is_file():
+                raise _damaged(path, "the file is missing (done.json records its checksum)")
+            if file_sha256(path) != want:
+                raise _damaged(path, "its content differs from the sha256 recorded in done.json when the run "
+                                     "finished (cut, edited or corrupted)")
+
+    def stale_reason(self) -> str | None:
+        """Why the run is not the product of the code running now, or None if it is: every start or
+        resume recorded in runtime.json must carry this process's source hash."""
+        current = code_version()
+        codes = self.codes
+        if not codes:
+            return "it records no code version (trained by an older theorybench)" if self._trained() else None
+        other = [c for c in codes if not c or c.get("source") != current["source"]]
+        if not other:
+            return None
+        return (f"it was trained by other code ({describe(other[0])}) than the code running now "
+                f"({describe(current)})")
+
+    def _trained(self) -> bool:
+        return any((self.dir / f).exists() for f in (CHECKPOINT_FILE, DONE_FILE, FAILED_FILE))
+
+    def load_model(self, verify: bool = True) -> Transformer:
+        """The model with the final weights of a done run (model.safetensors; its files verified
+        against done.json first unless ``verify=False``), else those of the latest checkpoint."""
+        if verify:
+            self.verify()
+        weights = self.dir / WEIGHTS_FILE
+        if self.status == "done" and weights.exists():
+            state = load_weights(weights)
+        else:
+            state = load_checkpoint(self.dir / CHECKPOINT_FILE)["model"]
         model = Transformer(self.config.resolved().model)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state)
         return model.eval()
 
     def artifact_path(self, name: str) -> Path:
@@ -199,9 +451,10 @@ class Run:
         return path
 
 
-def run_dir(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT, precision: str = DEFAULT_PRECISION) -> Path:
-    """``root/<name>-<config hash>``, with ``-<precision>`` appended for a reduced precision."""
-    return Path(root) / f"{cfg.name}-{cfg.config_hash()}{run_suffix(precision)}"
+def run_dir(cfg: ExperimentConfig, root: Path | str | None = None, precision: str = DEFAULT_PRECISION) -> Path:
+    """``root/<name>-<config hash>``, with ``-<precision>`` appended for a reduced precision; the name
+    is the derived one (``ExperimentConfig.resolved``)."""
+    return store_root(root) / f"{cfg.resolved().name}-{cfg.config_hash()}{run_suffix(precision)}"
 
 
 def load_run(path: Path | str) -> Run:
@@ -209,20 +462,45 @@ def load_run(path: Path | str) -> Run:
     config_path = path / CONFIG_FILE
     if not config_path.exists():
         raise FileNotFoundError(f"{path} is not a run folder: it has no {CONFIG_FILE}")
-    return Run(dir=path, config=ExperimentConfig.from_dict(json.loads(config_path.read_text())))
+    try:
+        config = ExperimentConfig.from_dict(read_json(config_path))
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        if isinstance(err, RunDamagedError):
+            raise
+        raise _damaged(config_path, f"not a valid config ({err})") from None
+    return Run(dir=path, config=config)
 
 
 def check_stored_config(cfg: ExperimentConfig, folder: Path) -> None:
     """Refuse a folder whose config.json is not exactly ``cfg`` resolved."""
     path = Path(folder) / CONFIG_FILE
     if path.exists():
-        stored = json.loads(path.read_text())
+        stored = read_json(path)
         wanted = cfg.resolved().to_dict()
         if stored != wanted:
-            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k)) \
+                if isinstance(stored, dict) else ["(not a config)"]
             raise RunConfigMismatchError(
                 f"{folder} holds a different config than requested (differs in: {', '.join(changed)}); "
-                "refusing to return or resume it. Move the folder away or choose another root.")
+                "refusing to return or resume it. Move the folder away, choose another root, or retrain it "
+                "with --retrain.")
+
+
+def check_precision_record(folder: Path, precision: str) -> None:
+    """Refuse to continue a run in another precision than it began in (a run folder holds one result),
+    or one whose runtime.json names no precision there is.
+
+    A folder without runtime.json began before the record existed, in the only precision there was."""
+    path = Path(folder) / RUNTIME_FILE
+    stored = read_json(path).get("precision", DEFAULT_PRECISION) if path.exists() else None
+    if stored is None and (Path(folder) / CHECKPOINT_FILE).exists():
+        stored = DEFAULT_PRECISION
+    if stored is not None and stored not in PRECISIONS:
+        raise _damaged(path, f"precision={stored!r} is not one of {', '.join(map(repr, PRECISIONS))}")
+    if stored is not None and stored != precision:
+        raise RunConfigMismatchError(f"{path}: the run was trained with precision={stored!r}, not {precision!r}; "
+                                     "refusing to resume it in another precision (ask for --precision "
+                                     f"{stored}, or retrain it with --retrain)")
 
 
 def lock_held(folder: Path | str) -> bool:
@@ -234,7 +512,7 @@ def lock_held(folder: Path | str) -> bool:
     path = Path(folder) / LOCK_FILE
     try:
         f = open(path, "r")  # noqa: SIM115 - "r": probing must not create the file
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         return False
     with f:
         try:
@@ -248,8 +526,12 @@ def lock_held(folder: Path | str) -> bool:
 @contextlib.contextmanager
 def _locked(folder: Path):
     """An exclusive lock on the run folder, so two processes never train the same run at once."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as f:  # "a": taking the lock does not touch the file
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - "a": taking the lock does not touch the file
+    except OSError as err:
+        raise _access_error(folder / LOCK_FILE, err) from err
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -257,27 +539,162 @@ def _locked(folder: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def get_or_train(cfg: ExperimentConfig, root: Path | str = DEFAULT_ROOT, progress: bool | None = None,
-                 allow_failed: bool = False, precision: str = DEFAULT_PRECISION, device: str | None = None) -> Run:
-    """The run of ``cfg`` under ``root``: returned if done, resumed if incomplete, trained if absent.
+def accept_stale_default() -> bool:
+    """``$THEORYBENCH_ACCEPT_STALE`` read now: "1"/"true"/"yes" accept runs made by other code."""
+    return os.environ.get(ACCEPT_STALE_ENV, "").strip().lower() in ("1", "true", "yes")
 
-    A run that stopped on a NaN/Inf raises ``RunFailedError`` (training again would fail the same
-    way) unless ``allow_failed``, which returns it for inspection. ``precision`` picks the run (see
-    ``theorybench.device``); ``device`` is where training happens if it must (default
-    ``$THEORYBENCH_DEVICE``, else the CPU); a done run is returned wherever it was trained.
+
+def check_reusable(run: Run, accept_stale: bool) -> None:
+    """Refuse a run that is damaged (``RunDamagedError``) or, unless accepted, stale (``RunStaleError``)."""
+    run.verify()
+    reason = run.stale_reason()
+    if reason and not accept_stale:
+        raise RunStaleError(f"{run.dir}: {reason}. It is not reused: retrain it with --retrain, or accept it as "
+                            f"it is with --accept-stale (${ACCEPT_STALE_ENV}=1; get_or_train(accept_stale=True))")
+
+
+def get_or_train(cfg: ExperimentConfig, root: Path | str | None = None, progress: bool | None = None,
+                 allow_failed: bool = False, precision: str = DEFAULT_PRECISION, device: str | None = None,
+                 retrain: bool = False, accept_stale: bool | None = None) -> Run:
+    """The run of ``cfg`` in the run store: returned if done (and intact), resumed if incomplete,
+    trained if absent.
+
+    ``root`` defaults to ``store_root()``. A done run is checked first (``check_reusable``): damaged
+    files raise ``RunDamagedError``, a run made by other code ``RunStaleError`` unless
+    ``accept_stale`` (default ``$THEORYBENCH_ACCEPT_STALE``). ``retrain=True`` deletes whatever the
+    folder holds and trains from scratch. A run that stopped on a NaN/Inf or diverged raises
+    ``RunFailedError`` (training again would fail the same way) unless ``allow_failed``, which
+    returns it for inspection. ``precision`` picks the run (see ``theorybench.device``); ``device``
+    is where training happens if it must (default ``$THEORYBENCH_DEVICE``, else the CPU); a done
+    run is returned wherever it was trained. A done run is read without taking the lock, so a
+    read-only store serves its finished runs.
     """
     from .train import train  # the trainer writes through this module's helpers
 
+    accept_stale = accept_stale_default() if accept_stale is None else accept_stale
     folder = run_dir(cfg, root, precision)
-    check_stored_config(cfg, folder)
+    run = Run(dir=folder, config=cfg.resolved())
+    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
+    if not retrain:
+        check_stored_config(cfg, folder)
+        if run.status == "done":
+            check_reusable(run, accept_stale)
+            return run
+    check_store(folder.parent)
     with _locked(folder):
-        run = Run(dir=folder, config=cfg.resolved())
+        if retrain:
+            _clear(folder)
+        check_stored_config(cfg, folder)
+        if run.status == "done":  # another process finished it while this one waited for the lock
+            check_reusable(run, accept_stale)
+            return run
         if run.status == "incomplete":
+            reason = run.stale_reason()
+            if reason and not accept_stale:
+                raise RunStaleError(f"{folder}: {reason}. It is not resumed: retrain it with --retrain, or resume "
+                                    f"it anyway with --accept-stale (${ACCEPT_STALE_ENV}=1)")
             train(cfg, folder, progress=progress, device=device, precision=precision)
         if run.status == "failed" and not allow_failed:
-            raise RunFailedError(f"run {folder} failed: {run.failure} (delete the folder to retry)")
+            raise RunFailedError(f"run {folder} failed: {run.failure} (retrain with --retrain, or delete the folder)")
         return run
 
 
-__all__ = ["DEFAULT_ROOT", "Run", "run_dir", "get_or_train", "load_run", "lock_held", "RunConfigMismatchError",
-           "RunFailedError", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save"]
+def check_store(root: Path) -> None:
+    """Refuse a run store path that is not a folder (``--runs /dev/null``) before any work."""
+    root = Path(root)
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise StoreAccessError(f"run store {root}: {p} is not a folder; choose a folder with --runs or "
+                                       f"${RUNS_ENV}")
+            return
+
+
+def _clear(folder: Path) -> None:
+    """Remove a run's files (not the lock, which this process holds) before training it again."""
+    for p in folder.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except OSError as err:
+            raise _access_error(p, err) from err
+
+
+# ---------------------------------------------------------------------------------- listing and loading
+def run_state(run: Run) -> tuple[str, str | None]:
+    """(state, why) for listings: done, failed, running, incomplete, damaged or stale."""
+    try:
+        if lock_held(run.dir) and run.status != "done":
+            return "running", None
+        status = run.status
+        if status == "done":
+            run.verify()
+        if status == "failed":
+            return "failed", run.failure
+        reason = run.stale_reason()
+        if reason:
+            return "stale", reason
+        return status, None
+    except RunDamagedError as err:
+        return "damaged", str(err)
+
+
+def list_runs(root: Path | str | None = None) -> list[Run | Path]:
+    """Every run folder under the store (a Run), or the folder's path where its config is unreadable."""
+    root = store_root(root)
+    if not root.is_dir():
+        return []
+    out: list[Run | Path] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / CONFIG_FILE).exists():
+            continue
+        try:
+            out.append(load_run(folder))
+        except RunStoreError:
+            out.append(folder)
+    return out
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """What ``load`` returns: the resolved config, the metrics frame, the model (eval mode), the Run,
+    and its state ("done", "failed", "incomplete", "stale"; a damaged run is refused)."""
+
+    config: ExperimentConfig
+    metrics: pd.DataFrame
+    model: Transformer
+    run: Run
+    state: str
+
+
+def load(run_or_path: Run | Path | str, root: Path | str | None = None) -> LoadedRun:
+    """Config, metrics and model of a stored run: a ``Run``, a run folder path, or a folder name in
+    the run store (``store_root(root)``). A done run is verified against its checksums first
+    (``RunDamagedError`` if a file differs); a run made by other code is loaded with a
+    ``StaleRunWarning``; an unfinished or failed one gives its latest checkpoint."""
+    if isinstance(run_or_path, Run):
+        run = run_or_path
+    else:
+        path = Path(run_or_path).expanduser()
+        if not (path / CONFIG_FILE).exists() and not path.is_absolute() and (store_root(root) / path).is_dir():
+            path = store_root(root) / path
+        run = load_run(path)
+    run.verify()
+    state = run.status
+    reason = run.stale_reason()
+    if reason:
+        warnings.warn(f"{run.dir}: {reason}", StaleRunWarning, stacklevel=2)
+        state = "stale"
+    return LoadedRun(run.config, run.metrics, run.load_model(verify=False), run, state)
+
+
+__all__ = ["DEFAULT_ROOT", "WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError",
+           "RunFailedError", "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError",
+           "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root",
+           "get_or_train", "list_runs", "load", "load_run", "load_weights", "lock_held", "run_dir", "run_state",
+           "save_weights", "store_root"]

@@ -217,11 +217,12 @@ class TrainMember(submitit.helpers.Checkpointable):
     last checkpoint and resumes from it. Nothing else needs saving: the run folder is the state.
     """
 
-    def __init__(self, root: str, device: str | None, threads: int | None):
-        self.root, self.device, self.threads = root, device, threads
+    def __init__(self, root: str, device: str | None, threads: int | None, accept_stale: bool = False):
+        self.root, self.device, self.threads, self.accept_stale = root, device, threads, accept_stale
 
     def __call__(self, config, precision: str) -> Outcome:
-        return train_member(config, self.root, precision, self.device, self.threads)
+        return train_member(config, self.root, precision, self.device, self.threads,
+                            getattr(self, "accept_stale", False))  # getattr: jobs pickled before the field
 
 
 def make_executor(options: SlurmOptions, log_dir: Path, name: str):
@@ -240,15 +241,17 @@ def make_executor(options: SlurmOptions, log_dir: Path, name: str):
     return executor
 
 
-def submit(members: Sequence[Member], root: Path, options: SlurmOptions, name: str, device: str | None) -> list:
+def submit(members: Sequence[Member], root: Path, options: SlurmOptions, name: str, device: str | None,
+           accept_stale: bool = False) -> list:
     """Submit one array job (one task per member); returns submitit's jobs, in ``members`` order.
 
-    ``device`` is resolved on the node ("auto": its GPU if it has one)."""
+    ``device`` is resolved on the node ("auto": its GPU if it has one); ``accept_stale`` lets the jobs
+    resume runs begun by other code."""
     if not members:
         return []
     log_dir = Path(options.log_dir) if options.log_dir else Path(root) / ".sweeps" / "logs" / name
     executor = make_executor(options, log_dir.resolve(), name)
-    fn = TrainMember(str(Path(root).resolve()), device, options.cpus)
+    fn = TrainMember(str(Path(root).resolve()), device, options.cpus, accept_stale)
     return executor.map_array(fn, [m.config for m in members], [m.precision for m in members])
 
 

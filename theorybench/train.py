@@ -9,6 +9,17 @@ Randomness, all derived from ``cfg.seed`` (``derive_seed``):
 - the global torch, numpy and python generators are seeded too (for any task code that uses them)
   and restored to the caller's state afterwards.
 
+A run also fails when it diverges without reaching Inf: at a logged row whose mean train loss
+exceeds ``train.diverge_factor`` × the loss of step 1 (``DivergedError``, a ``NonFiniteError``,
+recorded in failed.json with the step and the value).
+
+Ctrl-C (SIGINT) while training, in the main thread, does not tear the step apart: the trainer
+finishes the step, writes a checkpoint and the metrics, and raises ``TrainingInterrupted`` (a
+``KeyboardInterrupt``), so that the run resumes from exactly that step.
+
+At the end, done.json records the sha256 of every file of the run and the code version
+(``theorybench.code_version``); runtime.json records the code version of every start or resume.
+
 Step s (1-based) is the s-th optimizer update. A metrics row is logged at every step divisible by
 ``log_every`` or ``eval_every`` and at the last step: ``train_loss`` is the mean batch loss since the
 previous row, ``lr`` the learning rate of step s, and on steps divisible by ``eval_every`` (and the last)
@@ -32,11 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +59,14 @@ from tqdm import tqdm
 from toy_models import Transformer
 from toy_models.tasks.base import model_inputs
 
+from .code_version import code_version
 from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
 from .experiment import ExperimentConfig, derive_seed
 from .optim import build_optimizer, build_scheduler
-from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
-                       atomic_torch_save, atomic_write_json, atomic_write_metrics, check_stored_config,
-                       load_checkpoint, remove_temp_files)
+from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
+                       RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save, atomic_write_json,
+                       atomic_write_metrics, check_precision_record, check_stored_config, checksums, load_checkpoint,
+                       read_json, remove_temp_files, save_weights, sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
 CHECKPOINT_FORMAT = 1
@@ -60,6 +74,14 @@ CHECKPOINT_FORMAT = 1
 
 class NonFiniteError(RuntimeError):
     """A loss, gradient or parameter became NaN or Inf; the message names the step and the tensor."""
+
+
+class DivergedError(NonFiniteError):
+    """The logged loss exceeded ``train.diverge_factor`` × its initial value; stored as a failure like a NaN."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the trainer stopped after a whole step and saved a checkpoint there (it resumes from it)."""
 
 
 def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, device: str | None = None,
@@ -76,12 +98,12 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
     check_precision(precision, resolved, cfg.model.dtype)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_stored_config(cfg, run_dir)
-    _check_stored_precision(run_dir, precision)
+    check_precision_record(run_dir, precision)
     remove_temp_files(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         atomic_write_json(run_dir / CONFIG_FILE, cfg.to_dict())
-    with _preserve_global_rngs(), matmul_precision(precision):
-        _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress))
+    with _preserve_global_rngs(), matmul_precision(precision), _stop_on_sigint() as stop:
+        _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress), stop)
 
 
 class _Trainer:
@@ -100,28 +122,42 @@ class _Trainer:
         eval_gen = torch.Generator().manual_seed(EVAL_SEED)
         self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
         self.step, self.rows, self.loss_sum, self.loss_count = 0, [], 0.0, 0
+        self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         if (run_dir / CHECKPOINT_FILE).exists():
-            self._restore(load_checkpoint(run_dir / CHECKPOINT_FILE))
+            state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+            try:
+                self._restore(state)
+            except RunStoreError:
+                raise
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:  # readable, but not a checkpoint of this run
+                raise RunDamagedError(f"{run_dir / CHECKPOINT_FILE}: not a checkpoint this run can resume from "
+                                      f"({type(err).__name__}: {err}); retrain it with --retrain") from None
         _record_segment(run_dir, precision, self.step, device)
 
     # ------------------------------------------------------------------ loop
-    def run(self, show_progress: bool) -> None:
+    def run(self, show_progress: bool, stop: dict | None = None) -> None:
         tc = self.cfg.train
+        stop = {} if stop is None else stop
         bar = tqdm(total=tc.steps, initial=self.step, desc=self.cfg.name, disable=not show_progress,
                    dynamic_ncols=True, unit="step")
         try:
             while self.step < tc.steps:
                 self.step += 1
                 self._train_step()
+                if self.initial_loss is None:
+                    self.initial_loss = self.loss_sum / self.loss_count
                 s = self.step
                 last = s == tc.steps
                 if s % tc.log_every == 0 or s % tc.eval_every == 0 or last:
                     self._log_row(evaluate=s % tc.eval_every == 0 or last)
                     bar.set_postfix(loss=f"{self.rows[-1]['train_loss']:.4f}", refresh=False)
-                if s % tc.checkpoint_every == 0 or last:
+                if s % tc.checkpoint_every == 0 or last or stop.get("requested"):
                     self._save_checkpoint()
                     atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
                 bar.update(1)
+                if stop.get("requested") and not last:
+                    raise TrainingInterrupted(f"{self.dir}: interrupted; stopped after step {s} of {tc.steps} and "
+                                              "saved a checkpoint there: running the same command again resumes it")
         except NonFiniteError as err:
             # The checkpoint on disk is the last good one; metrics keep every finite row for diagnosis.
             atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
@@ -131,7 +167,9 @@ class _Trainer:
             bar.close()
         # Also after a kill between the final checkpoint and here, which resumes with no step left.
         atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
-        atomic_write_json(self.dir / DONE_FILE, {"steps": tc.steps, "config_hash": self.cfg.config_hash()})
+        save_weights(self.dir / WEIGHTS_FILE, self.model.state_dict())
+        atomic_write_json(self.dir / DONE_FILE, sealed({"steps": tc.steps, "config_hash": self.cfg.config_hash(),
+                                                        "code": code_version(), "files": checksums(self.dir)}))
 
     def _train_step(self) -> None:
         self.model.train()
@@ -170,6 +208,15 @@ class _Trainer:
         if evaluate:
             row.update({f"eval_{k}": v for k, v in self._evaluate().items()})
         self.rows.append(row)
+        self._check_divergence(row["train_loss"])
+
+    def _check_divergence(self, loss: float) -> None:
+        """``train.diverge_factor`` k: fail once the logged loss exceeds k × the loss of step 1 (when positive)."""
+        k, reference = self.cfg.train.diverge_factor, self.initial_loss
+        if k is not None and reference is not None and reference > 0 and loss > k * reference:
+            raise DivergedError(f"step {self.step}: train loss {loss:.6g} exceeds train.diverge_factor={k:g} x the "
+                                f"initial loss {reference:.6g}: the run diverged (train.diverge_factor=none "
+                                "turns the rule off)")
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
@@ -206,6 +253,7 @@ class _Trainer:
             "rows": self.rows,
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
+            "initial_loss": self.initial_loss,
             "rng": {
                 "data": self.data_gen.get_state(),
                 "torch": torch.get_rng_state(),
@@ -218,13 +266,16 @@ class _Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state.get("config_hash") != self.cfg.config_hash():
-            raise RuntimeError(f"{self.dir / CHECKPOINT_FILE} belongs to config {state.get('config_hash')}, "
-                               f"not {self.cfg.config_hash()}; refusing to resume from it")
+            raise RunConfigMismatchError(f"{self.dir / CHECKPOINT_FILE} belongs to config {state.get('config_hash')}, "
+                                         f"not {self.cfg.config_hash()}; refusing to resume from it (retrain with "
+                                         "--retrain)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.rows = state["step"], list(state["rows"])
         self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        # A checkpoint from before the divergence rule: the first logged row stands in for step 1.
+        self.initial_loss = state.get("initial_loss", self.rows[0]["train_loss"] if self.rows else None)
         rng = state["rng"]
         self.data_gen.set_state(rng["data"])
         torch.set_rng_state(rng["torch"])
@@ -235,23 +286,10 @@ class _Trainer:
 
 
 # ---------------------------------------------------------------------------------- runtime record
-def _check_stored_precision(run_dir: Path, precision: str) -> None:
-    """Refuse to continue a run in another precision than it began in (a run folder holds one result).
-
-    A folder without runtime.json began before the record existed, in the only precision there was."""
-    path = run_dir / RUNTIME_FILE
-    stored = json.loads(path.read_text()).get("precision", DEFAULT_PRECISION) if path.exists() else None
-    if stored is None and (run_dir / CHECKPOINT_FILE).exists():
-        stored = DEFAULT_PRECISION
-    if stored is not None and stored != precision:
-        raise RuntimeError(f"{run_dir} was trained with precision={stored!r}, not {precision!r}; "
-                           "refusing to resume it in another precision")
-
-
 def _record_segment(run_dir: Path, precision: str, step: int, device: torch.device) -> None:
     """Append this start (or resume) to runtime.json: from which step, where, with what."""
     path = run_dir / RUNTIME_FILE
-    record = json.loads(path.read_text()) if path.exists() else {"precision": precision, "segments": []}
+    record = read_json(path) if path.exists() else {"precision": precision, "segments": []}
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get("SLURM_JOB_ID")
     record["segments"].append({
@@ -263,6 +301,7 @@ def _record_segment(run_dir: Path, precision: str, step: int, device: torch.devi
         "pid": os.getpid(),
         "job": job or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "code": code_version(),
     })
     atomic_write_json(path, record)
 
@@ -301,8 +340,30 @@ def _preserve_global_rngs():
         random.setstate(py_state)
 
 
+@contextlib.contextmanager
+def _stop_on_sigint():
+    """While training in the main thread, SIGINT asks for a stop after the current step (the dict's
+    "requested"); the previous handler is restored afterwards. A stop asked for during the last step
+    is honoured once the run is done, by raising TrainingInterrupted then."""
+    stop: dict[str, bool] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame):
+        stop["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stop.get("requested"):
+        raise TrainingInterrupted("interrupted after the run finished")
+
+
 def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-__all__ = ["NonFiniteError", "train"]
+__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "train"]

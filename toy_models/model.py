@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from transformer_lens import HookedRootModule
+from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .attention import REFERENCE_ONLY_HOOKS, build_allowed
@@ -150,14 +150,22 @@ class Transformer(HookedRootModule):
         return self.unembed(resid)
 
     def run_with_cache(self, *args: Any, names_filter: Callable[[str], bool] | Sequence[str] | str | None = None,
-                       **kwargs: Any):
-        """TransformerLens' ``run_with_cache``. On the kernel path, with no filter, the cache holds every
-        activation that path computes (scores, pattern and per-head result do not exist there)."""
+                       return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs: Any):
+        """TransformerLens' ``run_with_cache``: ``(output, cache)``, the cache a TransformerLens
+        ``ActivationCache`` (``cache["pattern", 0]``, ``accumulated_resid``, ``decompose_resid``, and
+        dict-style ``cache[name]``, ``keys()``, ``items()``), or a plain dict with
+        ``return_cache_object=False``, as in ``HookedTransformer``. On the kernel path, with no filter,
+        the cache holds every activation that path computes (scores, pattern and per-head result do
+        not exist there)."""
         # attn_path is forward's fourth parameter: it may come by position too.
         path = self._check_path(kwargs.get("attn_path", args[3] if len(args) > 3 else None))
         if names_filter is None and path == "kernel":
             names_filter = lambda name: not name.endswith(REFERENCE_ONLY_HOOKS)  # noqa: E731
-        return super().run_with_cache(*args, names_filter=names_filter, **kwargs)
+        output, cache = super().run_with_cache(*args, names_filter=names_filter, remove_batch_dim=remove_batch_dim,
+                                               **kwargs)
+        if not return_cache_object:
+            return output, cache
+        return output, ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)
 
     # ------------------------------------------------------------------ input checks
     def _check_path(self, attn_path: str | None) -> str:

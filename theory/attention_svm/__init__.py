@@ -30,6 +30,7 @@ from .tokens import (
     is_feasible,
     is_locally_optimal,
     optimal_tokens,
+    support_inputs,
     support_tokens,
     token_scores,
 )
@@ -37,6 +38,6 @@ from .tokens import (
 __all__ = [
     "Agreement", "InfeasibleSVMError", "JointSVMSolution", "KKTCertificate", "SVMEquivalence", "SVMInputError", "SVMSolution",
     "certify", "compare", "correlation", "is_feasible", "is_locally_optimal", "numerical_rank", "optimal_tokens",
-    "solve_att_svm", "solve_joint_relaxed", "solve_p_svm", "solve_v_svm", "support_tokens", "svm_equivalence",
+    "solve_att_svm", "solve_joint_relaxed", "solve_p_svm", "solve_v_svm", "support_inputs", "support_tokens", "svm_equivalence",
     "token_scores",
 ]

@@ -31,7 +31,9 @@ Nuclear (f = ‖W‖_⋆, not strongly convex: a gap alone bounds no distance).
       ‖W_A − W_B‖_F / ‖W_A‖_F ≤ (√ε_A + √ε_B) · √(2 σ_1 (1 + ‖W_A‖_⋆)) / σ_r            (difference_tol)
 
 Every tolerance gets ROUNDOFF added: float64 sums of at most a few hundred O(1) terms are exact to
-~1e-13, so 1e-12 separates round-off from a real violation.
+~1e-13, so 1e-12 separates round-off from a real violation. And every tolerance is capped at
+``kkt.MAX_TOL`` (1e-3 relative): σ_1/σ_r and 1/(1 − ν) can be arbitrarily large, and a bound above
+0.1 % would let two different solutions "agree". Ranks are read at solution A's stated accuracy.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problems import SOLVER_TOL, SVMInputError, SVMSolution, numerical_rank
+from .kkt import MAX_TOL
+from .problems import SOLVER_TOL, SVMInputError, SVMSolution
 
 
 ROUNDOFF = 1e-12
@@ -77,6 +80,10 @@ class Agreement:
         else:
             out += f", certified distance ≤ {self.certified_distance:.1e}"
         return out
+
+
+def _capped(tol: float) -> float:
+    return float(min(MAX_TOL, tol) + ROUNDOFF)
 
 
 def _repair(G: np.ndarray, h: np.ndarray, u: np.ndarray) -> float:
@@ -116,10 +123,10 @@ def compare(a: SVMSolution, b: SVMSolution) -> Agreement:
         D = max(float(lam @ h - 0.5 * np.sum((G.T @ lam) ** 2)) for lam in duals)
         certified = sum((s - 1) * np.linalg.norm(u) + np.sqrt(max(0.0, 2 * fx - 2 * D)) for s, u, fx in zip(scales, (ua, ub), f))
         norm_a = np.linalg.norm(ua)
-        return Agreement(norm="fro", difference=difference, difference_tol=float(dist / norm_a) + ROUNDOFF,
-                         objective_difference=float(abs(f[0] - f[1]) / f[0]), objective_tol=float(obj_tol / f[0]) + ROUNDOFF,
+        return Agreement(norm="fro", difference=difference, difference_tol=_capped(dist / norm_a),
+                         objective_difference=float(abs(f[0] - f[1]) / f[0]), objective_tol=_capped(obj_tol / f[0]),
                          certified_distance=float(certified / norm_a) + ROUNDOFF, off_rank_mass=nan, off_rank_tol=nan,
-                         rank=numerical_rank(a.value), tols=eps)
+                         rank=a.rank, tols=eps)
     shape = a.value.shape
     Ws = [s * sol.value for s, sol in zip(scales, (a, b))]
     f = [_nuclear(W) for W in Ws]
@@ -132,7 +139,7 @@ def compare(a: SVMSolution, b: SVMSolution) -> Agreement:
         if best is None or LB > best[0]:
             best = (LB, M / scale)
     LB, M = best
-    r = numerical_rank(a.value)
+    r = a.rank
     Um, mu, Vmt = np.linalg.svd(M)
     nu = float(mu[r]) if r < len(mu) else 0.0
     PU = np.eye(shape[0]) - Um[:, :r] @ Um[:, :r].T
@@ -141,7 +148,7 @@ def compare(a: SVMSolution, b: SVMSolution) -> Agreement:
     off_tol = (max(f) - LB) / (1 - nu) if nu < 1 else float("inf")
     sv = np.linalg.svd(a.value, compute_uv=False)
     prior = (np.sqrt(eps[0]) + np.sqrt(eps[1])) * np.sqrt(2 * sv[0] * (1 + sv.sum())) / sv[r - 1] if r else float("inf")
-    return Agreement(norm="nuc", difference=difference, difference_tol=float(prior) + ROUNDOFF,
-                     objective_difference=float(abs(f[0] - f[1]) / f[0]), objective_tol=float(obj_tol / f[0]) + ROUNDOFF,
-                     certified_distance=nan, off_rank_mass=float(off / f[0]), off_rank_tol=float(off_tol / f[0]) + ROUNDOFF,
+    return Agreement(norm="nuc", difference=difference, difference_tol=_capped(prior),
+                     objective_difference=float(abs(f[0] - f[1]) / f[0]), objective_tol=_capped(obj_tol / f[0]),
+                     certified_distance=nan, off_rank_mass=float(off / f[0]), off_rank_tol=_capped(off_tol / f[0]),
                      rank=r, tols=eps)

@@ -28,6 +28,13 @@ recovering those from SΛ divides by σ_r. So the residual scales like √ε, no
     tol_stationarity(nuc) = √(2 σ_1(W) · tol · (1 + ‖W‖_⋆)) / σ_r(W).
 Measured: 5e-6–3e-5 at SOLVER_TOL = 1e-9 and ≈ 10× less at 1e-10 (the √ scaling); the bound is
 ≈ 1e-4 on these instances. Every residual is reported, so the actual accuracy stays visible.
+
+Every tolerance is capped at MAX_TOL = 1e-3, whatever the conditioning: σ_1/σ_r can be arbitrarily
+large (a solver-noise singular value read as part of the rank once made the bound 5.1e3, a check of
+nothing), and a residual of 0.1 % of the solution's scale is a wrong solution at any conditioning we
+solve. The rank r itself is read at the solver's stated accuracy (``SVMSolution.rank``), so singular
+values at solver noise do not enter σ_r. A certificate can therefore always fail: a solution moved by
+more than MAX_TOL (relative) along the constraint rows or off the subgradient is rejected.
 """
 
 from __future__ import annotations
@@ -36,9 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problems import SOLVER_TOL, SVMSolution, numerical_rank
+from .problems import SVMInputError, SVMSolution
 
 KKT_TOL = 1e-6
+MAX_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class KKTCertificate:
 
 def certify(solution: SVMSolution, tol: float = KKT_TOL) -> KKTCertificate:
     """Check a solution returned by ``problems`` against its own KKT conditions (see module docstring)."""
+    if not (isinstance(tol, (int, float)) and 0 < tol <= MAX_TOL):
+        raise SVMInputError("tol", tol, f"a relative tolerance in (0, {MAX_TOL:g}] (MAX_TOL: larger checks nothing)")
     sol = solution.require()
     G = sol.extra["G"]
     u = sol.value.reshape(-1)  # row-major, as the rows of G were built
@@ -89,10 +99,10 @@ def certify(solution: SVMSolution, tol: float = KKT_TOL) -> KKTCertificate:
         stationarity = float(np.linalg.norm(u - g) / max(1.0, np.linalg.norm(u)))
         primal_obj = 0.5 * u @ u
         dual_obj = lam @ h - 0.5 * g @ g
-        rank = numerical_rank(sol.value) if sol.value.ndim == 2 else int(np.any(u != 0))
+        rank = sol.rank if sol.value.ndim == 2 else int(np.any(u != 0))
     else:
         W, M = sol.value, g.reshape(sol.value.shape)
-        rank = numerical_rank(W)
+        rank = sol.rank
         Uf, _, Vt = np.linalg.svd(W)
         U, V = Uf[:, :rank], Vt[:rank].T
         stationarity = float(max(np.linalg.norm(U.T @ M - V.T), np.linalg.norm(M @ V - U)))
@@ -102,7 +112,8 @@ def certify(solution: SVMSolution, tol: float = KKT_TOL) -> KKTCertificate:
         primal_obj = sv.sum()
         dual_obj = lam @ h
         if rank:
-            stationarity_tol = max(tol, float(np.sqrt(2 * sv[0] * sol.extra.get('solver_tol', SOLVER_TOL) * (1 + primal_obj)) / sv[rank - 1]))
+            bound = float(np.sqrt(2 * sv[0] * sol.accuracy * (1 + primal_obj)) / sv[rank - 1])
+            stationarity_tol = min(MAX_TOL, max(tol, bound))
     gap = float(abs(primal_obj - dual_obj) / max(1.0, abs(primal_obj)))
     return KKTCertificate(norm=sol.norm, primal_violation=primal, dual_violation=dual, complementary_slackness=slackness,
                           stationarity=stationarity, duality_gap=gap, subgradient_spectral_norm=spectral, rank=rank,

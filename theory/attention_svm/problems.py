@@ -117,8 +117,14 @@ class SVMSolution:
         return self
 
     @property
+    def accuracy(self) -> float:
+        """The relative accuracy the solver was asked for (its stated tolerance)."""
+        return float(self.extra.get("solver_tol", SOLVER_TOL))
+
+    @property
     def rank(self) -> int:
-        return numerical_rank(self.W)
+        """``numerical_rank`` of the solution at the solver's stated accuracy."""
+        return numerical_rank(self.W, accuracy=self.accuracy)
 
 
 @dataclass(frozen=True)
@@ -347,16 +353,27 @@ def correlation(A, B) -> float:
     return float(np.sum(A * B) / (np.linalg.norm(A) * np.linalg.norm(B)))
 
 
-def numerical_rank(W, floor: float | None = None) -> int:
-    """Rank judged by the spectral gap: the k maximizing σ_k / σ_{k+1}, with σ_{d+1} := floor.
+def numerical_rank(W, accuracy: float | None = None) -> int:
+    """Rank judged by the largest relative spectral gap above the accuracy of W.
 
-    ``floor`` (default d·ε·σ_1, the size of round-off in an SVD) stands in for the singular values
-    that are exactly zero, so a full-rank matrix shows its largest gap after σ_d and a zero matrix has
-    rank 0. No fixed threshold: a nuclear solution with solver noise at 1e-9 still shows its gap.
+    With σ_1 ≥ σ_2 ≥ … the singular values of W and floor = accuracy·σ_1, the singular values at or
+    below the floor are zero (W is not known better than that), and the rank is the k maximizing
+    σ_k / σ_{k+1} over the remaining ones, with σ_{k+1} := floor after the last of them. A zero
+    matrix has rank 0.
+
+    ``accuracy`` is the relative accuracy of W: for a solver's solution its stated tolerance (see
+    ``SVMSolution.rank``); by default d·ε, the round-off of an SVD in float64. Why a floor and not
+    the bare largest gap: with σ = (1, .233, .120, 1e-8) from a solver that is accurate to 1e-8, the
+    gap .120 → 1e-8 and the gap 1e-8 → round-off are both ~1e7, and the last singular value is solver
+    noise; at accuracy 1e-8 it sits on the floor and the rank is 3.
     """
     s = np.linalg.svd(np.asarray(W, dtype=np.float64), compute_uv=False)
+    if accuracy is not None and not (isinstance(accuracy, (int, float)) and 0 < accuracy < 1):
+        raise SVMInputError("accuracy", accuracy, "a relative accuracy in (0, 1), or None for float64 round-off")
     if s.size == 0 or s[0] == 0.0:
         return 0
-    floor = max(s.size * np.finfo(np.float64).eps * s[0], np.finfo(np.float64).tiny) if floor is None else floor
-    s_ext = np.maximum(np.append(s, floor), floor)
-    return int(np.argmax(s_ext[:-1] / s_ext[1:]) + 1)
+    accuracy = s.size * np.finfo(np.float64).eps if accuracy is None else float(accuracy)
+    floor = max(accuracy * s[0], np.finfo(np.float64).tiny)
+    kept = s[s > floor]
+    extended = np.append(kept, floor)
+    return int(np.argmax(extended[:-1] / extended[1:]) + 1)

@@ -3,7 +3,8 @@
 "Transformers as Support Vector Machines" (Tarzanagh, Li, Thrampoulidis, Oymak, 2023):
 
 - token score γ_it = Y_i vᵀ x_it; the globally optimal token opt_i = argmax_t γ_it;
-- support tokens of a selection α: T_i = {t ≠ α_i : (x_{iα_i} − x_it)ᵀ W^mm_α z_i = 1};
+- support tokens of a selection α: T_i = {t ≠ α_i : (x_{iα_i} − x_it)ᵀ W^mm_α z_i = 1}; an input with
+  T_i = ∅ has no say in W^mm (``support_inputs``);
 - α is locally optimal when the Att-SVM for α is feasible and γ_{iα_i} > γ_it for every support
   token t ∈ T_i (the selected token beats its support tokens, not necessarily all tokens).
 """
@@ -46,6 +47,16 @@ def support_tokens(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarra
     """[n, T] bool: constraints that are active at the solution (margin within ``tol`` of its bound)."""
     sol = solution.require()
     return sol.constrained & (np.abs(sol.margins - sol.rhs) <= tol)
+
+
+def support_inputs(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarray:
+    """[n] bool: inputs with at least one support token.
+
+    An input without one has all its multipliers λ_it = 0 (complementary slackness), so it drops out of
+    W^mm = Σ_i (Σ_t λ_it (x_iα − x_it)) z_iᵀ: rank(W^mm) ≤ min(d, number of inputs with a support
+    token), with equality on generic data (the rank law checked in tests/test_attention_svm_rank_law.py).
+    """
+    return support_tokens(solution, tol).any(axis=1)
 
 
 def is_feasible(X, Z, alpha) -> bool:

@@ -10,21 +10,51 @@ left-padded to length N (m ≤ mv edges, so 3m + 5 ≤ N always fits). Vertex id
 injection into 1..mv and the edge order is a uniformly random permutation, so ids and positions carry
 no topology.
 
-Distributions:
-- ``naive``: V ~ U{3..mv−1}; each vertex i ≥ 1 takes one parent with probability 1/2, otherwise
-  U{1..3} (at most i), uniformly among earlier vertices; graphs with more than mv edges are redrawn;
-  start and goal uniform with a path of length ≥ 2 between them. Lookahead decays roughly
-  exponentially, so large L is almost never seen.
-- ``balanced``: L ~ U{0..L_max}; a path of length L from the start to the goal, k − 1 distractor
-  branches of length L or L + 1 from the start, a prefix chain into the start, a few extra vertices
-  wired by preferential attachment (weight α + degree, α = 1/2) without creating cycles; the
-  construction is redrawn with the same L until the measured lookahead equals L, which makes every L
-  exactly equally likely.
-- ``star``: equal-length spokes from the start; the goal ends spoke 0.
+Distributions (the authors' procedures, read from ``generator.cpp`` and ``train.py`` of their public
+repository asaparov/learning_to_search; facts, not code):
+
+- ``naive`` (their ``simple``): V ~ U{3..mv−1}; each vertex i ≥ 1 takes one parent with probability
+  1/2, otherwise U{1..3} (at most i), uniformly among earlier vertices; start uniform on 0..V−2 and
+  goal uniform on 0..V−2 without the start; redrawn unless the goal is reachable, the enumeration
+  lists at most 64 shortest paths and there are at most mv edges. The goal may be a child of the
+  start (about half of all examples at N = 128). Lookahead decays roughly exponentially.
+- ``balanced`` (their ``crafted``): L ~ U{0..L_max}; k branches (U{1,2} at L = 0, else
+  U{2..⌊(mv−1)/L⌋}); a vertex budget min(L·k + 1 + U{0..5}, mv) shared by the path of length L to
+  the goal, k − 1 distractor branches of L or L + 1 edges from the start, a prefix chain of
+  U{0..budget left} vertices into the start, and extra vertices wired by preferential attachment
+  (weight α + degree, α = 1/2) without creating cycles (``_graph_kernels._balanced``). Extra
+  vertices can shorten or join branches, so the measured lookahead can differ from the requested L;
+  examples carry the measured one. The paper-era frequency caps compare integer ratios and never bind
+  (the reference notes: fixed in the authors' repository in Oct 2025, after the paper), so the
+  histogram is only roughly uniform: at N = 128 the rarest lookahead (18) has 0.64× and the commonest
+  1.33× the uniform share (200,000 examples).
+- ``star``: a (spoke length, spoke count) pair uniform over length 1..L_max and count
+  1..⌊(mv−1)/length⌋ (a single spoke allowed); the goal ends spoke 0. Its edges are listed grouped by
+  source vertex (vertices in random order, each vertex's edges in the order they were built, so the
+  start's first listed edge leads to the goal), as the authors' star data; ``star_edges="shuffled"``
+  is a deliberate deviation (off by default) that shuffles them like the other distributions.
+
+Examples per graph: the authors emit one example per path their shortest-path enumeration lists
+(``distance_from_start = 1``): the same input, the label a useful step drawn uniformly each time, the
+lookahead measured along that path's first step. Their enumeration lists a path once per copy of a
+predecessor pointer, so graphs whose shortest paths share a vertex below a fork give more examples than
+they have paths; this is reproduced (``_graph_kernels._path_counts``).
+
+Lookahead (their ``lookahead_depth``, ``theory.graph_search.lookahead``): a BFS from the start's
+children tagged by the first step they descend from; L is the number of rounds until every frontier
+vertex descends from the path's first step, or until the goal is in the frontier. It is 0 only when the
+start has one child: when two children are both useful, the one not on the path counts as a distractor.
+
+Not reproduced (each an O(1/batch) or test-set detail): the integer-division caps do bind in one
+place, at the start of each batch: the first example is kept whatever its lookahead and, while every
+kept example has one lookahead, that lookahead is excluded; their held-out sets list edges
+grouped by source vertex (here they are shuffled like training) and cap all (not only shortest) paths
+at 64.
 
 Labels: every useful next step (a child from which the goal is reachable); one drawn uniformly is the
 training target, and accuracy counts any useful step. Held-out test sets keep only examples whose
-start has ≥ 2 children and exactly one useful step; training drops any example equal to one of them.
+start has ≥ 2 children and exactly one useful step, with the requested measured lookahead; training
+drops any example equal to one of them.
 
 Generation is compiled with numba (``toy_models.tasks._graph_kernels``, the only implementation of
 the distributions) with its own SplitMix64 state, seeded from the caller's ``torch.Generator`` (or
@@ -48,6 +78,7 @@ from . import _graph_kernels as K
 from .base import Batch, register_task
 
 Distribution = Literal["naive", "balanced", "star"]
+StarEdges = Literal["grouped", "shuffled"]
 PREFERENTIAL_ALPHA = K.PREFERENTIAL_ALPHA
 _DIST_CODE = {"naive": K.NAIVE, "balanced": K.BALANCED, "star": K.STAR}
 # The smallest N each distribution can fill: balanced and star need 3 ids (a start with two
@@ -114,10 +145,10 @@ def _state(rng: random.Random) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- graphs
 def _graph(rng: random.Random, dist: int, vocab: Vocab, max_lookahead: int, L: int) -> tuple[Graph, int]:
-    src, dst, V, s, g, lk = K.sample_graph(_state(rng), dist, vocab.max_vertex, max_lookahead, L)
+    src, dst, V, s, g, _ = K.sample_graph(_state(rng), dist, vocab.max_vertex, max_lookahead, L)
     adj = np.zeros((V, V), dtype=bool)
     adj[src, dst] = True
-    return Graph(adj, int(s), int(g)), int(lk)
+    return Graph(adj, int(s), int(g)), L
 
 
 def naive_graph(rng: random.Random, vocab: Vocab) -> Graph:
@@ -133,12 +164,15 @@ def star_graph(rng: random.Random, vocab: Vocab, max_lookahead: int) -> Graph:
     return _graph(rng, K.STAR, vocab, max_lookahead, -1)[0]
 
 
-def balanced_graph(rng: random.Random, vocab: Vocab, max_lookahead: int, L: int | None = None) -> tuple[Graph, int]:
-    """A graph whose measured lookahead is L (drawn uniformly from 0..max_lookahead unless given)."""
+def balanced_graph(rng: random.Random, vocab: Vocab, max_lookahead: int, L: int | None = None) -> tuple[Graph, int | None]:
+    """One balanced graph (requested lookahead drawn uniformly from 0..max_lookahead); with ``L`` given,
+    one whose lookahead along the start's first shortest-path child (lowest index) is L. Returns the
+    graph and L (None when not given: measure it with ``theory.graph_search.lookahead``)."""
     _check_lookahead("max_lookahead", max_lookahead, vocab, low=1)
     if L is not None:
         _check_lookahead("L", L, vocab, low=0, high=max_lookahead)
-    return _graph(rng, K.BALANCED, vocab, max_lookahead, -1 if L is None else L)
+    graph, _ = _graph(rng, K.BALANCED, vocab, max_lookahead, -1 if L is None else L)
+    return graph, L
 
 
 def _check_lookahead(name: str, value, vocab: Vocab, low: int, high: int | None = None) -> None:
@@ -151,8 +185,9 @@ def _check_lookahead(name: str, value, vocab: Vocab, low: int, high: int | None 
 def encode(rng: random.Random, graph: Graph, vocab: Vocab, L: int | None = None) -> Example:
     """Random ids, shuffled edges, left padding; label drawn uniformly among the useful steps.
 
-    ``L`` is the lookahead to record (measured when None). The same compiled encoder produces every
-    generated example, so encoding a hand-made graph here gives exactly what training would see.
+    ``L`` is the lookahead to record (when None: measured along the start's lowest-index child on a
+    shortest path to the goal). The same compiled encoder produces every generated example, so
+    encoding a hand-made graph here gives what training would see (with shuffled edges).
     """
     adj = np.ascontiguousarray(graph.adj, dtype=bool)
     V, m = adj.shape[0], int(adj.sum())
@@ -186,6 +221,7 @@ class GraphSearchConfig:
     max_lookahead: int | None = None  # None: ((N − 5)//3 − 1)//2, the largest that fits
     test_examples_per_lookahead: int = 0  # reserved test inputs that training never sees
     test_seed: int = 1
+    star_edges: StarEdges = "grouped"  # the authors' star edge order; "shuffled" is a deliberate deviation
 
     def __post_init__(self) -> None:
         if self.distribution not in _DIST_CODE:
@@ -203,6 +239,8 @@ class GraphSearchConfig:
             raise ConfigError("test_examples_per_lookahead", self.test_examples_per_lookahead, "a non-negative integer")
         if not isinstance(self.test_seed, int):
             raise ConfigError("test_seed", self.test_seed, "an integer")
+        if self.star_edges not in ("grouped", "shuffled"):
+            raise ConfigError("star_edges", self.star_edges, "'grouped' (the authors' order) or 'shuffled'")
 
     def build(self) -> "GraphSearchTask":
         return GraphSearchTask(self)
@@ -243,8 +281,10 @@ class GraphSearchTask:
         out = _Arrays(np.empty((n, N), np.int64), np.empty(n, np.int64), np.empty((n, size), np.bool_),
                       np.empty(n, np.int64), np.empty(n, np.int64))
         res_hash, res_rows = reserved if reserved is not None else (np.empty(0, np.uint64), np.empty((0, N), np.int64))
-        collisions = K.sample_examples(K.new_state(seed), _DIST_CODE[dist or self.cfg.distribution], N,
-                                       self.vocab.max_vertex, self.max_lookahead, L, test_only, res_hash, res_rows,
+        dist = dist or self.cfg.distribution
+        grouped = dist == "star" and self.cfg.star_edges == "grouped"
+        collisions = K.sample_examples(K.new_state(seed), _DIST_CODE[dist], N, self.vocab.max_vertex,
+                                       self.max_lookahead, L, test_only, grouped, res_hash, res_rows,
                                        out.tokens, out.labels, out.useful, out.lookahead, out.out_degree)
         return out, int(collisions)
 
@@ -256,8 +296,8 @@ class GraphSearchTask:
         return self._generate(rng.getrandbits(64), 1, L=lk)[0].examples()[0]
 
     def test_set(self, L: int, n: int, seed: int | None = None) -> list[Example]:
-        """n balanced examples with lookahead L that pass ``is_test_example`` (L ≥ 1: at L = 0 every
-        child is useful, so no example has exactly one useful step among ≥ 2 children)."""
+        """n balanced examples with lookahead L that pass ``is_test_example``, one per graph (L ≥ 1: at
+        L = 0 the start has one child, so no example has ≥ 2 children)."""
         _check_lookahead("L", L, self.vocab, low=1, high=self.max_lookahead)
         key = f"graph_search-test-{self.cfg.test_seed if seed is None else seed}-{L}".encode()
         stream = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")

@@ -1,0 +1,134 @@
+"""Graph search: learning gets harder as the graphs grow ("Transformers Struggle to Learn to Search",
+Saparov et al., ICLR 2025, Sec. 4).
+
+Figure ``graph_search_size_sweep``: balanced searchers of one depth, one example budget and one largest
+lookahead (fixed across sizes, so size is not confounded with lookahead) at ≥ 5 graph sizes, several
+seeds each (the sweep ``graph_search_size_sweep``, trained or reused through the run store). For every
+run: the examples seen until its training accuracy first met the paper's convergence criterion (any
+logged training accuracy ≥ 0.995; here the trainer's fixed evaluation batches drawn from the training
+distribution, logged ``eval_every`` steps), censored at the budget; the fraction of seeds that met it
+per size; Spearman's ρ between graph size and examples-to-learn with a bootstrap interval over runs.
+
+Not done: the authors' lookahead curriculum (their scaling runs start at small lookahead and raise
+it); these runs train on the full balanced distribution from the first step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theorybench.claims import Claim, Criterion, Measurement, bootstrap_interval, not_measured
+from theorybench.registry import FigureResult, FigureSpec, SweepSpec, register_figure, register_sweep
+from theorybench.threads import single_thread
+
+from .graph_search import PAPER, SIZES, accuracy_by_lookahead, searcher_experiment, trained
+
+TRAIN_ACCURACY = 0.995  # the paper's scaling plots: a run has converged once a logged training accuracy ≥ 0.995
+MIN_RHO = 0.0  # difficulty grows with size: a positive rank correlation of size and examples-to-learn
+
+SIZE_CLAIMS = (
+    Claim(key="difficulty_grows_with_size",
+          statement="As the input graphs grow, the transformer needs more examples to learn to search (or fails)",
+          source=f"{PAPER}, Sec. 4 and Fig. 5 (fraction of converged seeds against graph size)",
+          criteria=(Criterion(key="size_rank_correlation",
+                              quantity="Spearman ρ(graph size, examples to reach training accuracy 0.995; censored at the budget)",
+                              op=">=", threshold=MIN_RHO),)),
+)
+
+
+def size_sweep_members(scale: str):
+    """Balanced searchers of one depth, budget and largest lookahead at growing graph sizes, several seeds each."""
+    sweep = SIZES[scale]["sweep"]
+    return [searcher_experiment(scale, "balanced", max_input_size=N, n_layers=sweep["layers"], steps=sweep["steps"],
+                                batch=sweep["batch"], seed=seed, max_lookahead=sweep["max_lookahead"],
+                                name=f"graph_search_size_N{N}")
+            for N in sweep["sizes"] for seed in sweep["seeds"]]
+
+
+SIZE_SWEEP = register_sweep(SweepSpec("graph_search_size_sweep", "graph_search", size_sweep_members))
+
+
+def examples_to_learn(metrics, batch: int, budget_steps: int, criterion: float = TRAIN_ACCURACY) -> tuple[int, bool]:
+    """(examples seen at the first logged evaluation with accuracy ≥ ``criterion``, True), or
+    (the budget's examples, False) when no evaluation met it (censored)."""
+    if "eval_accuracy" in metrics:
+        hit = metrics[metrics["eval_accuracy"] >= criterion]
+        if len(hit):
+            return int(hit["step"].iloc[0]) * batch, True
+    return budget_steps * batch, False
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ (average ranks for ties); NaN when either variable is constant."""
+    from scipy import stats  # here: scipy.stats costs the command line's start-up ~0.8 s
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def size_measurements(sizes: np.ndarray, examples: np.ndarray) -> dict[str, Measurement]:
+    """ρ(size, examples-to-learn) with a percentile bootstrap over runs (pairs resampled); not measured
+    when examples-to-learn does not vary (every run censored, or every run equally fast)."""
+    if np.ptp(examples) == 0:
+        return {"size_rank_correlation": not_measured(
+            "examples-to-learn is the same for every run (all censored at the budget?): ρ is undefined")}
+    pairs = np.stack([sizes, examples], axis=1).astype(float)
+    return {"size_rank_correlation": bootstrap_interval(pairs, lambda p: spearman(p[:, 0], p[:, 1]),
+                                                        method="percentile bootstrap over runs")}
+
+
+def size_sweep(scale: str) -> FigureResult:
+    with single_thread():
+        return _size_sweep(scale)
+
+
+def _size_sweep(scale: str) -> FigureResult:
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
+    from toy_models.tasks.graph_search import Vocab
+
+    size = SIZES[scale]
+    sweep = size["sweep"]
+    rows = []
+    for cfg in tqdm(SIZE_SWEEP.members(scale), desc="graph_search size sweep", unit="run", disable=None):
+        run = trained(cfg)
+        seen, learned = examples_to_learn(run.metrics, sweep["batch"], sweep["steps"])
+        worst = min(s.accuracy for s in accuracy_by_lookahead(run.load_model(), cfg.task, size["test_per_L"]))
+        rows.append((Vocab(cfg.task.max_input_size).max_vertex, seen, learned, worst))
+    graph, seen, learned, worst = (np.array(c) for c in zip(*rows))
+    sizes = sorted(set(graph.tolist()))
+    frac = [float(learned[graph == g].mean()) for g in sizes]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    ax.scatter(graph, seen, c=np.where(learned, "C0", "C3"), alpha=0.7)
+    ax.set_xticks(sizes)
+    ax.set_xlabel("largest graph (vertex ids) = (N − 5) // 3")
+    ax.set_ylabel(f"examples to training accuracy {TRAIN_ACCURACY} (red: censored)")
+    ax.set_title(f"{sweep['layers']} layers, L_max = {sweep['max_lookahead']}, {sweep['steps']} steps × "
+                 f"{sweep['batch']}, {len(sweep['seeds'])} seeds")
+    ax2.plot(sizes, frac, "o-", label="fraction of seeds that learned")
+    ax2.scatter(graph, worst, color="0.5", alpha=0.5, s=12, label="worst held-out accuracy over L")
+    ax2.set_xticks(sizes)
+    ax2.set_ylim(-0.05, 1.05)
+    ax2.set_xlabel("largest graph (vertex ids)")
+    ax2.legend(fontsize=7)
+    return FigureResult(fig, {
+        "graph sizes (vertex ids)": ", ".join(map(str, sizes)),
+        f"fraction of seeds reaching training accuracy {TRAIN_ACCURACY}": ", ".join(f"{f:.2f}" for f in frac),
+        "median examples to learn (censored at the budget)": ", ".join(
+            f"{np.median(seen[graph == g]):.0f}" for g in sizes),
+        "median worst held-out accuracy": ", ".join(f"{np.median(worst[graph == g]):.2f}" for g in sizes),
+    }, measured=size_measurements(graph, seen))
+
+
+register_figure(FigureSpec(
+    name="graph_search_size_sweep",
+    family="graph_search",
+    claim=("As the input graph grows the transformer has greater difficulty learning to search: at a fixed "
+           "budget and largest lookahead, runs need more examples to converge, and fewer seeds do ('Transformers "
+           "Struggle to Learn to Search', Saparov et al., ICLR 2025)."),
+    make=size_sweep,
+    claims=SIZE_CLAIMS,
+))
