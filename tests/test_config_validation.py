@@ -43,6 +43,18 @@ INVALID = [
     ({"mix_alpha": math.nan}, "mix_alpha", "[0, 1]"),
     ({"mix_alpha": "0.5"}, "mix_alpha", "[0, 1]"),
     ({"norm_eps": 0.0}, "norm_eps", "positive"),
+    ({"norm_eps": -1e-5}, "norm_eps", "positive"),
+    ({"norm_eps": math.inf}, "norm_eps", "positive"),
+    ({"norm_eps": True}, "norm_eps", "positive"),
+    # Bondarenko et al.'s clipped softmax: γ ≤ 0 ≤ 1 ≤ ζ, and only on a softmax
+    ({"clip_gamma": 0.1}, "clip_gamma", "≤ 0"),
+    ({"clip_gamma": math.nan}, "clip_gamma", "≤ 0"),
+    ({"clip_zeta": 0.9}, "clip_zeta", "≥ 1"),
+    ({"clip_zeta": "1.1"}, "clip_zeta", "≥ 1"),
+    ({"attention": "linear", "clip_gamma": -0.1}, "clip_gamma/clip_zeta", "attention='linear'"),
+    # the gate reads head h's d_head-sized chunk of x
+    ({"attn_gate": 1}, "attn_gate", "True or False"),
+    ({"attn_gate": True, "d_head": 8, "d_model": 64, "n_heads": 4}, "attn_gate", "4 · 8 ≠ 64"),
     ({"init_std": -0.02}, "init_std", "non-negative"),
     ({"attn_scale": 0.0}, "attn_scale", "positive"),
     ({"rotary_base": -1.0}, "rotary_base", "positive"),

@@ -104,8 +104,10 @@ KERNEL_HOOKS = ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "bloc
                 "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_post"]
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG.replace(pos="rotary", attention_dir="bidirectional", norm_placement="peri")],
-                         ids=["pre", "peri-rotary-bidirectional"])
+@pytest.mark.parametrize("cfg", [CFG, CFG.replace(pos="rotary", attention_dir="bidirectional", norm_placement="peri"),
+                                 CFG.replace(attn_gate=True, clip_gamma=-0.05, clip_zeta=1.02, norm_placement="lns"),
+                                 CFG.replace(attn_gate=True, norm_placement="deepnorm")],
+                         ids=["pre", "peri-rotary-bidirectional", "lns-gated-clipped", "deepnorm-gated"])
 def test_kernel_path_caches_everything_but_pattern_scores_result_and_values_agree(cfg):
     model = Transformer(cfg)
     tokens = _tokens(cfg)

@@ -129,7 +129,8 @@ def test_measure_block_gradient_is_the_norm_over_the_blocks_parameters():
     (dict(depths=()), "depths"),
     (dict(seeds=0), "seeds"),
     (dict(snapshots=(6,)), "snapshots"),
-    (dict(lr=0.5), "lr"),
+    (dict(lr_seeds=0), "lr_seeds"),
+    (dict(lr_steps=-1), "lr_steps"),
 ])
 def test_bad_sizes_are_refused_naming_the_field(change, field):
     with pytest.raises(ConfigError) as err:
@@ -161,6 +162,11 @@ def test_sweeps_list_distinct_members_with_snapshots_at_the_largest_depth(monkey
     # 5 placements × 2 seeds × (final + 1 snapshot) at the one tiny depth
     assert len(depth) == 5 * 2 * 2 and sum(c.name.endswith("-t2") for c in depth) == 10
     lr = vt.LR_SWEEP.members("quick")
-    assert {c.config_hash() for c in lr} <= {c.config_hash() for c in depth}  # the tiny lr sweep is shared
+    # Post/Pre/Peri-LN × the tiny lrs × lr_seeds, under their own names (lr_steps may differ from steps)
+    tiny = vt.SIZES["tiny"]
+    assert len(lr) == len({c.config_hash() for c in lr}) == 3 * len(tiny["lrs"]) * tiny["lr_seeds"]
+    assert {c.model.norm_placement for c in lr} == set(vt.LR_PLACEMENTS)
+    assert all(c.name.startswith("variance_train_lr-") and c.train.steps == tiny["lr_steps"] for c in lr)
     assert all(c.optim.schedule == "constant" for c in depth + lr)  # what makes prefix runs exact
+    assert all(c.model.init == "fan_in" for c in depth + lr)  # out of Peri-LN's ε regime
 

@@ -9,11 +9,21 @@ Per head h, with q_p = W_Qᵀ x_p + b_Q (likewise k, v) and s = attn_scale (√d
 
 z = A v, and the block output is Σ_h z_h W_O[h] + b_O.
 
+Options from "Quantizable Transformers: Removing Outliers by Helping Attention Heads Do Nothing"
+(Bondarenko et al. 2023), on both paths:
+
+- clipped softmax (``clip_gamma`` γ ≤ 0, ``clip_zeta`` ζ ≥ 1): A = clip((ζ − γ)·softmax(·) + γ, 0, 1),
+  so a weight can reach exactly 0 (or 1) at finite scores; disallowed keys stay at 0.
+- gated attention (``attn_gate``): z_h ← π_h ⊙ z_h with π_h = sigmoid(x_h · W_G[h] + b_G[h]) per token,
+  x_h head h's d_head-sized chunk of the attention's input (``hook_gate`` [batch, pos, head]);
+  ``hook_z`` fires on the gated z, the input of W_O.
+
 The **reference** path writes every step as an einsum and fires a HookPoint at each intermediate
 (TransformerLens names and shapes: ``hook_q`` [batch, pos, head, d_head], ``hook_attn_scores`` and
 ``hook_pattern`` [batch, head, query, key], ``hook_z``, ``hook_result`` [batch, pos, head, d_model]).
-The **kernel** path computes the same function with ``scaled_dot_product_attention`` (softmax) or
-re-associated matmuls (linear: q (kᵀ v) when no mask couples queries and keys), as full-scale
+The **kernel** path computes the same function with ``scaled_dot_product_attention`` (softmax; the
+clipped softmax, which no fused kernel computes, as batched matmuls in the kernel's [batch, head, pos,
+d_head] layout) or re-associated matmuls (linear: q (kᵀ v) when no mask couples queries and keys), as full-scale
 models do; scores, pattern and per-head result never exist there, so hooks on them are refused.
 
 A query row with no allowed key (e.g. a left-padded position under a causal mask) outputs z = 0 on
@@ -56,6 +66,10 @@ class Attention(nn.Module):
             self.hook_rot_q, self.hook_rot_k = HookPoint(), HookPoint()
         for name in ("hook_q", "hook_k", "hook_v", "hook_z") + REFERENCE_ONLY_HOOKS:
             setattr(self, name, HookPoint())
+        if cfg.attn_gate:
+            self.W_G = nn.Parameter(torch.empty(H, dh, dtype=dtype))
+            self.b_G = nn.Parameter(torch.zeros(H, dtype=dtype))
+            self.hook_gate = HookPoint()  # [batch, pos, head]
 
     # ------------------------------------------------------------------ shared pieces
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -121,7 +135,7 @@ class Attention(nn.Module):
             if allowed is not None:
                 scores = scores.masked_fill(~allowed, float("-inf"))
             scores = self.hook_attn_scores(scores)
-            pattern = torch.softmax(scores, dim=-1)
+            pattern = clipped_softmax(scores, self.cfg.clip_gamma, self.cfg.clip_zeta)
             if allowed is not None:  # empty rows: softmax gave NaN; they attend to nothing
                 pattern = torch.where(allowed.any(-1, keepdim=True), pattern, 0.0)
         else:
@@ -130,7 +144,7 @@ class Attention(nn.Module):
             scores = self.hook_attn_scores(scores)
             pattern = scores / self._n_keys(allowed, x) if self.cfg.linear_normalize else scores
         pattern = self.hook_pattern(pattern)
-        z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+        z = self.hook_z(self._gated(torch.einsum("bhqk,bkhd->bqhd", pattern, v), x))
         result = self.hook_result(torch.einsum("bqhd,hdm->bqhm", z, self.W_O))
         out = result.sum(dim=2)
         return out + self.b_O if self.b_O is not None else out
@@ -139,11 +153,13 @@ class Attention(nn.Module):
         q, k, v = self._project_fused(x)
         q, k = self._rotate(q, k)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head]
-        if self.cfg.attention == "softmax":
+        if self.cfg.attention == "softmax" and self.cfg.clipped_softmax:
+            z = self._clipped_kernel(q, k, v, allowed)
+        elif self.cfg.attention == "softmax":
             z = self._sdpa(q, k, v, allowed)
         else:
             z = self._linear_kernel(q, k, v, allowed, x)
-        z = self.hook_z(z.transpose(1, 2))  # [batch, pos, head, d_head]
+        z = self.hook_z(self._gated(z.transpose(1, 2), x))  # [batch, pos, head, d_head]
         B, T, H, dh = z.shape
         W_O = self.W_O.reshape(H * dh, -1)
         if self.b_O is not None:
@@ -160,6 +176,21 @@ class Attention(nn.Module):
         # Rows with no allowed key would be NaN inside the kernel: let them see every key, then zero them.
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed | ~has_key, scale=scale)
         return torch.where(has_key, z, 0.0)
+
+    def _clipped_kernel(self, q, k, v, allowed):
+        """Clipped softmax on [batch, head, pos, d_head]: scores by one batched matmul, then A v."""
+        scores = (q @ k.transpose(-1, -2)) / self.cfg.scale
+        if allowed is None:
+            return clipped_softmax(scores, self.cfg.clip_gamma, self.cfg.clip_zeta) @ v
+        mask = _materialize(allowed, q.shape[-2], k.shape[-2], q.device)
+        pattern = clipped_softmax(scores.masked_fill(~mask, float("-inf")), self.cfg.clip_gamma, self.cfg.clip_zeta)
+        return torch.where(mask.any(-1, keepdim=True), pattern, 0.0) @ v  # empty rows attend to nothing
+
+    def _gated(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """z [batch, pos, head, d_head] times the head's gate (unchanged when the config has no gate)."""
+        if not self.cfg.attn_gate:
+            return z
+        return z * self.hook_gate(head_gate(x, self.W_G, self.b_G)).unsqueeze(-1)
 
     def _linear_kernel(self, q, k, v, allowed, x):
         scale = self.cfg.scale
@@ -196,6 +227,24 @@ def _build_fused_qkv(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tor
     W = torch.cat([W_Q, W_K, W_V], dim=0).permute(1, 0, 2).reshape(d, 3 * H * dh)
     bias = torch.cat(parts[3:], dim=0).reshape(-1) if len(parts) > 3 else None
     return W, bias
+
+
+def clipped_softmax(scores: torch.Tensor, gamma: float, zeta: float) -> torch.Tensor:
+    """clip((ζ − γ)·softmax(scores) + γ, 0, 1) over the last axis (Bondarenko et al., "Quantizable
+    Transformers"); (γ, ζ) = (0, 1) is the softmax itself, returned without the affine step. A −∞ score
+    (a disallowed key) has softmax 0, hence weight clip(γ, 0, 1) = 0."""
+    p = torch.softmax(scores, dim=-1)
+    if gamma == 0.0 and zeta == 1.0:
+        return p
+    return ((zeta - gamma) * p + gamma).clamp(0.0, 1.0)
+
+
+def head_gate(x: torch.Tensor, W_G: torch.Tensor, b_G: torch.Tensor) -> torch.Tensor:
+    """π [batch, pos, head] = sigmoid(x_h · W_G[h] + b_G[h]), x_h = head h's chunk of x [batch, pos, d_model]
+    (the conditional per-head gate of "Quantizable Transformers", Bondarenko et al. 2023)."""
+    H, dh = W_G.shape
+    chunks = x.reshape(*x.shape[:-1], H, dh)
+    return torch.sigmoid(torch.einsum("bphd,hd->bph", chunks, W_G) + b_G)
 
 
 class _Causal:

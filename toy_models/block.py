@@ -5,6 +5,11 @@ Hook names follow TransformerLens: ``hook_resid_pre`` → attention → ``hook_a
 the attention and MLP sublayers, wherever the placement puts them (on the sublayer input for Pre- and
 Peri-LN, on the residual sum for Post-LN); ``ln1_post``/``ln2_post`` are Peri-LN's output norms, named
 as TransformerLens names Gemma 2's.
+
+LayerNorm-Scaling (``lns``) is Pre-LN with each norm's output multiplied by 1/√ℓ in block ℓ = layer + 1
+("The Curse of Depth in Large Language Models"); DeepNorm (``deepnorm``) is Post-LN on α·x + F(x)
+("DeepNet: Scaling Transformers to 1,000 Layers"). Both factors come from the config
+(``lns_scale``, ``deepnorm_alpha``) and are constants, not parameters.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class Block(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
         self.placement = cfg.block_placement(layer)
+        self.norm_out_scale = cfg.lns_scale(layer)  # 1 except LayerNorm-Scaling
+        self.residual_weight = cfg.deepnorm_alpha  # 1 except DeepNorm
         has_norm = self.placement != "none"
         self.attn = Attention(cfg)
         self.ln1 = make_norm(cfg) if has_norm else None
@@ -51,4 +58,8 @@ class Block(nn.Module):
             return norm(x + hook_out(F(x)))
         if self.placement == "pre":
             return x + hook_out(F(norm(x)))
+        if self.placement == "lns":
+            return x + hook_out(F(norm(x) * self.norm_out_scale))
+        if self.placement == "deepnorm":
+            return norm(self.residual_weight * x + hook_out(F(x)))
         return x + hook_out(norm_post(F(norm(x))))  # peri

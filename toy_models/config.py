@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-NormPlacement = Literal["none", "post", "pre", "peri", "mix"]
+NormPlacement = Literal["none", "post", "pre", "peri", "mix", "lns", "deepnorm"]
 NormKind = Literal["layernorm", "rmsnorm", "crmsnorm"]
 AttentionKind = Literal["softmax", "linear"]
 AttentionDir = Literal["causal", "bidirectional"]
@@ -48,11 +48,23 @@ class TransformerConfig:
       Gemma 2)
     - ``mix``:  the first ⌊α·L⌋ blocks Post-LN, the rest Pre-LN, final norm
       ("Mix-LN: Unleashing the Power of Deeper Layers by Combining Pre-LN and Post-LN", Li et al. 2024)
+    - ``lns``:  x ← x + F(N(x)/√ℓ) in block ℓ = 1 … L, final norm: LayerNorm-Scaling
+      ("The Curse of Depth in Large Language Models", Sun et al. 2025)
+    - ``deepnorm``: x ← N(α·x + F(x)), α = (2L)^{1/4}, with W_V, W_O, W_in, W_gate, W_out drawn
+      β = (8L)^{-1/4} times smaller ("DeepNet: Scaling Transformers to 1,000 Layers", Wang et al.
+      2022, decoder-only constants with L blocks)
 
     Attention is ``softmax`` or ``linear`` (no softmax: pattern = scores, optionally divided by the
     number of keys each query may attend to, the 1/N of the linear self-attention in "Transformers
     learn in-context by gradient descent", von Oswald et al. 2023). Scores are q·k / attn_scale with
     attn_scale = √d_head unless set.
+
+    Two options from "Quantizable Transformers: Removing Outliers by Helping Attention Heads Do Nothing"
+    (Bondarenko et al. 2023) let a head do nothing without extreme scores: the clipped softmax
+    clip((ζ − γ)·softmax(s) + γ, 0, 1) (``clip_gamma`` γ ≤ 0, ``clip_zeta`` ζ ≥ 1; the defaults 0 and
+    1 are the plain softmax), and ``attn_gate``: head h's output z_h is multiplied by
+    sigmoid(x_h · w_G[h] + b_G[h]), x_h head h's d_head-sized chunk of the attention's input (the
+    paper's conditional per-head gate; b_G = 0 at init, so every gate starts at 1/2).
 
     ``norm_kind='crmsnorm'`` is the compressed RMSNorm of "Pre-RMSNorm and Pre-CRMSNorm Transformers"
     (Jiang et al. 2023): the residual stream stores d_model coordinates of a zero-mean vector in
@@ -79,6 +91,9 @@ class TransformerConfig:
     attention_dir: AttentionDir = "causal"
     linear_normalize: bool = True  # linear attention only: divide by the number of attended keys
     attn_scale: float | None = None  # None: √d_head
+    clip_gamma: float = 0.0  # clipped softmax's γ ≤ 0 (softmax only)
+    clip_zeta: float = 1.0  # clipped softmax's ζ ≥ 1 (softmax only)
+    attn_gate: bool = False  # per-head sigmoid gate on the attention output
 
     # Normalization
     norm_placement: NormPlacement = "pre"
@@ -133,11 +148,30 @@ class TransformerConfig:
     def has_embed_norm(self) -> bool:
         if self.embed_norm is not None:
             return self.embed_norm
-        return self.norm_placement in ("peri", "post")
+        return self.norm_placement in ("peri", "post", "deepnorm")
 
     @property
     def has_final_norm(self) -> bool:
-        return self.norm_placement in ("pre", "peri", "mix")
+        return self.norm_placement in ("pre", "peri", "mix", "lns")
+
+    @property
+    def clipped_softmax(self) -> bool:
+        """True when (γ, ζ) differ from (0, 1), where the clipped softmax is the plain softmax."""
+        return self.clip_gamma != 0.0 or self.clip_zeta != 1.0
+
+    @property
+    def deepnorm_alpha(self) -> float:
+        """DeepNorm's residual weight α = (2L)^{1/4} (DeepNet, decoder-only, L blocks); 1 otherwise."""
+        return (2.0 * self.n_layers) ** 0.25 if self.norm_placement == "deepnorm" else 1.0
+
+    @property
+    def deepnorm_beta(self) -> float:
+        """DeepNorm's init gain β = (8L)^{-1/4} on W_V, W_O and the MLP's weights; 1 otherwise."""
+        return (8.0 * self.n_layers) ** -0.25 if self.norm_placement == "deepnorm" else 1.0
+
+    def lns_scale(self, layer: int) -> float:
+        """LayerNorm-Scaling's factor 1/√ℓ on block ``layer``'s norm outputs (ℓ = layer + 1); 1 otherwise."""
+        return 1.0 / math.sqrt(layer + 1) if self.norm_placement == "lns" else 1.0
 
     @property
     def n_post_layers(self) -> int:
@@ -186,7 +220,7 @@ class TransformerConfig:
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         for name in ("attn_only", "gated_mlp", "attn_bias", "mlp_bias", "linear_normalize", "norm_gain",
-                     "norm_bias", "unembed_bias"):
+                     "norm_bias", "unembed_bias", "attn_gate"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, getattr(self, name), "True or False")
         if self.embed_norm is not None and not isinstance(self.embed_norm, bool):
@@ -198,6 +232,17 @@ class TransformerConfig:
             raise ConfigError("mix_alpha", self.mix_alpha, "a finite fraction in [0, 1]")
         if not (_real(self.norm_eps) and self.norm_eps > 0):
             raise ConfigError("norm_eps", self.norm_eps, "a positive finite float")
+        if not (_real(self.clip_gamma) and self.clip_gamma <= 0):
+            raise ConfigError("clip_gamma", self.clip_gamma, "a finite float ≤ 0 (0 with clip_zeta=1: plain softmax)")
+        if not (_real(self.clip_zeta) and self.clip_zeta >= 1):
+            raise ConfigError("clip_zeta", self.clip_zeta, "a finite float ≥ 1 (1 with clip_gamma=0: plain softmax)")
+        if self.clipped_softmax and self.attention != "softmax":
+            raise ConfigError("clip_gamma/clip_zeta", (self.clip_gamma, self.clip_zeta),
+                              f"(0, 1) with attention={self.attention!r}: clipping applies to a softmax")
+        if self.attn_gate and self.head_dim * self.n_heads != self.d_model:
+            raise ConfigError("attn_gate", self.attn_gate,
+                              f"False unless n_heads · d_head = d_model (each head's gate reads its own chunk of "
+                              f"the input), got {self.n_heads} · {self.head_dim} ≠ {self.d_model}")
         if not (_real(self.init_std) and self.init_std >= 0):
             raise ConfigError("init_std", self.init_std, "a non-negative finite float")
         if self.attn_scale is not None and not (_real(self.attn_scale) and self.attn_scale > 0):

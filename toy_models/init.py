@@ -10,6 +10,11 @@
 - ``normal``: every matrix and embedding ~ N(0, σ²) with σ = ``init_std``.
 - ``zero``:   every weight 0 (a clean slate for exact constructions).
 
+With ``norm_placement='deepnorm'`` the value and output projections and the MLP's weights (W_V, W_O,
+W_in, W_gate, W_out) are drawn β = (8L)^{-1/4} times smaller in every scheme ("DeepNet: Scaling
+Transformers to 1,000 Layers", Wang et al. 2022: Xavier with gain β there, gain 1 for W_Q, W_K).
+The attention gate's W_G [head, d_head] has fan-in d_head (each head reads its own chunk of x).
+
 Biases start at 0 and norm gains at 1 in every scheme; frozen one-hot embeddings are left alone.
 Draws come from one ``torch.Generator`` seeded with ``cfg.seed``, in parameter-registration order.
 """
@@ -23,6 +28,8 @@ from torch import nn
 
 # Parameters whose fan-in is not the size of their second-to-last dimension.
 _RESIDUAL_WRITERS = ("attn.W_O", "mlp.W_out")
+# What DeepNet scales by β at init: the value/output projections and the feed-forward weights.
+_DEEPNORM_SCALED = ("attn.W_V", "attn.W_O", "mlp.W_in", "mlp.W_gate", "mlp.W_out")
 
 
 def residual_writers(cfg) -> int:
@@ -33,6 +40,8 @@ def residual_writers(cfg) -> int:
 def fan_in(name: str, p: torch.Tensor) -> int:
     if name.endswith("attn.W_O"):
         return p.shape[0] * p.shape[1]  # [head, d_head, d_model]: all heads feed one output
+    if name.endswith("attn.W_G"):
+        return p.shape[-1]  # [head, d_head]: head h's gate reads d_head coordinates
     return p.shape[-2]  # [.., d_in, d_out] (W_Q is [head, d_model, d_head])
 
 
@@ -64,4 +73,6 @@ def _draw(name: str, p: torch.Tensor, cfg, gen: torch.Generator) -> torch.Tensor
         std = 1.0 if is_embedding else 1.0 / math.sqrt(fan_in(name, p))
     else:  # normal
         std = cfg.init_std
+    if name.endswith(_DEEPNORM_SCALED):
+        std *= cfg.deepnorm_beta  # 1 unless deepnorm
     return torch.randn(p.shape, generator=gen, dtype=torch.float64).mul_(std).to(p.dtype)

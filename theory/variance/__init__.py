@@ -20,3 +20,7 @@ __all__ = ["activation_kernel", "second_moment", "InitVariances", "VarianceProfi
 from .gradients import last_layer_grad_ratio, last_layer_grad_sq  # noqa: E402
 
 __all__ += ["last_layer_grad_ratio", "last_layer_grad_sq"]
+
+from .eps_regime import peri_eps_ratio, peri_output_variance  # noqa: E402
+
+__all__ += ["peri_eps_ratio", "peri_output_variance"]

@@ -13,6 +13,10 @@ Layer Normalization in the Transformer Architecture", Kim et al. 2025). Per plac
 
     none: C ← C + F(C)          pre:  C ← C + F(N(C))       peri: C ← C + N(F(N(C)))
     post: C ← N(C + F(C))       mix:  post for the first ⌊αL⌋ blocks, then pre
+    lns:  C ← C + F(N(C)/ℓ)     (block ℓ = 1 … L: the norm's output scaled by 1/√ℓ, its kernel by 1/ℓ;
+                                 "The Curse of Depth in Large Language Models", Sun et al. 2025)
+    deepnorm: C ← N(α² C + F(C)), α = (2L)^{1/4}, F's W_V, W_O, W_in, W_out drawn β = (8L)^{-1/4}
+                                 times smaller ("DeepNet: Scaling Transformers to 1,000 Layers")
 
 Sublayer constants, derived for ``toy_models.init`` (σ²_X the variance of matrix X's entries):
 
@@ -26,7 +30,9 @@ Sublayer constants, derived for ``toy_models.init`` (σ²_X the variance of matr
   scores have variance s² = d_head (d σ²_Q K_pp)(d σ²_K K_kk) / scale² (``score_variance``); the
   relative error of the uniform approximation is O(s²). With ``gpt2`` init s² ≈ (d σ²)² ≈ 1e-4;
   with ``fan_in`` s² = 1, where attention is *not* uniform — there set ``attn_scale`` large
-  (s² → 0) or expect the prediction to miss (stated in the tests).
+  (s² → 0) or expect the prediction to miss (stated in the tests). A clipped softmax (γ, ζ) turns
+  the uniform weight 1/n into clip((ζ − γ)/n + γ, 0, 1), exactly; the attention gate is not modelled
+  (refused).
 - MLP: u W_in has Gaussian columns given u (W_in Gaussian), covariance σ²_in d K, so
   C_mlp = d_mlp σ²_out · E[φ(a_p)φ(a_q)], a ~ N(0, σ²_in d K) (``gaussian.activation_kernel``);
   gated: d_mlp σ²_out · E[φ(g_p)φ(g_q)] ⊙ (σ²_in d K), g ~ N(0, σ²_gate d K).
@@ -52,16 +58,18 @@ from toy_models.config import ConfigError, TransformerConfig
 
 from .gaussian import activation_kernel
 
-SUPPORTED_PLACEMENTS = ("none", "post", "pre", "peri", "mix")
+SUPPORTED_PLACEMENTS = ("none", "post", "pre", "peri", "mix", "lns", "deepnorm")
 
 
 @dataclass(frozen=True)
 class InitVariances:
-    """Entry variances of each weight at initialization (``toy_models.init``), by scheme."""
+    """Entry variances of each weight at initialization (``toy_models.init``), by scheme; DeepNorm
+    multiplies those of W_V, W_O, W_in (and W_gate) and W_out by β²."""
 
     embed: float
     pos: float
-    qkv: float
+    qk: float
+    v: float
     o: float
     w_in: float
     w_out: float
@@ -69,15 +77,18 @@ class InitVariances:
     @classmethod
     def from_config(cls, cfg: TransformerConfig) -> "InitVariances":
         d, m, H, dh, L = cfg.d_model, cfg.mlp_dim, cfg.n_heads, cfg.head_dim, cfg.n_layers
-        s2 = cfg.init_std**2
+        s2, b2 = cfg.init_std**2, cfg.deepnorm_beta**2
         if cfg.init == "gpt2":
             n_w = residual_writers(cfg)  # 2L, or L when attention-only: the same rule as the init
-            return cls(embed=s2, pos=s2, qkv=s2, o=s2 / n_w, w_in=s2, w_out=s2 / n_w)
-        if cfg.init == "fan_in":
-            return cls(embed=1.0, pos=1.0, qkv=1.0 / d, o=1.0 / (H * dh), w_in=1.0 / d, w_out=1.0 / m)
-        if cfg.init == "normal":
-            return cls(embed=s2, pos=s2, qkv=s2, o=s2, w_in=s2, w_out=s2)
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            qk, o, w_in, w_out = s2, s2 / n_w, s2, s2 / n_w
+        elif cfg.init == "fan_in":
+            qk, o, w_in, w_out = 1.0 / d, 1.0 / (H * dh), 1.0 / d, 1.0 / m
+        elif cfg.init == "normal":
+            qk, o, w_in, w_out = s2, s2, s2, s2
+        else:
+            return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        embed = 1.0 if cfg.init == "fan_in" else s2
+        return cls(embed=embed, pos=embed, qk=qk, v=qk * b2, o=o * b2, w_in=w_in * b2, w_out=w_out * b2)
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,10 @@ class StreamState:
     def __add__(self, other: "StreamState") -> "StreamState":  # independent writes: no cross terms
         return StreamState(self.C + other.C, self.Cc + other.Cc, self.fixed)
 
+    def scaled(self, c: float) -> "StreamState":
+        """The stream multiplied by √c: every second moment (and the fixed-norm share) times c."""
+        return StreamState(c * self.C, c * self.Cc, c * self.fixed)
+
 
 def norm_state(cfg: TransformerConfig, x: StreamState) -> StreamState:
     """The stream after a norm with gain 1 and bias 0 (its exact init values).
@@ -185,14 +200,19 @@ def norm_kernel(cfg: TransformerConfig, C: np.ndarray) -> np.ndarray:
 
 
 def averaging_matrix(cfg: TransformerConfig, T: int) -> np.ndarray:
+    """Uniform attention over the allowed keys, through the clipped softmax clip((ζ − γ)A + γ, 0, 1)
+    when the config clips (disallowed keys stay 0)."""
     allowed = np.tril(np.ones((T, T))) if cfg.attention_dir == "causal" else np.ones((T, T))
-    return allowed / allowed.sum(-1, keepdims=True)
+    A = allowed / allowed.sum(-1, keepdims=True)
+    if cfg.clipped_softmax:
+        A = np.where(allowed > 0, np.clip((cfg.clip_zeta - cfg.clip_gamma) * A + cfg.clip_gamma, 0.0, 1.0), 0.0)
+    return A
 
 
 def attention_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
     iv = InitVariances.from_config(cfg)
     A = averaging_matrix(cfg, K.shape[0])
-    gain = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.qkv * iv.o
+    gain = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.v * iv.o
     return gain * A @ K @ A.T
 
 
@@ -200,7 +220,7 @@ def score_variance(cfg: TransformerConfig, K: np.ndarray) -> float:
     """Largest attention-score variance d_head (dσ²_Q K_pp)(dσ²_K K_kk)/scale²; uniform attention needs ≪ 1."""
     iv = InitVariances.from_config(cfg)
     kmax = float(np.diag(K).max())
-    return cfg.head_dim * (cfg.d_model * iv.qkv * kmax) ** 2 / cfg.scale**2
+    return cfg.head_dim * (cfg.d_model * iv.qk * kmax) ** 2 / cfg.scale**2
 
 
 def mlp_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
@@ -217,6 +237,8 @@ def _check(cfg: TransformerConfig) -> None:
         raise ConfigError("attention", cfg.attention, "'softmax' (the theory assumes near-uniform softmax at init)")
     if cfg.input_kind != "tokens":
         raise ConfigError("input_kind", cfg.input_kind, "'tokens'")
+    if cfg.attn_gate:
+        raise ConfigError("attn_gate", cfg.attn_gate, "False (the recursion does not model the gate)")
 
 
 def variance_profile(cfg: TransformerConfig, tokens) -> VarianceProfile:
@@ -251,6 +273,10 @@ def variance_profile(cfg: TransformerConfig, tokens) -> VarianceProfile:
                 x = x + F(kernel, norm_state(cfg, x))
             elif placement == "peri":
                 x = x + norm_state(cfg, F(kernel, norm_state(cfg, x)))
+            elif placement == "lns":
+                x = x + F(kernel, norm_state(cfg, x).scaled(cfg.lns_scale(layer) ** 2))
+            elif placement == "deepnorm":
+                x, r = _norm_with_remainder(cfg, x.scaled(cfg.deepnorm_alpha**2) + F(kernel, x))
             else:  # post
                 x, r = _norm_with_remainder(cfg, x + F(kernel, x))
             remainder.append(r)
@@ -275,7 +301,7 @@ def linear_growth_slope(cfg: TransformerConfig) -> float:
     from .gaussian import second_moment
 
     iv = InitVariances.from_config(cfg)
-    attn = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.qkv * iv.o
+    attn = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.v * iv.o
     if cfg.attn_only:
         return attn
     s2 = cfg.d_model * iv.w_in

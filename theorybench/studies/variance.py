@@ -32,16 +32,21 @@ import math
 import numpy as np
 import torch
 
+from theorybench.claims import Claim, Criterion, Measurement, exact, paired_difference
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-# "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
+# "tiny" is what the test suite renders (tests/test_studies.py); "quick", "medium" and "full" are the user scales.
+# medium: the quick sizes with twice the gradient seeds (the slope criterion's delta-method interval narrows as
+# 1/√seeds); an estimate of a few minutes on one core, not timed end to end here.
 SIZES = {
     "quick": dict(d_model=32, depth=32, seeds=32, grad_depths=(1, 2, 4, 8, 16, 32), grad_seeds=24),
+    "medium": dict(d_model=32, depth=32, seeds=32, grad_depths=(1, 2, 4, 8, 16, 32), grad_seeds=48),
     "full": dict(d_model=64, depth=64, seeds=128, grad_depths=(1, 2, 4, 8, 16, 32, 64), grad_seeds=128),
     "tiny": dict(d_model=16, depth=4, seeds=24, grad_depths=(1, 2, 4), grad_seeds=32),
 }
 PLACEMENTS = ("none", "post", "pre", "peri", "mix")
+NORMALIZED = ("post", "pre", "peri", "mix")  # "none": heavy-tailed over seeds at depth (see the module docstring)
 LABELS = {"none": "no norm", "post": "Post-LN", "pre": "Pre-LN", "peri": "Peri-LN", "mix": "Mix-LN (α = 0.25)"}
 ATTN_SCALE = 1e4  # scores ~ N(0, d_head/1e8): attention uniform at init, where the theory is exact
 N_CTX, D_VOCAB, N_SEQ = 8, 50, 2
@@ -199,7 +204,14 @@ def _residual_growth(scale: str) -> FigureResult:
     numbers["Pre-LN, default 1/√d_head scores vs uniform: relative gap at layer L"] = round(
         float(diff_mean[-1] / results["pre"][0][-1]), 4)
     numbers.update({"layers": L, "d_model": d, "seeds": S})
-    return FigureResult(fig, numbers)
+    gaps = [gap_in_se(results[p][1], *theory_per_layer(uniform_attention_config(base_config(d, L, p), tokens), tokens))
+            for p in NORMALIZED]
+    measured = {
+        "init_gap_se": exact(max(gaps), "largest gap over Post/Pre/Peri/Mix-LN and layers, in SE + finite-width term"),
+        "init_peri_minus_pre_slope": paired_difference(per_seed_slope(results["peri"][1]),
+                                                       per_seed_slope(results["pre"][1])),
+    }
+    return FigureResult(fig, numbers, measured)
 
 
 # ------------------------------------------------------------------------------------------ figure 2
@@ -229,9 +241,11 @@ def _gradient_scale(scale: str) -> FigureResult:
     colors = dict(zip(PLACEMENTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     numbers: dict[str, float | str] = {}
+    slopes = {}
     for placement, name in (("pre", "Pre-LN"), ("post", "Post-LN")):
         base = base_config(d, L0, placement)
         samples = {L: last_layer_grad_sq_monte_carlo(base.replace(n_layers=L), tokens, S) for L in depths}
+        slopes[f"c_{placement}_slope"] = depth_slope(samples[depths[-2]], samples[L_max], depths[-2], L_max)
         measured = [ratio_with_se(samples[L], samples[L0]) for L in depths[1:]]
         predicted = np.array([last_layer_grad_ratio(base, L, L0, tokens.numpy()) for L in depths])
         ax.plot(depths, predicted, color=colors[placement], lw=1.4, label=f"{name} (theory)")
@@ -263,12 +277,52 @@ def _gradient_scale(scale: str) -> FigureResult:
                  fontsize=10)
     ax.legend(fontsize=8)
     numbers.update({"d_model": d, "seeds per depth": S})
-    return FigureResult(fig, numbers)
+    return FigureResult(fig, numbers, slopes)
+
+
+def depth_slope(sq_a: np.ndarray, sq_b: np.ndarray, depth_a: int, depth_b: int) -> Measurement:
+    """d log‖∇‖ / d log L between two depths from samples of ‖∇‖² (independent seeds): log(√(mean b / mean a)) /
+    log(depth_b / depth_a), with a normal 95% interval from the delta-method SE of the ratio (``ratio_with_se``).
+    Xiong et al.: −1/2 for Pre-LN once the stream's growth dominates, 0 for Post-LN."""
+    ratio, se = ratio_with_se(np.asarray(sq_b, dtype=float), np.asarray(sq_a, dtype=float))
+    scale = math.log(depth_b / depth_a)
+    value, half = math.log(ratio) / scale, 1.959964 * (se / ratio) / scale
+    return Measurement(value, value - half, value + half, "delta method, normal", n=min(len(sq_a), len(sq_b)))
 
 
 _WHERE = (" Measured at initialization on the toy transformer with fan_in init, near-uniform attention "
           "(score scale 1e4, where the uniform-attention theory is exact) and a ReLU MLP; the gap at the default "
           "1/√d_head score scale is reported among the numbers.")
+
+INIT_CLAIMS = (
+    Claim(key="init_recursion",
+          statement=("At initialization the residual stream's mean square follows Var[x_{l+1}] = Var[x_l] + Var[F] "
+                     "through each placement's norms, layer by layer, for Post-, Pre-, Peri- and Mix-LN"),
+          source="On Layer Normalization in the Transformer Architecture (Xiong et al. 2020), Sec. 3",
+          criteria=(Criterion("init_gap_se", "largest |Monte Carlo − recursion| over placements and layers, in "
+                              "standard errors (plus the theory's finite-width term)", "<=", 4.0),)),
+    Claim(key="init_peri_slope_exceeds_pre",
+          statement=("At initialization only, with fan_in init, near-uniform attention and a ReLU MLP: Peri-LN's "
+                     "stream grows by γ² = 1 per sublayer (2 per block) whatever the weights, faster than Pre-LN's, "
+                     "whose slope the sublayers' weights set; this says nothing about training"),
+          source="Peri-LN: Revisiting Layer Normalization in the Transformer Architecture (Kim et al. 2025), variance "
+                 "at initialization",
+          criteria=(Criterion("init_peri_minus_pre_slope", "growth per block at init (least-squares slope of the mean "
+                              "square over layers), Peri-LN − Pre-LN (paired over seeds)", ">=", 0.0),)),
+)
+
+# Xiong et al.: Pre-LN's last-layer gradient ∝ 1/√L (slope −1/2 in log–log), Post-LN's independent of L (slope 0).
+# The criterion splits the two at −1/4, fixed before any run; measured between the two largest depths.
+GRADIENT_SCALE_CLAIMS = (
+    Claim(key="pre_ln_last_layer_gradient_shrinks",
+          statement=("At initialization the last layer's gradient shrinks with depth in Pre-LN (like 1/√L) and "
+                     "does not in Post-LN"),
+          source="On Layer Normalization in the Transformer Architecture (Xiong et al. 2020), Theorem 1",
+          criteria=(Criterion("c_pre_slope", "Pre-LN: d log‖∇W_out‖ / d log L between the two largest depths",
+                              "<=", -0.25),
+                    Criterion("c_post_slope", "Post-LN: d log‖∇W_out‖ / d log L between the two largest depths",
+                              ">=", -0.25))),
+)
 
 register_figure(FigureSpec(
     name="variance_residual_growth_at_init",
@@ -282,6 +336,7 @@ register_figure(FigureSpec(
            "2024), and with no norm it grows exponentially; Monte Carlo over seeds matches the analytic recursion "
            "layer by layer." + _WHERE),
     make=residual_growth,
+    claims=INIT_CLAIMS,
 ))
 
 register_figure(FigureSpec(
@@ -292,4 +347,5 @@ register_figure(FigureSpec(
            "('On Layer Normalization in the Transformer Architecture', Xiong et al. 2020); Monte Carlo over seeds "
            "matches the predicted ratios between depths." + _WHERE),
     make=gradient_scale,
+    claims=GRADIENT_SCALE_CLAIMS,
 ))

@@ -6,7 +6,13 @@ with ``get_or_train``):
 - ``variance_training_depth``: none / Post / Pre / Peri / Mix-LN at each of SIZES["depths"], at the
   learning rate SIZES["lr"], over SIZES["seeds"] seeds; at the largest depth also the *snapshot* runs
   (below) at SIZES["snapshots"] steps.
-- ``variance_training_lr``: every placement at the smallest depth and each of SIZES["lrs"].
+- ``variance_training_lr``: Post-, Pre- and Peri-LN (``LR_PLACEMENTS``) at the smallest depth and each of
+  SIZES["lrs"], over SIZES["lr_seeds"] seeds (enough for a test of the divergence rates), SIZES["lr_steps"]
+  steps each.
+
+Initialization is ``fan_in`` (see ``run_config``), and the variance is compared as its growth relative to
+initialization (``growth_from_init``): placements start at different variances, so absolute values
+after training compare starting points as much as training.
 
 Snapshots. The trainer keeps one checkpoint per run (the latest), so a statistic *along* training is
 read from prefix runs: with a constant learning rate (no schedule that depends on the total step
@@ -45,17 +51,26 @@ import torch
 
 from theorybench.registry import ExperimentSpec, SweepSpec, register_experiment, register_sweep
 
-# "tiny" is what the test suite renders (tests/test_studies.py); "quick" and "full" are the user scales.
+# tiny: the test suite's renders. quick: `make figures` (about 4 min on one core: the depth sweep 5 placements ×
+# 3 seeds × (100 + 43 snapshot) steps, the lr sweep 3 lrs × 3 placements × 6 seeds × 100 steps, at ~30 ms a
+# step). medium: where the divergence and growth claims are decided: depth sweep 2 depths × 5 × 4 seeds × 300
+# steps plus snapshots (~15k steps), lr sweep 3 × 3 × 12 seeds × 200 steps (~22k steps, fewer where runs
+# diverge): ~20 min on one core, estimated from the measured step times, not run end to end here.
 SIZES = {
-    "quick": dict(d_model=32, n_heads=4, n_states=16, seq_len=16, batch=16, depths=(4, 6), lr=1e-2,
-                  lrs=(1e-3, 1e-2, 3e-2, 1e-1), seeds=3, steps=100, snapshots=(3, 10, 30), probe_batch=16),
+    "tiny": dict(d_model=16, n_heads=2, n_states=8, seq_len=8, batch=8, depths=(2,), lr=1e-2, lrs=(1e-2,), seeds=2,
+                 steps=6, snapshots=(2,), probe_batch=4, lr_seeds=2, lr_steps=6),
+    "quick": dict(d_model=32, n_heads=4, n_states=16, seq_len=16, batch=16, depths=(4,), lr=1e-2,
+                  lrs=(1e-3, 1e-2, 1e-1), seeds=3, steps=100, snapshots=(3, 10, 30), probe_batch=16, lr_seeds=6,
+                  lr_steps=100),
+    "medium": dict(d_model=32, n_heads=4, n_states=16, seq_len=16, batch=16, depths=(4, 8), lr=1e-2,
+                   lrs=(1e-3, 1e-2, 1e-1), seeds=4, steps=300, snapshots=(3, 10, 30, 100), probe_batch=32,
+                   lr_seeds=12, lr_steps=200),
     "full": dict(d_model=128, n_heads=4, n_states=64, seq_len=64, batch=32, depths=(6, 12, 24), lr=3e-3,
                  lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), seeds=5, steps=2000, snapshots=(10, 30, 100, 300, 1000),
-                 probe_batch=32),
-    "tiny": dict(d_model=16, n_heads=2, n_states=8, seq_len=8, batch=8, depths=(2,), lr=1e-2, lrs=(1e-2,), seeds=2,
-                 steps=6, snapshots=(2,), probe_batch=4),
+                 probe_batch=32, lr_seeds=16, lr_steps=2000),
 }
 PLACEMENTS = ("none", "post", "pre", "peri", "mix")
+LR_PLACEMENTS = ("post", "pre", "peri")  # divergence against lr: Pre- vs Peri-LN (and Post-LN, Xiong et al.)
 # The step-to-step noise of the batch loss is ~2.3% of its level at quick size (measured over the last 50
 # steps of the 15 depth-4 runs at lr 1e-2: 1.7%–2.9%), so a 15% jump is ≥ 5 noise σ: a spike, not noise.
 # A larger batch has less noise; the factor is kept so that "spike" means the same jump at every scale.
@@ -72,19 +87,22 @@ def check_size(size: dict) -> dict:
     depths = tuple(size["depths"])
     if not depths or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in depths):
         raise ConfigError("depths", size["depths"], "a non-empty tuple of positive integers (blocks per model)")
-    for key in ("seeds", "steps", "probe_batch", "batch"):
+    for key in ("seeds", "steps", "probe_batch", "batch", "lr_seeds", "lr_steps"):
         if not isinstance(size[key], int) or size[key] < 1:
             raise ConfigError(key, size[key], "a positive integer")
     if not all(isinstance(s, int) and 0 < s < size["steps"] for s in size["snapshots"]):
         raise ConfigError("snapshots", size["snapshots"], f"steps strictly between 0 and steps={size['steps']}")
-    if size["lr"] not in size["lrs"]:
-        raise ConfigError("lr", size["lr"], f"one of lrs={size['lrs']} (the depth sweep shares those runs)")
     return size
 
 
 # ------------------------------------------------------------------------------------------ configs
 def run_config(size: dict, placement: str, depth: int, lr: float, seed: int, steps: int | None = None):
-    """One training run: the Markov language, GPT-2 init, AdamW at a constant ``lr``, per-step logging.
+    """One training run: the Markov language, fan_in init, AdamW at a constant ``lr``, per-step logging.
+
+    fan_in, not GPT-2's std 0.02: at width 32 GPT-2 init gives sublayer outputs of variance ~1e-5 ≈ norm_eps,
+    where Peri-LN's output norms neither give unit variance nor leave gradients alone (they scale them by
+    ~1/√(2ε) ≈ 200×: an effective-learning-rate confound); with fan_in they see > 1e3·ε
+    (``theory.variance.peri_eps_ratio``, tests/test_variance_eps_regime.py).
 
     ``steps`` below ``size["steps"]`` makes the snapshot (prefix) run of that many steps."""
     from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
@@ -98,7 +116,7 @@ def run_config(size: dict, placement: str, depth: int, lr: float, seed: int, ste
         task=MarkovConfig(n_states=size["n_states"], seq_len=size["seq_len"]),
         # The kernel attention path: the same function, faster; probes that read patterns switch to the reference path.
         model=TransformerConfig(n_layers=depth, d_model=size["d_model"], n_heads=size["n_heads"], norm_placement=placement,
-                                attn_path="kernel"),
+                                init="fan_in", attn_path="kernel"),
         optim=OptimConfig(lr=lr),  # constant schedule: a prefix run is the start of the full run
         train=TrainConfig(steps=steps, batch_size=size["batch"], eval_every=steps, checkpoint_every=steps, log_every=1),
         seed=seed,
@@ -119,10 +137,17 @@ def depth_members(scale: str) -> list:
 
 
 def lr_members(scale: str) -> list:
-    """Every placement × learning rate × seed at the smallest depth (divergence and spikes vs lr)."""
+    """LR_PLACEMENTS × learning rate × lr_seeds seeds at the smallest depth, lr_steps steps (divergence and
+    spikes against lr; more seeds than the depth sweep, for a test of the divergence rates)."""
     size = check_size(SIZES[scale])
-    return [run_config(size, placement, min(size["depths"]), lr, seed)
-            for lr in size["lrs"] for placement in PLACEMENTS for seed in range(size["seeds"])]
+    return [lr_run_config(size, placement, lr, seed)
+            for lr in size["lrs"] for placement in LR_PLACEMENTS for seed in range(size["lr_seeds"])]
+
+
+def lr_run_config(size: dict, placement: str, lr: float, seed: int):
+    """A member of the lr sweep (its own name: its step count may differ from the depth sweep's)."""
+    cfg = run_config(dict(size, steps=size["lr_steps"], snapshots=()), placement, min(size["depths"]), lr, seed)
+    return dataclasses.replace(cfg, name=cfg.name.replace("variance_train-", "variance_train_lr-"))
 
 
 def single_run(scale: str):
@@ -272,6 +297,20 @@ def outcome(run) -> dict[str, float | bool | str]:
 
 
 # ------------------------------------------------------------------------------------------ statistics
+def growth_from_init(trained, init) -> np.ndarray:
+    """log Var after training − log Var at initialization, elementwise (per seed, per layer): the growth of
+    the hidden-state variance relative to its own start, comparable across placements whose initial
+    variances differ (Pre-LN's and Peri-LN's differ by ~8.6 nats at GPT-2 init)."""
+    return np.log(np.asarray(trained, dtype=float)) - np.log(np.asarray(init, dtype=float))
+
+
+def fisher_exact_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """Two-sided Fisher exact test of equal rates k_a/n_a and k_b/n_b (scipy's conditional test)."""
+    from scipy import stats  # here: scipy.stats costs the command line ~0.8 s at start-up
+
+    return float(stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]])[1])
+
+
 def paired_difference_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     """Mean of a − b over paired seeds and its Student-t interval: mean ± t_{(1+level)/2, n−1} · sd/√n.
 
@@ -287,5 +326,5 @@ def paired_difference_ci(a, b, level: float = 0.95) -> tuple[float, float, float
 
 
 __all__ = ["SIZES", "PLACEMENTS", "DEPTH_SWEEP", "LR_SWEEP", "run_config", "depth_members", "lr_members", "fetch",
-           "fetch_all", "model_at", "probe_batch", "measure", "loss_spikes", "outcome",
-           "eval_unigram_loss", "paired_difference_ci", "runs_root", "check_size"]
+           "fetch_all", "model_at", "probe_batch", "measure", "loss_spikes", "outcome", "lr_run_config", "LR_PLACEMENTS",
+           "eval_unigram_loss", "paired_difference_ci", "growth_from_init", "fisher_exact_p", "runs_root", "check_size"]

@@ -62,7 +62,10 @@ _HEADS_FILL_D_MODEL = Rule(lambda v, o: v * o["n_heads"] == o["d_model"],
 _SAME_VOCAB = Rule(lambda v, o: v == o["d_vocab"], lambda o: f"d_vocab={o['d_vocab']} (one vocabulary in and out)")
 _DEFAULT_SCALE = Rule(lambda v, o: v == math.sqrt(o["d_head"]),
                       lambda o: f"√d_head = {math.sqrt(o['d_head']):g}")
-_HF_COMMON = {"input_kind": one_of("tokens"), "attention": one_of("softmax"), "attn_only": one_of(False)}
+# Clipped softmax and the attention gate (Bondarenko et al.) exist in none of the target formats.
+_PLAIN_ATTENTION = {"clip_gamma": one_of(0.0), "clip_zeta": one_of(1.0), "attn_gate": one_of(False)}
+_HF_COMMON = {"input_kind": one_of("tokens"), "attention": one_of("softmax"), "attn_only": one_of(False),
+              **_PLAIN_ATTENTION}
 
 SUPPORT: dict[str, dict[str, Rule]] = {
     GPT2: {
@@ -93,7 +96,7 @@ SUPPORT: dict[str, dict[str, Rule]] = {
     },
     TRANSFORMER_LENS: {
         "input_kind": one_of("tokens"), "attention": one_of("softmax"), "embed_norm": one_of(False),
-        "norm_placement": one_of("none", "pre", "peri"),
+        **_PLAIN_ATTENTION, "norm_placement": one_of("none", "pre", "peri"),
         # Peri-LN's output norm is always an RMSNorm in TransformerLens (use_normalization_before_and_after).
         "norm_kind": Rule(lambda v, o: o["norm_placement"] == "none" or v == "rmsnorm"
                           or (v == "layernorm" and o["norm_placement"] != "peri"),
