@@ -91,7 +91,8 @@ def _alternatives(value, tp) -> list:
     if tp is int:
         return [c for c in ((value or 0) + 1, (value or 1) * 2, 1, 2, 4, 8) if c != value]
     if tp is float:
-        return [c for c in ((value or 0.0) * 0.5, (value or 0.0) + 0.5, 0.5, 0.25, 1.0) if c != value]
+        return [c for c in ((value or 0.0) * 0.5, (value or 0.0) + 0.5, (value or 0.0) - 0.5, 0.5, 0.25, 1.0)
+                if c != value]
     if tp is str:
         return [f"{value}x"]
     raise AssertionError(f"no alternatives for {tp}")

@@ -64,7 +64,7 @@ def test_a_folder_holding_another_config_is_refused(trained, tmp_path):
     # As if the hash collided or the folder was copied by hand: its config is not the requested one.
     (folder / CONFIG_FILE).write_text((run.dir / CONFIG_FILE).read_text())
     (folder / DONE_FILE).write_text("{}")
-    with pytest.raises(RunConfigMismatchError, match="differs in: model, name, seed"):
+    with pytest.raises(RunConfigMismatchError, match="differs in: model, seed"):
         get_or_train(changed, tmp_path, progress=False)
 
 

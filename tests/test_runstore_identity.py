@@ -49,8 +49,10 @@ def test_overrides_show_in_the_name_and_the_sweep_member_shares_the_folder(tmp_p
     # The learning-rate sweep's member at depth 4, lr 0.1, Pre-LN, seed 0 trains exactly this config.
     member, = [m for m in registry.get_sweep("variance_training_lr").members("quick")
                if m.seed == 0 and m.optim.lr == 0.1 and m.model.norm_placement == "pre" and m.model.n_layers == 4]
-    assert member.name != cli.name  # named differently by the study ...
-    assert run_dir(member, tmp_path) == run_dir(cli, tmp_path)  # ... one folder, trained once
+    assert member.name != cli.name and member.config_hash() == cli.config_hash()  # named differently ...
+    folder = run_dir(member, tmp_path)
+    folder.mkdir(parents=True)  # the sweep trained it first
+    assert run_dir(cli, tmp_path) == folder  # ... one folder, found by its hash, trained once
 
 
 def test_show_config_prints_the_derived_name(capsys):

@@ -453,8 +453,13 @@ class Run:
 
 def run_dir(cfg: ExperimentConfig, root: Path | str | None = None, precision: str = DEFAULT_PRECISION) -> Path:
     """``root/<name>-<config hash>``, with ``-<precision>`` appended for a reduced precision; the name
-    is the derived one (``ExperimentConfig.resolved``)."""
-    return store_root(root) / f"{cfg.resolved().name}-{cfg.config_hash()}{run_suffix(precision)}"
+    is the derived one (``ExperimentConfig.resolved``). A run is identified by its hash alone: where a
+    folder of that hash already exists under another name (two studies naming one config differently),
+    that folder is the run, so the same training is never done twice."""
+    root = store_root(root)
+    tail = f"-{cfg.config_hash()}{run_suffix(precision)}"
+    existing = sorted(p for p in root.glob(f"*{tail}") if p.is_dir()) if root.is_dir() else []
+    return existing[0] if existing else root / f"{cfg.resolved().name}{tail}"
 
 
 def load_run(path: Path | str) -> Run:
@@ -472,11 +477,14 @@ def load_run(path: Path | str) -> Run:
 
 
 def check_stored_config(cfg: ExperimentConfig, folder: Path) -> None:
-    """Refuse a folder whose config.json is not exactly ``cfg`` resolved."""
+    """Refuse a folder whose config.json is not ``cfg`` resolved (the display name aside: it is not part of
+    what is trained, and another study may name the same config differently)."""
     path = Path(folder) / CONFIG_FILE
     if path.exists():
         stored = read_json(path)
         wanted = cfg.resolved().to_dict()
+        if isinstance(stored, dict):
+            stored = {**stored, "name": wanted.get("name")}
         if stored != wanted:
             changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k)) \
                 if isinstance(stored, dict) else ["(not a config)"]
