@@ -95,6 +95,11 @@ def write_index(entries: Sequence[IndexEntry], out_dir: Path = DEFAULT_OUT) -> P
              "each with its verdict, the criterion fixed in code before the run, and the measured value with",
              "its interval (`theorybench claims` prints the same ledger). Files are named after their family.", ""]
     lines += _verdict_table(entries)
+    scales = sorted({e.scale for e in entries})
+    absent = [f for f in FAMILIES if not any(e.family == f for e in entries)]
+    if entries and absent:
+        lines += [f"Not yet run here{' at scale ' + ', '.join(f'`{s}`' for s in scales) if scales else ''}: "
+                  + ", ".join(f"`{f}`" for f in absent) + " (their claims: `theorybench claims FAMILY`).", ""]
     if not entries:
         lines += ["No figures yet: no study family has registered one "
                   f"(families: {', '.join(f'`{f}`' for f in FAMILIES)}). See the top-level README, "
