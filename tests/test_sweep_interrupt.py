@@ -97,8 +97,10 @@ def test_ctrl_c_of_train_saves_a_checkpoint_and_says_how_to_resume(tmp_path, mon
                     get_or_train(cfg, tmp_path / "reference", progress=False))
 
 
-def test_ctrl_c_stops_a_worker_pool_within_seconds(tmp_path, monkeypatch):
-    """Two workers (fork, so they see the slowed task); SIGINT to this process only: it relays it."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_a_worker_pool_within_seconds(tmp_path, monkeypatch, signum):
+    """Two workers (fork, so they see the slowed task); SIGINT (Ctrl-C) or SIGTERM (kill, a scheduler) to
+    this process only: it relays a clean stop, and no worker is left training on, orphaned."""
     members = [member(s, steps=1500) for s in range(3)]
     original = MarkovTask.sample
 
@@ -118,7 +120,7 @@ def test_ctrl_c_stops_a_worker_pool_within_seconds(tmp_path, monkeypatch):
                 time.sleep(0.05)
             time.sleep(0.3)
             sent["at"] = time.monotonic()
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
         threading.Thread(target=interrupt_once_both_train, daemon=True).start()
         with pytest.raises(SweepInterrupted, match="2 member\\(s\\) stopped at a checkpoint .*, 1 not started"):

@@ -14,9 +14,11 @@ inherit this process's thread pools or CUDA state, which "fork" would copy unsaf
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -88,7 +90,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
         for i in range(jobs):
             queue.put(devices[i % len(devices)])
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(queue, threads, stop)) as pool:
+                                 initargs=(queue, threads, stop)) as pool, _term_as_interrupt():
             futures = {pool.submit(_work, m.config, str(root), m.precision, accept_stale): m for m in members}
             try:
                 _collect(futures, outcomes, bar)
@@ -134,6 +136,24 @@ def _interrupted(member: Member, err: BaseException) -> Outcome:
     if not step:
         return Outcome(member.key, "cancelled", f"{member.key} (not started)")
     return Outcome(member.key, "interrupted", f"{member.key} (checkpoint at step {step})")
+
+
+@contextlib.contextmanager
+def _term_as_interrupt():
+    """SIGTERM (``kill``, a scheduler ending the job) stops the pool like Ctrl-C: without this the parent
+    would die at once and leave its workers training on, orphaned. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _signal_workers(pool) -> None:
