@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from toy_models import Transformer, TransformerConfig
 from toy_models.attention import clipped_softmax, head_gate
 
+# float64 everywhere: the two paths compute the same sums in another order, so they differ by ≈ √K·ε₆₄ ≈ 1e-15
+# relative for K ≤ 64; 1e-12 × the tensor's scale is far above that and far below any modelling difference.
 REL64 = 1e-12
 CFG = TransformerConfig(n_layers=2, d_model=16, n_heads=4, d_mlp=32, n_ctx=12, d_vocab=10, init="fan_in",
                         dtype="float64")
@@ -60,6 +62,7 @@ def test_clipped_pattern_is_zero_on_masked_keys_and_the_clip_of_the_softmax_else
         scores, pattern = cache[f"blocks.{layer}.attn.hook_attn_scores"], cache[f"blocks.{layer}.attn.hook_pattern"]
         causal = torch.ones(12, 12, dtype=torch.bool).tril()
         assert (pattern[..., ~causal] == 0).all()
+        # the same function of the same cached scores: bit for bit
         torch.testing.assert_close(pattern, clipped_softmax(scores, -0.05, 1.0), rtol=0, atol=0)
     # the kernel path computes the same function (its own matmuls): same logits
     ref = model(_tokens(), attn_path="reference")
@@ -82,6 +85,7 @@ def test_gate_hook_is_sigmoid_of_the_heads_own_input_chunk_and_scales_z(path):
         for h in range(cfg.n_heads):
             chunk = x[..., h * cfg.head_dim:(h + 1) * cfg.head_dim]
             want = torch.sigmoid(chunk @ attn.W_G[h] + attn.b_G[h])
+            # float64 sigmoid of a 4-term dot product summed in another order: a few ε₆₄ (2.2e-16), ≪ 1e-14
             torch.testing.assert_close(gate[..., h], want, rtol=0, atol=1e-14)
     # hook_z is the gated z: ablating the gate to 1 through the hook gives the ungated model
     ones = [(f"blocks.{layer}.attn.hook_gate", lambda g, hook: torch.ones_like(g)) for layer in range(cfg.n_layers)]
