@@ -30,6 +30,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import toy_models.tasks as tasks_pkg
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.tasks.base import TASKS
 
@@ -239,8 +240,6 @@ def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", trai
 def task_class(name: Any) -> type:
     """The registered task-config class called ``name``, importing ``toy_models.tasks.*`` if needed."""
     if name not in TASKS:
-        import toy_models.tasks as tasks_pkg
-
         for module in pkgutil.iter_modules(tasks_pkg.__path__):
             importlib.import_module(f"toy_models.tasks.{module.name}")
     if name not in TASKS:

@@ -33,12 +33,15 @@ import json
 import math
 import re
 import shutil
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import submitit
+from tqdm import tqdm
 
+from .progress import show_progress
 from .sweep import Member, Outcome, train_member
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -129,8 +132,6 @@ def load_config_file(path: Path | str) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            import tomllib
-
             data = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
@@ -257,13 +258,9 @@ def submit(members: Sequence[Member], root: Path, options: SlurmOptions, name: s
 
 def wait_for(jobs: Sequence, members: Sequence[Member], progress: bool | None = None) -> list[Outcome]:
     """Block until every job ends; its Outcome, or an "error" naming the job and its log."""
-    from tqdm import tqdm
-
-    from .sweep_local import _show
-
     by_job = {id(job): member for job, member in zip(jobs, members)}
     outcomes: list[Outcome] = []
-    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not _show(progress), dynamic_ncols=True) as bar:
+    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not show_progress(progress), dynamic_ncols=True) as bar:
         for job in submitit.helpers.as_completed(list(jobs), poll_frequency=1):
             member = by_job[id(job)]
             try:
@@ -275,5 +272,14 @@ def wait_for(jobs: Sequence, members: Sequence[Member], progress: bool | None = 
     return outcomes
 
 
+def job_record(job: Any) -> dict[str, str | None]:
+    """A submitted job as the sweep's submission record keeps it: its id and the paths of its logs and
+    result (read as text by ``--status``, never unpickled)."""
+    paths = job.paths
+    return {"job_id": str(job.job_id), "stdout": str(paths.stdout), "stderr": str(paths.stderr),
+            "result": str(paths.result_pickle), "error": None}
+
+
 __all__ = ["CLUSTERS", "KEYS", "SlurmConfigError", "SlurmOptions", "TrainMember", "check_cluster_available",
-           "load_config_file", "make_executor", "parse_mem", "parse_time", "slurm_options", "submit", "wait_for"]
+           "job_record", "load_config_file", "make_executor", "parse_mem", "parse_time", "slurm_options", "submit",
+           "wait_for"]
