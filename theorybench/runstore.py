@@ -245,11 +245,12 @@ def remove_temp_files(folder: Path) -> None:
             tmp.unlink()
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's contents; an unreadable file raises ``RunDamagedError`` naming it (a zip
-    archive cut short has lost its directory, so torch refuses it)."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents (``mmap``: memory-mapped, so tensors are read only when touched); an
+    unreadable file raises ``RunDamagedError`` naming it (a zip archive cut short has lost its
+    directory, so torch refuses it)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ...
@@ -276,13 +277,10 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 def checkpoint_step(folder: Path | str) -> int:
     """The step of the run's checkpoint (0 if none): where it would resume. Memory-mapped, so only the
     small pickled header is read, not the weights."""
-    path = Path(folder) / CHECKPOINT_FILE
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+        return int(load_checkpoint(Path(folder) / CHECKPOINT_FILE, mmap=True)["step"])
     except FileNotFoundError:
         return 0
-    except Exception as err:  # noqa: BLE001 - see load_checkpoint
-        raise _damaged(path, f"the checkpoint cannot be read ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def _first_line(err: BaseException) -> str:

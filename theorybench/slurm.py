@@ -82,12 +82,9 @@ def parse_time(value: Any, source: str = "time") -> int:
     """Minutes (rounded up) from SLURM's time formats: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM",
     "D-HH:MM:SS", or a positive number of minutes."""
     allowed = "minutes, or 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS' (SLURM's formats)"
-    if isinstance(value, bool):
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
-    if isinstance(value, (int, float)):
-        if value > 0 and math.isfinite(value):
-            return math.ceil(value)
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: a positive time; {allowed}")
+    number = _given_number(value, source, allowed, "a positive time; ")
+    if number is not None:
+        return math.ceil(number)
     text = str(value).strip()
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
     if not m:
@@ -111,17 +108,26 @@ def parse_time(value: Any, source: str = "time") -> int:
 def parse_mem(value: Any, source: str = "mem") -> float:
     """GB from "16G", "16GB", "4000M", "1T", "512K", or a positive number (GB)."""
     allowed = "a size such as '16G', '4000M', '1T', or a number of GB"
-    if isinstance(value, bool):
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
-    if isinstance(value, (int, float)):
-        if value > 0 and math.isfinite(value):
-            return float(value)
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
+    number = _given_number(value, source, allowed)
+    if number is not None:
+        return float(number)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", str(value).strip(), flags=re.IGNORECASE)
     if not m or float(m.group(1)) <= 0:
         raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
     scale = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "": 1.0, "T": 1024.0}[m.group(2).upper()]
     return float(m.group(1)) * scale
+
+
+def _given_number(value: Any, source: str, allowed: str, why: str = "") -> float | None:
+    """``value`` if it was given as a positive finite number, None if given as text (parsed by the caller);
+    a bool (a number to Python, not to a config file) or any other number is refused."""
+    if isinstance(value, bool):
+        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
+    if isinstance(value, (int, float)):
+        if value > 0 and math.isfinite(value):
+            return value
+        raise SlurmConfigError(f"{source}={value!r} is not allowed: {why}{allowed}")
+    return None
 
 
 def load_config_file(path: Path | str) -> dict[str, Any]:
