@@ -28,6 +28,7 @@ starts it without asking, and with no terminal to ask on it is refused (exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import registry
-from .device import DEVICE_ENV, PRECISIONS, DeviceError, check_precision, device_env, resolve_device
+from .device import DEVICE_ENV, PRECISIONS, DeviceError, check_precision, device_env, resolve_device, scoped_env
 from .figures import default_out, make_figures
 from .ledger import format_rows, ledger_rows
 from .registry import EXECUTORS, FAMILIES, SCALES, RegistryError
@@ -402,27 +403,11 @@ def _store(given: str | None, flag: str) -> Path:
     return root
 
 
-class _accept_stale_env:
-    """Set $THEORYBENCH_ACCEPT_STALE=1 for the duration (figure makers call get_or_train without it)."""
+def _accept_stale_env(accept: bool) -> contextlib.AbstractContextManager[None]:
+    """$THEORYBENCH_ACCEPT_STALE=1 for the duration if ``accept`` (figure makers call get_or_train without it)."""
+    from .runstore import ACCEPT_STALE_ENV  # start-up time
 
-    def __init__(self, accept: bool):
-        self.accept, self.before = accept, None
-
-    def __enter__(self):
-        if self.accept:
-            from .runstore import ACCEPT_STALE_ENV  # start-up time
-
-            self.before = os.environ.get(ACCEPT_STALE_ENV)
-            os.environ[ACCEPT_STALE_ENV] = "1"
-
-    def __exit__(self, *exc):
-        if self.accept:
-            from .runstore import ACCEPT_STALE_ENV  # start-up time
-
-            if self.before is None:
-                os.environ.pop(ACCEPT_STALE_ENV, None)
-            else:
-                os.environ[ACCEPT_STALE_ENV] = self.before
+    return scoped_env(ACCEPT_STALE_ENV, "1" if accept else None)
 
 
 def _show_config(args: argparse.Namespace) -> int:

@@ -134,25 +134,32 @@ def describe_device(device: "torch.device") -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-@contextlib.contextmanager
-def device_env(request: str | None) -> Iterator[None]:
+def device_env(request: str | None) -> contextlib.AbstractContextManager[None]:
     """Set ``$THEORYBENCH_DEVICE`` to ``request`` inside the block (not if None), then restore it.
 
     The command line uses it so that everything below it (figure makers calling ``get_or_train``,
     worker processes, locally started jobs) sees the device it resolved."""
-    if request is None:
+    return scoped_env(DEVICE_ENV, request)
+
+
+@contextlib.contextmanager
+def scoped_env(name: str, value: str | None) -> Iterator[None]:
+    """``$name`` set to ``value`` inside the block (left as it is if ``value`` is None), then restored:
+    how the command line hands a setting to everything it calls, worker processes included."""
+    if value is None:
         yield
         return
-    before = os.environ.get(DEVICE_ENV)
-    os.environ[DEVICE_ENV] = request
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop(DEVICE_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[DEVICE_ENV] = before
+            os.environ[name] = before
 
 
 __all__ = ["DEFAULT_PRECISION", "DEVICE_ENV", "PRECISIONS", "DeviceError", "autocast", "check_precision",
-           "describe_device", "device_env", "device_request", "matmul_precision", "resolve_device", "run_suffix"]
+           "describe_device", "device_env", "device_request", "matmul_precision", "resolve_device", "run_suffix",
+           "scoped_env"]
