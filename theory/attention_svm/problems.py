@@ -34,6 +34,8 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
+from ..errors import ConfigError
+
 # ≤ 1e-8 as the study asks: SCS at cvxpy's default tolerance (1e-5) leaves spurious singular values at
 # ~1e-7·σ_1, which inflate the rank read by the spectral gap (figure attention_svm_rank_vs_d). CLARABEL's gap and feasibility tolerances are relative
 # to the problem scale. We ask for 1e-9 first; a few nuclear-norm instances stall there (CLARABEL then
@@ -52,7 +54,6 @@ def clarabel_options(tol: float) -> dict[str, Any]:
 # at eps 1e-5 unless told otherwise ("SCS's default" below); ``SCS_TOL`` is the accurate setting. It is
 # an ADMM method: tight tolerances can take many iterations, capped by SCS_MAX_ITERS (then the status
 # is "optimal_inaccurate" and the solution is refused by ``require()``, never used silently).
-SCS_DEFAULT_TOL = 1e-5
 SCS_TOL = 1e-9
 SCS_MAX_ITERS = 20_000
 
@@ -65,12 +66,10 @@ SOLVERS = ("CLARABEL", "SCS")
 NORMS = ("fro", "nuc")
 
 
-class SVMInputError(ValueError):
-    """An SVM input has the wrong shape or value; the message names the field, the value and the rule."""
+class SVMInputError(ConfigError):
+    """An SVM input has the wrong shape or value; the message names the field, the value and the rule.
 
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"{field_name}={value!r} is not allowed: {allowed}")
+    The shared ``ConfigError`` under its own name, so callers may catch either."""
 
 
 class InfeasibleSVMError(RuntimeError):

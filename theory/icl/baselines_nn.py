@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from .predictors import F64, Prediction, _prepare
 

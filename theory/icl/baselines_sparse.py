@@ -23,7 +23,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso, OrthogonalMatchingPursuit
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from .predictors import Prediction, _predict, _prepare
 

@@ -17,7 +17,7 @@ import torch
 from sklearn.tree import DecisionTreeRegressor
 from xgboost import XGBRegressor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from .predictors import Prediction, _prepare
 

@@ -39,7 +39,7 @@ import math
 import sympy
 import torch
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from .predictors import F64, covariance_matrix, zfb_gamma
 

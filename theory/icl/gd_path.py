@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from .predictors import _prepare, _square_matrix
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 F64 = torch.float64
 DMMSE_CHUNK_ELEMENTS = 2**25  # float64 residuals per dMMSE chunk (256 MiB)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from . import predictors as P
 from .expected_error import optimal_one_step_eta
