@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from theory.graph_search import useful_steps
+
 from toy_models.attention import build_allowed
 
 from .graph_tokens import decode_graph
@@ -219,8 +221,6 @@ def _edge_triples(g, tokens: list[int]) -> dict[int, tuple[int, int]]:
 
 
 def _useful(g) -> set[int]:
-    from theory.graph_search import useful_steps
-
     return set(useful_steps(g.adj, g.current, g.goal).tolist())
 
 

@@ -20,6 +20,7 @@ Predictors without an implicit weight (k-nearest-neighbours) get prediction meas
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
@@ -122,8 +123,6 @@ def agreement_across(model, task_cfg, Ns: Sequence[int], noise_stds: Sequence[fl
     per prompt from the same input law; ``predictors(σ)`` gives the predictor set for that noise
     (ridge's λ = σ² depends on it). Tidy frame (N, noise_std, predictor, quantity, value). N must not
     exceed what the model's context holds."""
-    import dataclasses
-
     M = 2 * task_cfg.d if n_queries is None else n_queries
     plain = dict(curriculum_every=None, curriculum_d_start=None, curriculum_n_start=None, dtype="float64")
     rows = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from scipy.optimize import minimize
 
 from ..errors import ConfigError
 
@@ -130,8 +131,6 @@ def tuned_gd_plus_plus(X, y, x_q, y_q, steps: int, max_evals: int = 2000) -> dic
     """``steps``-layer GD++ with (η_1 … η_K, γ_1 … γ_K) minimizing the mean squared error against y_q on these
     prompts (Nelder–Mead from the tuned K-step GD step and γ = 0, so it is never worse than plain GD at the
     start point). Returns {"eta", "gamma", "y_hat" [B], "w_hat" [B, d] (ŷ is linear in x_q), "mse"}."""
-    from scipy.optimize import minimize
-
     X, y, x_q = _prepare(X, y, x_q)
     y_q = torch.as_tensor(y_q).to(F64)
     gd = tuned_gd_path(X, y, x_q, y_q, steps)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from scipy.optimize import minimize_scalar
 
 from ..errors import ConfigError
 
@@ -206,8 +207,6 @@ def tune_gd_step(X, y, x_q, y_q, steps: int = 1, eta_max: float | None = None, g
     A grid over (0, eta_max] locates the basin, then bounded Brent refines it. eta_max defaults to
     2N / mean λ_max(XᵀX), past which GD diverges on a typical prompt.
     """
-    from scipy.optimize import minimize_scalar
-
     X64, y64, xq64 = _prepare(X, y, x_q)
     y_q = torch.as_tensor(y_q).to(F64)
     if eta_max is None:
