@@ -8,7 +8,10 @@ The graph is read from the source with ``ast``, not by importing: every ``import
 counts, at the top of a module and inside functions alike (an import moved into a function still ties the
 two modules together; it only delays the tie to the first call). ``from . import x`` and ``from .a import
 b`` are resolved against the importing module's package; ``from pkg import name`` is an edge to the
-submodule ``pkg.name`` when that file exists, to ``pkg`` (its ``__init__``) otherwise.
+submodule ``pkg.name`` when that file exists, to ``pkg`` (its ``__init__``) otherwise. Imports under
+``if TYPE_CHECKING:`` count as well: a type-only import is still a dependency between the two files.
+
+The cycle tests report every strongly connected group of modules at once, with one cycle through it.
 """
 
 from __future__ import annotations
