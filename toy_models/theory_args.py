@@ -16,7 +16,7 @@ def variance_architecture(cfg: TransformerConfig) -> Architecture:
     """What ``theory.variance`` reads of ``cfg``: shapes, attention and norm options, init scheme."""
     return Architecture(
         n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.head_dim, d_mlp=cfg.mlp_dim,
-        n_ctx=cfg.n_ctx, attn_only=cfg.attn_only, gated_mlp=cfg.gated_mlp, act_fn=cfg.act_fn,
+        attn_only=cfg.attn_only, gated_mlp=cfg.gated_mlp, act_fn=cfg.act_fn,
         attention=cfg.attention, attention_dir=cfg.attention_dir, attn_scale=cfg.scale, clip_gamma=cfg.clip_gamma,
         clip_zeta=cfg.clip_zeta, attn_gate=cfg.attn_gate, norm_placement=cfg.norm_placement,
         norm_kind=cfg.norm_kind, norm_eps=cfg.norm_eps, mix_alpha=cfg.mix_alpha, embed_norm=cfg.has_embed_norm,

@@ -30,7 +30,6 @@ class Architecture:
     n_heads: int
     d_head: int
     d_mlp: int
-    n_ctx: int
     attn_only: bool
     gated_mlp: bool
     act_fn: str
