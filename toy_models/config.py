@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+# ConfigError lives in the bottom layer (theory.errors) so every package raises the one type; it is
+# re-exported here, where callers have always imported it from.
 from theory.errors import ConfigError, is_real
 
 NormPlacement = Literal["none", "post", "pre", "peri", "mix", "lns", "deepnorm"]

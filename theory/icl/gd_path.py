@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import minimize
 from jaxtyping import Float
+from scipy.optimize import minimize
 from torch import Tensor
 
 from ..errors import ConfigError

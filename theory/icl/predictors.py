@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import minimize_scalar
 from jaxtyping import Float
+from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from ..errors import ConfigError

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
 from jaxtyping import Float
+from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import erf, expit
 
 from ..errors import ConfigError
