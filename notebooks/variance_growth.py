@@ -49,6 +49,7 @@ from theorybench.studies.variance import (
 from theorybench.threads import single_thread
 from theorybench.style import apply_style
 from toy_models import Transformer
+from toy_models.theory_args import variance_architecture
 from toy_models.transforms import pre_ln_to_pre_crmsnorm, pre_ln_to_pre_rmsnorm
 
 apply_style()
@@ -70,7 +71,7 @@ print(f"scale={SCALE}: {DEPTH} layers, {SEEDS} seeds")
 cfg = base_config(d_model=32, n_layers=DEPTH, placement="pre")
 tokens = fixed_tokens()  # [2, 8]: the same sequences for every seed, so the theory's input kernel is fixed
 print(cfg.norm_placement, cfg.init, cfg.act_fn, "| d_model", cfg.d_model, "| attn_scale", cfg.scale)
-print("score variance at the first layer:", f"{score_variance(cfg, np.eye(8)):.1e}", "(≪ 1: uniform attention)")
+print("score variance at the first layer:", f"{score_variance(variance_architecture(cfg), np.eye(8)):.1e}", "(≪ 1: uniform attention)")
 
 # %% [markdown]
 # ## 2. One model at init, read by the probes
@@ -141,7 +142,7 @@ print(f"growth per block: Pre-LN {pre_steps:.3f} (set by the weights), Peri-LN {
 # %%
 for placement in ("pre", "post"):
     c = cfg.replace(norm_placement=placement, n_layers=1)
-    ratios = [last_layer_grad_ratio(c, L, 1, tokens.numpy()) for L in (2, 4, 8, 16, 32)]
+    ratios = [last_layer_grad_ratio(variance_architecture(c), L, 1, tokens.numpy()) for L in (2, 4, 8, 16, 32)]
     print(f"{placement:>5}: ‖∇W_out‖(L) / ‖∇W_out‖(1) for L = 2…32:", np.round(ratios, 3))
 print("1/√L for L = 2…32:            ", np.round(1 / np.sqrt([2, 4, 8, 16, 32]), 3))
 
@@ -209,7 +210,7 @@ with single_thread():
         print(f"{placement:>4}: {run.status}, final eval loss {out['eval_loss']:.3f} (Bayes {out['bayes_loss']:.3f}, "
               f"unigram {out['unigram_loss']:.3f}), loss spikes {out['spikes']}")
 peri_cfg = vt.run_config(size, "peri", DEPTH_T, LR_T, seed=0).resolved_model()
-ratio = peri_eps_ratio(peri_cfg, batch["inputs"][0].numpy())
+ratio = peri_eps_ratio(variance_architecture(peri_cfg), batch["inputs"][0].numpy())
 print(f"Peri-LN at init: smallest sublayer-output variance / norm_eps = {ratio:.3g}")
 assert ratio > 100  # out of the ε regime: the output norms give unit-variance updates at init
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from toy_models.model import Transformer
+
 
 def n_layers(model) -> int:
     cfg = getattr(model, "cfg", None)
@@ -16,8 +18,6 @@ def n_layers(model) -> int:
 def forward_kwargs(model, kwargs: dict[str, Any], need_pattern: bool = False) -> dict[str, Any]:
     """On the toy model, reading attention patterns needs the reference path (the kernel path never
     builds them); other models take the keyword arguments as given."""
-    from toy_models.model import Transformer
-
     if need_pattern and isinstance(model, Transformer) and "attn_path" not in kwargs:
         return {**kwargs, "attn_path": "reference"}
     return kwargs

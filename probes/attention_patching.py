@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int, Shaped
+from torch import Tensor
+
+from theory.graph_search import useful_steps
 
 from toy_models.attention import build_allowed
 
@@ -56,7 +60,8 @@ class ExampleGraph:
 
 
 @torch.no_grad()
-def answer_drops(model, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None, chunk: int = 256):
+def answer_drops(model, tokens: Int[Tensor, "T"], padding_mask: Shaped[Tensor, "T"] | None = None, chunk: int = 256
+                 ) -> tuple[int, list[Float[Tensor, "T T"]], list[dict[str, Float[Tensor, "T T"]]]]:
     """Answer-logit drops of every allowed operation of every layer, for one sequence tokens [T].
 
     Returns (answer, clean pattern per layer [T, T], drops) with drops[l] = {"zero": [T, T], "max": [T, T]}
@@ -174,7 +179,7 @@ def random_ops_control(tokens, vocab, graph: ExampleGraph, n_layers: int, rng: n
     return graph_from_ops(tokens, vocab, graph.answer, ops, n_layers)
 
 
-def explain(model, tokens: torch.Tensor, vocab, padding_mask: torch.Tensor | None = None,
+def explain(model, tokens: Int[Tensor, "n T"], vocab, padding_mask: Shaped[Tensor, "n T"] | None = None,
             threshold: float = 0.4, control_seed: int | None = None) -> list[ExampleGraph]:
     """``computation_graph`` of every sequence of tokens [n, T]; with ``control_seed``, the
     ``random_ops_control`` graphs of the same examples instead (same ops count, random sources)."""
@@ -219,8 +224,6 @@ def _edge_triples(g, tokens: list[int]) -> dict[int, tuple[int, int]]:
 
 
 def _useful(g) -> set[int]:
-    from theory.graph_search import useful_steps
-
     return set(useful_steps(g.adj, g.current, g.goal).tolist())
 
 

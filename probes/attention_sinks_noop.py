@@ -20,12 +20,15 @@ from typing import Iterable
 
 import pandas as pd
 import torch
+from jaxtyping import Shaped
+from torch import Tensor
 
 from ._common import forward_kwargs, n_layers
 
 
 @torch.no_grad()
-def attention_sinks(model, inputs, sink_positions: tuple[int, ...] = (0,), sink_tokens: Iterable[int] | None = None,
+def attention_sinks(model, inputs: Shaped[Tensor, "batch pos *d_input"], sink_positions: tuple[int, ...] = (0,),
+                    sink_tokens: Iterable[int] | None = None,
                     value_norms: bool = False, **kwargs) -> pd.DataFrame:
     """Tidy frame (layer, head, quantity, value) with ``sink_mass`` per head (and the value norms if asked).
 

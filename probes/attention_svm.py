@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Float, Int
 import torch
 
 
-def attention_pattern(model, X, Z=None) -> np.ndarray:
+def attention_pattern(model, X: Float[np.ndarray, "n T d"], Z: Float[np.ndarray, "n d"] | None = None
+                      ) -> Float[np.ndarray, "n T"]:
     """softmax(X W z) [n, T] as the attention module computes it, captured by its ``hook_pattern``.
 
     ``model`` is a ``toy_models.single_attention.SingleAttention``; the reference path is used (the
@@ -40,7 +42,7 @@ def attention_pattern(model, X, Z=None) -> np.ndarray:
     return (pattern[:, 1:] if model.cross_attn else pattern).numpy()
 
 
-def correlation_curve(W: np.ndarray, W_svm: np.ndarray) -> np.ndarray:
+def correlation_curve(W: Float[np.ndarray, "K d d"], W_svm: Float[np.ndarray, "d d"]) -> Float[np.ndarray, "K"]:
     """corr(W(k), W_svm) for every k of a trajectory [K, d, d]; nan where W(k) = 0 (no direction)."""
     W = np.asarray(W, dtype=np.float64)
     norms = np.linalg.norm(W, axis=(1, 2))
@@ -49,7 +51,8 @@ def correlation_curve(W: np.ndarray, W_svm: np.ndarray) -> np.ndarray:
         return np.where(norms > 0, inner / (norms * np.linalg.norm(W_svm)), np.nan)
 
 
-def selected_mass(W: np.ndarray, X: np.ndarray, Z: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def selected_mass(W: Float[np.ndarray, "K d d"], X: Float[np.ndarray, "n T d"], Z: Float[np.ndarray, "n d"],
+                  alpha: Int[np.ndarray, "n"]) -> Float[np.ndarray, "K"]:
     """Mean over inputs of softmax(X_i W(k) z_i) at the selected token α_i, for every k: [K]."""
     a = np.einsum("ntd,kde,ne->knt", X, W, Z)
     s = np.exp(a - a.max(axis=-1, keepdims=True))
@@ -57,12 +60,12 @@ def selected_mass(W: np.ndarray, X: np.ndarray, Z: np.ndarray, alpha: np.ndarray
     return s[:, np.arange(len(alpha)), alpha].mean(axis=-1)
 
 
-def norm_growth(W: np.ndarray) -> np.ndarray:
+def norm_growth(W: Float[np.ndarray, "K d d"]) -> Float[np.ndarray, "K"]:
     """‖W(k)‖_F for every k: [K]."""
     return np.linalg.norm(np.asarray(W, dtype=np.float64), axis=(1, 2))
 
 
-def spectrum(W: np.ndarray) -> np.ndarray:
+def spectrum(W: Float[np.ndarray, "K d d"]) -> Float[np.ndarray, "K d"]:
     """σ_i(W(k)) / σ_1(W(k)) [K, d] (nan rows where W(k) = 0)."""
     sv = np.linalg.svd(np.asarray(W, dtype=np.float64), compute_uv=False)
     with np.errstate(invalid="ignore", divide="ignore"):

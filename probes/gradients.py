@@ -14,17 +14,22 @@ from typing import Callable
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int, Shaped
+from torch import Tensor
 
 from ._common import forward_kwargs, n_layers
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def next_token_loss(logits: Float[Tensor, "batch pos d_vocab_out"], tokens: Int[Tensor, "batch pos"]
+                    ) -> Float[Tensor, ""]:
+    """Mean cross-entropy of predicting token p + 1 from the logits at p."""
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
 
-def gradient_norms(model, inputs, loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+def gradient_norms(model, inputs: Shaped[Tensor, "batch pos *d_input"],
+                   loss_fn: Callable[[Float[Tensor, "batch pos d_vocab_out"]], Float[Tensor, ""]] | None = None,
                    **kwargs) -> pd.DataFrame:
     """Tidy frame (layer, name, quantity, value): ``param_grad_norm`` for every parameter of block l
     (name = the parameter's path inside the block) and ``resid_grad_norm`` = ‖∂loss/∂x_l‖ over the

@@ -20,10 +20,13 @@ Predictors without an implicit weight (k-nearest-neighbours) get prediction meas
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from theory.icl.predictors import Prediction
 from toy_models.config import ConfigError
@@ -34,8 +37,9 @@ F64 = torch.float64
 
 
 @torch.no_grad()
-def model_predict(model, X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor, tokenization: str = "interleaved",
-                  chunk: int = 4096) -> torch.Tensor:
+def model_predict(model, X: Float[Tensor, "B N d"], y: Float[Tensor, "B N"],
+                  x_q: Float[Tensor, "B d"] | Float[Tensor, "B M d"], tokenization: str = "interleaved",
+                  chunk: int = 4096) -> Float[Tensor, "B"] | Float[Tensor, "B M"]:
     """The model's predictions for prompts X [B, N, d], y [B, N] and queries x_q [B, d] or [B, M, d].
 
     Interleaved: the causal model's output at the query token x_q after N (x, y) pairs; stacked: the
@@ -63,7 +67,8 @@ def model_predict(model, X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor, to
     return y_hat[:, 0] if single else y_hat
 
 
-def implicit_weights(y_hat: torch.Tensor, x_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def implicit_weights(y_hat: Float[Tensor, "B M"], x_q: Float[Tensor, "B M d"]
+                     ) -> tuple[Float[Tensor, "B d"], Float[Tensor, "B"]]:
     """(ŵ [B, d], linearity R² [B]) of the least-squares fit ŷ_m ≈ ŵᵀx_q,m over M queries per prompt.
 
     y_hat [B, M], x_q [B, M, d] with M ≥ d (fewer queries leave ŵ underdetermined)."""
@@ -79,7 +84,8 @@ def implicit_weights(y_hat: torch.Tensor, x_q: torch.Tensor) -> tuple[torch.Tens
     return w, r2
 
 
-def agreement(model_pred: Prediction, predictions: Mapping[str, Prediction], y_true: torch.Tensor) -> pd.DataFrame:
+def agreement(model_pred: Prediction, predictions: Mapping[str, Prediction],
+              y_true: Float[Tensor, "B"] | Float[Tensor, "B M"]) -> pd.DataFrame:
     """Tidy frame (predictor, quantity, value) comparing the model's predictions (and implicit weights,
     if any) with each predictor's, on the same prompts and queries; ``y_true`` the noiseless labels."""
     y_m = model_pred.y_hat.to(F64)
@@ -99,7 +105,8 @@ def agreement(model_pred: Prediction, predictions: Mapping[str, Prediction], y_t
     return pd.DataFrame(rows, columns=["predictor", "quantity", "value"])
 
 
-def model_vs_predictors(model, X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, x_q: torch.Tensor,
+def model_vs_predictors(model, X: Float[Tensor, "B N d"], y: Float[Tensor, "B N"], w: Float[Tensor, "B d"],
+                        x_q: Float[Tensor, "B M d"],
                         predictors: Mapping[str, PredictorFn], tokenization: str = "interleaved") -> pd.DataFrame:
     """``agreement`` on prompts (X, y) with true tasks w at M ≥ d queries per prompt x_q [B, M, d]
     (the model's implicit weights are fitted on them); adds the model's mean ``linearity_r2``."""
@@ -122,8 +129,6 @@ def agreement_across(model, task_cfg, Ns: Sequence[int], noise_stds: Sequence[fl
     per prompt from the same input law; ``predictors(σ)`` gives the predictor set for that noise
     (ridge's λ = σ² depends on it). Tidy frame (N, noise_std, predictor, quantity, value). N must not
     exceed what the model's context holds."""
-    import dataclasses
-
     M = 2 * task_cfg.d if n_queries is None else n_queries
     plain = dict(curriculum_every=None, curriculum_d_start=None, curriculum_n_start=None, dtype="float64")
     rows = []

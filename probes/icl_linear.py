@@ -23,6 +23,8 @@ from typing import Mapping
 
 import pandas as pd
 import torch
+from jaxtyping import Float, Shaped
+from torch import Tensor
 
 from toy_models.config import ConfigError
 
@@ -31,7 +33,8 @@ from ._common import forward_kwargs, resid_hook_names
 F64 = torch.float64
 
 
-def regression_targets(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
+def regression_targets(X: Float[Tensor, "B N d"], y: Float[Tensor, "B N"], w: Float[Tensor, "B d"]
+                       ) -> dict[str, Float[Tensor, "B k"]]:
     """The probe targets of Akyürek et al.: w [B, d], Xᵀy [B, d], and XᵀX's upper triangle [B, d(d+1)/2]."""
     X, y = X.to(F64), y.to(F64)
     d = X.shape[-1]
@@ -40,7 +43,8 @@ def regression_targets(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dic
     return {"w": w.to(F64), "Xᵀy": (X.transpose(1, 2) @ y[..., None])[..., 0], "XᵀX": gram[:, iu[0], iu[1]]}
 
 
-def split_rows(features: torch.Tensor, target: torch.Tensor, train_fraction: float):
+def split_rows(features: Float[Tensor, "B p"], target: Float[Tensor, "B k"], train_fraction: float
+               ) -> tuple[Float[Tensor, "B p"], Float[Tensor, "B k"], int]:
     """(F, T, n_train): features [B, p] and target [B, k] as float64 matrices, and the training rows' count
     (the first ``train_fraction`` of the rows train, the rest test)."""
     if not 0 < train_fraction < 1:
@@ -54,8 +58,8 @@ def split_rows(features: torch.Tensor, target: torch.Tensor, train_fraction: flo
     return F, T, n_train
 
 
-def linear_probe_residuals(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
-                           ridge: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def linear_probe_residuals(features: Float[Tensor, "B p"], target: Float[Tensor, "B k"], train_fraction: float = 0.5,
+                           ridge: float = 1e-4) -> tuple[Float[Tensor, "held_out"], Float[Tensor, "held_out"]]:
     """Per held-out row: (‖t − t̂‖², ‖t − t̄_train‖²) of a ridge probe features [B, p] → target [B, k], so that
     R² = 1 − Σ first / Σ second (module docstring) and rows can be resampled for an interval.
 
@@ -74,7 +78,7 @@ def linear_probe_residuals(features: torch.Tensor, target: torch.Tensor, train_f
     return (T[n_train:] - pred).pow(2).sum(1), (T[n_train:] - t_mean).pow(2).sum(1)
 
 
-def linear_probe_r2(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
+def linear_probe_r2(features: Float[Tensor, "B p"], target: Float[Tensor, "B k"], train_fraction: float = 0.5,
                     ridge: float = 1e-4) -> float:
     """Held-out R² (module docstring) of a ridge probe features [B, p] → target [B, k]
     (``linear_probe_residuals``)."""
@@ -83,7 +87,8 @@ def linear_probe_r2(features: torch.Tensor, target: torch.Tensor, train_fraction
 
 
 @torch.no_grad()
-def residual_probe_r2(model, inputs: torch.Tensor, targets: Mapping[str, torch.Tensor], position: int = -1,
+def residual_probe_r2(model, inputs: Shaped[Tensor, "B pos *d_input"], targets: Mapping[str, Float[Tensor, "B k"]],
+                      position: int = -1,
                       train_fraction: float = 0.5, ridge: float = 1e-4, **kwargs) -> pd.DataFrame:
     """Tidy frame (layer, hook, target, r2): ``linear_probe_r2`` from the residual stream x_l at
     ``position`` (default the last token, the query) to each target, for l = 0 … L."""

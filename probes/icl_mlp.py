@@ -11,6 +11,8 @@ linear probe is: per row (‖t − t̂‖², ‖t − t̄_train‖²), R² = 1 �
 from __future__ import annotations
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from toy_models.config import ConfigError
 
@@ -19,9 +21,9 @@ from .icl_linear import split_rows
 F64 = torch.float64
 
 
-def mlp_probe_residuals(features: torch.Tensor, target: torch.Tensor, train_fraction: float = 0.5,
+def mlp_probe_residuals(features: Float[Tensor, "B p"], target: Float[Tensor, "B k"], train_fraction: float = 0.5,
                         hidden: int = 64, steps: int = 300, lr: float = 1e-2, weight_decay: float = 1e-4,
-                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                        seed: int = 0) -> tuple[Float[Tensor, "held_out"], Float[Tensor, "held_out"]]:
     """Per held-out row (‖t − t̂‖², ‖t − t̄_train‖²) of an MLP probe features [B, p] → target [B, k] (module
     docstring); the fit is seeded, so a probe is reproducible."""
     for name, value in (("hidden", hidden), ("steps", steps)):

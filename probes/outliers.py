@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
+from jaxtyping import Float, Shaped
+from torch import Tensor
 
 from ._common import forward_kwargs, resid_hook_names
 from .attention_sinks_noop import attention_sinks  # noqa: F401  (re-exported: its former home)
 
 
-def kurtosis(x: torch.Tensor) -> torch.Tensor:
+def kurtosis(x: Float[Tensor, "*batch d"]) -> Float[Tensor, "*batch"]:
     """Per-vector kurtosis E[(x − μ)⁴]/σ⁴ over the last axis (population moments)."""
     x = x.double()
     c = x - x.mean(-1, keepdim=True)
     return c.pow(4).mean(-1) / c.pow(2).mean(-1).pow(2)
 
 
-def outlier_stats(acts: dict[str, torch.Tensor], abs_threshold: float = 100.0,
+def outlier_stats(acts: dict[str, Float[Tensor, "batch pos d"]], abs_threshold: float = 100.0,
                   rel_threshold: float = 1000.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For named hidden states [batch, pos, d] (in layer order): a per-layer frame (layer, hook,
     quantity, value) with max_abs, median_abs, max_to_median, kurtosis, n_massive, and a frame of the
@@ -52,7 +54,8 @@ def outlier_stats(acts: dict[str, torch.Tensor], abs_threshold: float = 100.0,
 
 
 @torch.no_grad()
-def massive_activations(model, inputs, abs_threshold: float = 100.0, rel_threshold: float = 1000.0,
+def massive_activations(model, inputs: Shaped[Tensor, "batch pos *d_input"], abs_threshold: float = 100.0,
+                        rel_threshold: float = 1000.0,
                         hook_names: list[str] | None = None, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``outlier_stats`` of the residual stream x_0 … x_L (or of ``hook_names``) of any HookedRootModule."""
     names = hook_names or resid_hook_names(model)

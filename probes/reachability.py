@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Bool, Float, Int, Shaped
+from torch import Tensor
 
 from theory.graph_search import UNREACHABLE
 
@@ -107,7 +109,7 @@ class ReachData:
 
 
 @torch.no_grad()
-def collect(model, tokens: torch.Tensor, vocab, padding_mask: torch.Tensor | None = None,
+def collect(model, tokens: Int[Tensor, "n N"], vocab, padding_mask: Shaped[Tensor, "n N"] | None = None,
             batch_size: int = 256, **kwargs) -> ReachData:
     """Run ``model`` on graph-search ``tokens`` [n, N] and keep the residual stream x_0 … x_L at every
     vertex-holding position, with the exact forward and backward distances of that position's vertex."""
@@ -158,7 +160,8 @@ class LinearProbe:
         return self.logits(x) > 0
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, max_iter: int = 200) -> LinearProbe:
+def fit_probe(x: Float[np.ndarray, "rows d"], y: Bool[np.ndarray, "rows K"], l2: float = 1e-3,
+              max_iter: int = 200) -> LinearProbe:
     """Multi-label logistic regression of y [rows, K] (bool) on x [rows, d], float64, L-BFGS.
 
     Loss: mean over rows and labels of the binary cross-entropy + l2·‖W‖²_F / 2 (no penalty on b).
@@ -190,7 +193,8 @@ def fit_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, max_iter: int = 20
 
 
 # ---------------------------------------------------------------------------------------- scores
-def set_scores(logits: np.ndarray, dist: np.ndarray, max_distance: int | None = None, groups: np.ndarray | None = None,
+def set_scores(logits: Float[np.ndarray, "rows max_vertex"], dist: Int[np.ndarray, "rows max_vertex+1"],
+               max_distance: int | None = None, groups: Int[np.ndarray, "rows"] | None = None,
                min_groups: int = 1) -> dict[str, float]:
     """Scores of a probe's logits [rows, max_vertex] (vertex ids 1..max_vertex) against exact distances
     dist [rows, max_vertex + 1] (column 0 unused, −1 unreachable, ``ABSENT`` not in the graph, 0 the
@@ -311,7 +315,8 @@ def layer_logits(train: ReachData, test: ReachData, direction: str, l2: float = 
     return logits, test.distances(direction), np.asarray(test.example)
 
 
-def radius_by_layer(logits: list[np.ndarray], dist: np.ndarray, graphs: np.ndarray, keep: np.ndarray | None = None,
+def radius_by_layer(logits: list[Float[np.ndarray, "rows max_vertex"]], dist: Int[np.ndarray, "rows max_vertex+1"],
+                    graphs: Int[np.ndarray, "rows"], keep: Int[np.ndarray, "n_keep"] | None = None,
                     k_max: int | None = None, min_graphs: int = 20) -> np.ndarray:
     """r(l) of ``set_scores`` per layer on the rows of the graphs listed in ``keep`` (with repeats, for a
     bootstrap over graphs: a graph drawn twice counts twice and gets fresh group labels)."""

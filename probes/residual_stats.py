@@ -15,12 +15,14 @@ import math
 
 import pandas as pd
 import torch
+from jaxtyping import Float, Shaped
+from torch import Tensor
 
 from ._common import forward_kwargs, resid_hook_names
 
 
 @torch.no_grad()
-def residual_stats(model, inputs, **kwargs) -> pd.DataFrame:
+def residual_stats(model, inputs: Shaped[Tensor, "batch pos *d_input"], **kwargs) -> pd.DataFrame:
     """Tidy frame (layer, hook, quantity, value) for any HookedRootModule with ``blocks.l.hook_resid_*``."""
     names = resid_hook_names(model)
     _, cache = model.run_with_cache(inputs, names_filter=names, **forward_kwargs(model, kwargs))
@@ -37,7 +39,7 @@ def residual_stats(model, inputs, **kwargs) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["layer", "hook", "quantity", "value"])
 
 
-def angular_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+def angular_distance(a: Float[Tensor, "*batch d"], b: Float[Tensor, "*batch d"]) -> float:
     """Mean over tokens of arccos(cos(a, b))/π, cosine over the last axis (clamped to [−1, 1])."""
     cos = torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1).clamp(-1.0, 1.0)
     return float(torch.arccos(cos).mean() / math.pi)

@@ -12,6 +12,7 @@ from theory.variance import variance_profile
 from toy_models import Transformer, TransformerConfig
 from toy_models.init import initialize
 from toy_models.norms import make_norm
+from toy_models.theory_args import variance_architecture
 
 CFG = TransformerConfig(n_layers=3, d_model=16, n_heads=2, d_mlp=32, n_ctx=8, d_vocab=12, init="fan_in",
                         dtype="float64")
@@ -82,7 +83,7 @@ def test_init_recursion_matches_monte_carlo(placement, init, extra):
     cfg = TransformerConfig(n_layers=4, d_model=32, n_heads=4, n_ctx=8, d_vocab=20, norm_placement=placement,
                             init=init, dtype="float64", act_fn="relu", **extra)
     tokens = torch.randint(0, 20, (2, 8), generator=torch.Generator().manual_seed(7))
-    prof = variance_profile(cfg, tokens.numpy())
+    prof = variance_profile(variance_architecture(cfg), tokens.numpy())
     model, n = Transformer(cfg), 40
     vals = np.zeros((n, len(prof.hooks)))
     for s in range(n):

@@ -11,6 +11,7 @@ import torch
 from theory.variance import peri_eps_ratio, peri_output_variance
 from toy_models import ConfigError, Transformer, TransformerConfig
 from toy_models.init import initialize
+from toy_models.theory_args import variance_architecture
 
 
 def _measured(cfg, tokens, n_seeds):
@@ -33,7 +34,7 @@ def test_predicted_sublayer_output_variance_matches_monte_carlo(init, extra):
     cfg = TransformerConfig(n_layers=3, d_model=32, n_heads=4, n_ctx=8, d_vocab=20, norm_placement="peri",
                             init=init, dtype="float64", act_fn="relu", **extra)
     tokens = torch.randperm(20, generator=torch.Generator().manual_seed(1))[:8].reshape(1, 8)
-    predicted = peri_output_variance(cfg, tokens[0].numpy()).mean(-1)
+    predicted = peri_output_variance(variance_architecture(cfg), tokens[0].numpy()).mean(-1)
     mc = _measured(cfg, tokens, 40).mean(-1)
     mean, se = mc.mean(0), mc.std(0, ddof=1) / math.sqrt(len(mc))
     tol = 4 * se + 2 / cfg.d_model * predicted
@@ -52,10 +53,10 @@ def test_gpt2_width_32_is_inside_the_eps_regime_and_fan_in_width_64_is_far_out()
     new = old.replace(d_model=64, n_layers=3, init="fan_in")
     old_ratio = _measured(old, tokens, 4).mean() / old.norm_eps
     new_ratio = _measured(new, tokens, 4).min() / new.norm_eps
-    assert old_ratio < 10 and peri_eps_ratio(old, tokens[0].numpy()) < 10
-    assert new_ratio > 1e3 and peri_eps_ratio(new, tokens[0].numpy()) > 1e3
+    assert old_ratio < 10 and peri_eps_ratio(variance_architecture(old), tokens[0].numpy()) < 10
+    assert new_ratio > 1e3 and peri_eps_ratio(variance_architecture(new), tokens[0].numpy()) > 1e3
 
 
 def test_only_peri_ln_has_output_norms():
     with pytest.raises(ConfigError, match="norm_placement='pre'"):
-        peri_output_variance(TransformerConfig(norm_placement="pre"), np.arange(4))
+        peri_output_variance(variance_architecture(TransformerConfig(norm_placement="pre")), np.arange(4))

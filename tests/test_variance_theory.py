@@ -13,6 +13,7 @@ from theory.variance import activation_kernel, last_layer_grad_ratio, second_mom
 from theory.variance.gaussian import ACTIVATIONS
 from toy_models import ConfigError, Transformer, TransformerConfig
 from toy_models.init import initialize
+from toy_models.theory_args import variance_architecture
 
 Z = 4.0  # standard errors allowed: a 4σ false alarm has probability 6e-5 per compared quantity
 
@@ -84,7 +85,7 @@ def test_peri_ln_update_mean_square_exact_per_token():
 def _monte_carlo(cfg, tokens, n_seeds):
     """Per hook: mean over seeds of the mean square of the stream, and its standard error."""
     model = Transformer(cfg)
-    hooks = variance_profile(cfg, tokens.numpy()).hooks
+    hooks = variance_profile(variance_architecture(cfg), tokens.numpy()).hooks
     vals = np.zeros((n_seeds, len(hooks)))
     for s in range(n_seeds):
         initialize(model, cfg.replace(seed=1000 + s))
@@ -95,7 +96,7 @@ def _monte_carlo(cfg, tokens, n_seeds):
 
 
 def _assert_profile_matches(cfg, tokens, n_seeds):
-    prof = variance_profile(cfg, tokens.numpy())
+    prof = variance_profile(variance_architecture(cfg), tokens.numpy())
     mean, se = _monte_carlo(cfg, tokens, n_seeds)
     # Z standard errors over seeds, plus the theory's own second-order finite-width term at states that
     # are a norm's output (there the seed spread is ~1e-9 and that term, ≤ 2ε/(d−1), is what is left).
@@ -150,7 +151,7 @@ def test_uniform_attention_theory_underestimates_the_fan_in_default_scale():
     cfg = TransformerConfig(n_layers=4, d_model=32, n_heads=4, n_ctx=8, d_vocab=50, norm_placement="pre",
                             init="fan_in", dtype="float64")
     tokens = torch.arange(8).reshape(1, 8)
-    theory = variance_profile(cfg, tokens.numpy()).variance
+    theory = variance_profile(variance_architecture(cfg), tokens.numpy()).variance
     mean, se = _monte_carlo(cfg, tokens, n_seeds=40)
     assert abs(mean[0] - theory[0]) < Z * se[0]
     assert ((mean[1:] - theory[1:]) > 2 * se[1:]).all(), list(zip(mean, theory, se))
@@ -161,14 +162,14 @@ def test_shapes_of_growth():
     s²/(s²+ε) ≈ 1 per sublayer (bounded slope) — on the theory itself."""
     base = dict(n_layers=8, d_model=32, n_heads=4, n_ctx=1, d_vocab=50, init="fan_in", dtype="float64")
     tok = np.array([3])
-    pre = variance_profile(TransformerConfig(norm_placement="pre", **base), tok).variance
+    pre = variance_profile(variance_architecture(TransformerConfig(norm_placement="pre", **base)), tok).variance
     steps = np.diff(pre[::2])  # per block, one token: attention = identity average, so constant steps
     # ... up to the norm's ε terms: its diagonal is 1 − ε/m − 2ε/(d − 1) with m ≥ 2 here, which moves
     # by ≤ 6e-6 across depth, times d(step)/d(K_pp) ≈ 1.4: relative spread ≤ 1e-5
     assert np.allclose(steps, steps[0], rtol=1e-5)
-    post = variance_profile(TransformerConfig(norm_placement="post", **base), tok).variance
+    post = variance_profile(variance_architecture(TransformerConfig(norm_placement="post", **base)), tok).variance
     assert np.all(np.abs(post - 1) < 2e-5)  # ε/m + 2ε/(d − 1) with ε = 1e-5, m ≈ 1
-    peri = variance_profile(TransformerConfig(norm_placement="peri", **base), tok).variance
+    peri = variance_profile(variance_architecture(TransformerConfig(norm_placement="peri", **base)), tok).variance
     assert np.allclose(np.diff(peri), 1.0, atol=2e-5)
 
 
@@ -178,9 +179,9 @@ def test_invalid_requests_are_refused():
     with pytest.raises(ConfigError, match="mix_alpha"):
         TransformerConfig(norm_placement="mix", mix_alpha=1.5)
     with pytest.raises(ConfigError, match="attention"):
-        variance_profile(TransformerConfig(attention="linear"), np.arange(4))
+        variance_profile(variance_architecture(TransformerConfig(attention="linear")), np.arange(4))
     with pytest.raises(ConfigError, match="norm_placement"):
-        last_layer_grad_ratio(TransformerConfig(norm_placement="peri"), 2, 4, np.arange(4))
+        last_layer_grad_ratio(variance_architecture(TransformerConfig(norm_placement="peri")), 2, 4, np.arange(4))
 
 
 # ------------------------------------------------------------------ gradient scale (Xiong et al. 2020)
@@ -205,7 +206,7 @@ def _assert_grad_ratio(placement, init, deep, n_seeds):
     b, sb = _last_grad_sq(cfg, tokens, n_seeds)
     measured = math.sqrt(a / b)
     se = 0.5 * measured * math.hypot(sa / a, sb / b)  # delta method for √(a/b), independent seeds
-    predicted = last_layer_grad_ratio(cfg, deep, 2, tokens.numpy())
+    predicted = last_layer_grad_ratio(variance_architecture(cfg), deep, 2, tokens.numpy())
     assert abs(measured - predicted) <= Z * se, (measured, predicted, se)
     return predicted
 

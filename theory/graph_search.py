@@ -19,6 +19,9 @@ All quantities here are exact (integers and Booleans), so tests compare them wit
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Bool, Int
+
+Adjacency = Bool[np.ndarray, "V V"]  # adj[u, v]: an edge u → v
 
 UNREACHABLE = -1
 
@@ -30,12 +33,12 @@ def _check_adj(adj: np.ndarray) -> np.ndarray:
     return adj.astype(bool)
 
 
-def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def bool_matmul(a: Bool[np.ndarray, "n m"], b: Bool[np.ndarray, "m k"]) -> Bool[np.ndarray, "n k"]:
     """Boolean matrix product: (a ∘ b)[u, v] = ∨_w a[u, w] ∧ b[w, v]."""
     return (a.astype(np.int64) @ b.astype(np.int64)) > 0
 
 
-def bfs_distances(adj: np.ndarray) -> np.ndarray:
+def bfs_distances(adj: Adjacency) -> Int[np.ndarray, "V V"]:
     """All-pairs directed BFS distances [V, V] (``UNREACHABLE`` where there is no path), d(u, u) = 0."""
     adj = _check_adj(adj)
     V = adj.shape[0]
@@ -52,7 +55,7 @@ def bfs_distances(adj: np.ndarray) -> np.ndarray:
     return dist
 
 
-def reach_within(adj: np.ndarray, k: int) -> np.ndarray:
+def reach_within(adj: Adjacency, k: int) -> Bool[np.ndarray, "V V"]:
     """R_k = (I ∨ A)^k: R_k[u, v] ⇔ d(u, v) ≤ k."""
     adj = _check_adj(adj)
     if k < 0:
@@ -64,7 +67,7 @@ def reach_within(adj: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def path_merge(adj: np.ndarray, t: int) -> np.ndarray:
+def path_merge(adj: Adjacency, t: int) -> Bool[np.ndarray, "V V"]:
     """M_t of the doubling recursion M_{t+1} = M_t ∘ M_t, M_0 = I ∨ A: M_t[u, v] ⇔ d(u, v) ≤ 2^t."""
     adj = _check_adj(adj)
     if t < 0:
@@ -75,7 +78,7 @@ def path_merge(adj: np.ndarray, t: int) -> np.ndarray:
     return m
 
 
-def reachable(adj: np.ndarray) -> np.ndarray:
+def reachable(adj: Adjacency) -> Bool[np.ndarray, "V V"]:
     """R_∞: reachable[u, v] ⇔ there is a directed path u → v (including u = v); Warshall's closure."""
     reach = _check_adj(adj) | np.eye(np.asarray(adj).shape[0], dtype=bool)
     for k in range(reach.shape[0]):
@@ -83,7 +86,7 @@ def reachable(adj: np.ndarray) -> np.ndarray:
     return reach
 
 
-def reaches(adj: np.ndarray, goal: int) -> np.ndarray:
+def reaches(adj: Adjacency, goal: int) -> Bool[np.ndarray, "V"]:
     """bool[V]: which vertices have a directed path to ``goal`` (the goal included); one backward BFS.
 
     Everything the next-step decision needs (useful steps, lookahead) depends on this column of R_∞
@@ -100,7 +103,8 @@ def reaches(adj: np.ndarray, goal: int) -> np.ndarray:
     return found
 
 
-def useful_steps(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | None = None) -> np.ndarray:
+def useful_steps(adj: Adjacency, cur: int, goal: int, to_goal: Bool[np.ndarray, "V"] | None = None
+                 ) -> Int[np.ndarray, "n_useful"]:
     """Children of ``cur`` from which ``goal`` is reachable (sorted vertex indices)."""
     adj = _check_adj(adj)
     to_goal = reaches(adj, goal) if to_goal is None else to_goal
@@ -108,7 +112,7 @@ def useful_steps(adj: np.ndarray, cur: int, goal: int, to_goal: np.ndarray | Non
     return children[to_goal[children]]
 
 
-def shortest_first_steps(adj: np.ndarray, cur: int, goal: int) -> np.ndarray:
+def shortest_first_steps(adj: Adjacency, cur: int, goal: int) -> Int[np.ndarray, "n_first"]:
     """Children of ``cur`` that start a shortest path to ``goal`` (sorted vertex indices)."""
     adj = _check_adj(adj)
     d = bfs_distances(adj)
@@ -118,7 +122,7 @@ def shortest_first_steps(adj: np.ndarray, cur: int, goal: int) -> np.ndarray:
     return children[d[children, goal] == d[cur, goal] - 1]
 
 
-def lookahead(adj: np.ndarray, cur: int, goal: int, first: int | None = None) -> int:
+def lookahead(adj: Adjacency, cur: int, goal: int, first: int | None = None) -> int:
     """The search depth needed before the step from ``cur`` to its child ``first`` is certain: the
     lookahead of "Transformers Struggle to Learn to Search" as the authors' ``lookahead_depth``
     measures it along one path's next vertex.
@@ -171,6 +175,6 @@ def lookahead(adj: np.ndarray, cur: int, goal: int, first: int | None = None) ->
     return depth
 
 
-def chance_accuracy(adj: np.ndarray, cur: int) -> float:
+def chance_accuracy(adj: Adjacency, cur: int) -> float:
     """Accuracy of guessing a child of ``cur`` uniformly at random when exactly one is useful: 1/outdeg."""
     return 1.0 / int(_check_adj(adj)[cur].sum())

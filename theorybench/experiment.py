@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import math
 import pkgutil
 import re
 import types
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import toy_models.tasks as tasks_pkg
+from theory.errors import is_real
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.tasks.base import TASKS
 
@@ -82,7 +82,7 @@ class OptimConfig:
             _as_float(self, "grad_clip", lambda v: v > 0, "a positive float, or None for no clipping")
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else self.betas
         if not (isinstance(betas, tuple) and len(betas) == 2
-                and all(_is_real(b) and 0 <= b < 1 for b in betas)):
+                and all(is_real(b) and 0 <= b < 1 for b in betas)):
             raise ConfigError("betas", self.betas, "two floats in [0, 1), e.g. 0.9,0.999")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         _non_negative_int(self, "warmup_steps")
@@ -423,13 +423,9 @@ def _check_literals(obj: Any) -> None:
             raise ConfigError(name, getattr(obj, name), f"one of {', '.join(map(repr, get_args(tp)))}")
 
 
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _as_float(obj: Any, name: str, ok, allowed: str) -> None:
     value = getattr(obj, name)
-    if not (_is_real(value) and ok(value)):
+    if not (is_real(value) and ok(value)):
         raise ConfigError(name, value, allowed)
     object.__setattr__(obj, name, float(value))
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from jaxtyping import Bool, Float, Int, Shaped
+from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 from .positional import apply_rotary, rotary_cos_sin
@@ -118,8 +119,10 @@ class Attention(nn.Module):
         return self.hook_rot_q(apply_rotary(q, cos, sin)), self.hook_rot_k(apply_rotary(k, cos, sin))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None, path: str) -> torch.Tensor:
-        """x: [batch, pos, d_model]; allowed: bool, broadcastable to [batch, 1, query, key], or None."""
+    def forward(self, x: Float[Tensor, "batch pos d_model"],
+                allowed: Bool[Tensor, "#batch 1 query key"] | CausalMarker | None,
+                path: str) -> Float[Tensor, "batch pos d_model"]:
+        """allowed: bool, broadcastable to [batch, 1, query, key]; the CAUSAL marker; or None (all keys)."""
         if path == "reference":
             return self._reference(x, allowed)
         self._refuse_reference_only_hooks()
@@ -229,7 +232,7 @@ def _build_fused_qkv(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tor
     return W, bias
 
 
-def clipped_softmax(scores: torch.Tensor, gamma: float, zeta: float) -> torch.Tensor:
+def clipped_softmax(scores: Float[Tensor, "*batch key"], gamma: float, zeta: float) -> Float[Tensor, "*batch key"]:
     """clip((ζ − γ)·softmax(scores) + γ, 0, 1) over the last axis (Bondarenko et al., "Quantizable
     Transformers"); (γ, ζ) = (0, 1) is the softmax itself, returned without the affine step. A −∞ score
     (a disallowed key) has softmax 0, hence weight clip(γ, 0, 1) = 0."""
@@ -239,7 +242,8 @@ def clipped_softmax(scores: torch.Tensor, gamma: float, zeta: float) -> torch.Te
     return ((zeta - gamma) * p + gamma).clamp(0.0, 1.0)
 
 
-def head_gate(x: torch.Tensor, W_G: torch.Tensor, b_G: torch.Tensor) -> torch.Tensor:
+def head_gate(x: Float[Tensor, "batch pos d_model"], W_G: Float[Tensor, "head d_head"],
+              b_G: Float[Tensor, "head"]) -> Float[Tensor, "batch pos head"]:
     """π [batch, pos, head] = sigmoid(x_h · W_G[h] + b_G[h]), x_h = head h's chunk of x [batch, pos, d_model]
     (the conditional per-head gate of "Quantizable Transformers", Bondarenko et al. 2023)."""
     H, dh = W_G.shape
@@ -247,11 +251,11 @@ def head_gate(x: torch.Tensor, W_G: torch.Tensor, b_G: torch.Tensor) -> torch.Te
     return torch.sigmoid(torch.einsum("bphd,hd->bph", chunks, W_G) + b_G)
 
 
-class _Causal:
+class CausalMarker:
     """Marker for a pure causal mask, so the kernel path can use the fused ``is_causal`` kernel."""
 
 
-CAUSAL = _Causal()
+CAUSAL = CausalMarker()
 
 
 def _materialize(allowed, T_q: int, T_k: int, device) -> torch.Tensor:
@@ -260,8 +264,9 @@ def _materialize(allowed, T_q: int, T_k: int, device) -> torch.Tensor:
     return allowed
 
 
-def build_allowed(attention_dir: str, padding_mask: torch.Tensor | None, attn_mask: torch.Tensor | None,
-                  batch: int, T: int, device) -> torch.Tensor | _Causal | None:
+def build_allowed(attention_dir: str, padding_mask: Shaped[Tensor, "batch pos"] | None,
+                  attn_mask: Shaped[Tensor, "query key"] | Shaped[Tensor, "batch query key"] | None,
+                  batch: int, T: int, device) -> Bool[Tensor, "#batch 1 query key"] | CausalMarker | None:
     """Combine the causal rule and the user's masks into bool ``allowed`` of shape [batch, 1, query, key].
 
     ``padding_mask`` is a key-padding mask [batch, pos] (1 = a real token, as Hugging Face's

@@ -15,10 +15,11 @@ LayerNorm-Scaling (``lns``) is Pre-LN with each norm's output multiplied by 1/âˆ
 from __future__ import annotations
 
 import torch
-from torch import nn
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
-from .attention import Attention
+from .attention import Attention, CausalMarker
 from .mlp import MLP
 from .norms import make_norm
 
@@ -42,7 +43,10 @@ class Block(nn.Module):
             self.ln2_post = make_norm(cfg) if self.placement == "peri" else None
             self.hook_resid_mid, self.hook_mlp_out = HookPoint(), HookPoint()
 
-    def forward(self, resid: torch.Tensor, allowed, path: str) -> torch.Tensor:
+    def forward(self, resid: Float[Tensor, "batch pos d_model"],
+                allowed: Bool[Tensor, "#batch 1 query key"] | CausalMarker | None,
+                path: str) -> Float[Tensor, "batch pos d_model"]:
+        """One block on the residual stream; ``allowed`` and ``path`` as ``Attention.forward`` takes them."""
         resid = self.hook_resid_pre(resid)
         resid = self._sublayer(resid, lambda x: self.attn(x, allowed, path), self.ln1, self.ln1_post,
                                self.hook_attn_out)

@@ -12,6 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+# ConfigError lives in the bottom layer (theory.errors) so every package raises the one type; it is
+# re-exported here, where callers have always imported it from.
+from theory.errors import ConfigError, is_real
+
 NormPlacement = Literal["none", "post", "pre", "peri", "mix", "lns", "deepnorm"]
 NormKind = Literal["layernorm", "rmsnorm", "crmsnorm"]
 AttentionKind = Literal["softmax", "linear"]
@@ -24,14 +28,6 @@ PosKind = Literal["learned", "sinusoidal", "rotary", "onehot", "none"]
 OutputKind = Literal["unembed", "onehot"]
 InitScheme = Literal["gpt2", "fan_in", "normal", "zero"]
 Dtype = Literal["float32", "float64"]
-
-
-class ConfigError(ValueError):
-    """A config field holds a value that is not allowed; the message names field, value and rule."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"{field_name}={value!r} is not allowed: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -228,13 +224,13 @@ class TransformerConfig:
         if self.d_head is None and self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads,
                               f"must divide d_model={self.d_model} when d_head is not set")
-        if not (_real(self.mix_alpha) and 0.0 <= self.mix_alpha <= 1.0):
+        if not (is_real(self.mix_alpha) and 0.0 <= self.mix_alpha <= 1.0):
             raise ConfigError("mix_alpha", self.mix_alpha, "a finite fraction in [0, 1]")
-        if not (_real(self.norm_eps) and self.norm_eps > 0):
+        if not (is_real(self.norm_eps) and self.norm_eps > 0):
             raise ConfigError("norm_eps", self.norm_eps, "a positive finite float")
-        if not (_real(self.clip_gamma) and self.clip_gamma <= 0):
+        if not (is_real(self.clip_gamma) and self.clip_gamma <= 0):
             raise ConfigError("clip_gamma", self.clip_gamma, "a finite float ≤ 0 (0 with clip_zeta=1: plain softmax)")
-        if not (_real(self.clip_zeta) and self.clip_zeta >= 1):
+        if not (is_real(self.clip_zeta) and self.clip_zeta >= 1):
             raise ConfigError("clip_zeta", self.clip_zeta, "a finite float ≥ 1 (1 with clip_gamma=0: plain softmax)")
         if self.clipped_softmax and self.attention != "softmax":
             raise ConfigError("clip_gamma/clip_zeta", (self.clip_gamma, self.clip_zeta),
@@ -243,11 +239,11 @@ class TransformerConfig:
             raise ConfigError("attn_gate", self.attn_gate,
                               f"False unless n_heads · d_head = d_model (each head's gate reads its own chunk of "
                               f"the input), got {self.n_heads} · {self.head_dim} ≠ {self.d_model}")
-        if not (_real(self.init_std) and self.init_std >= 0):
+        if not (is_real(self.init_std) and self.init_std >= 0):
             raise ConfigError("init_std", self.init_std, "a non-negative finite float")
-        if self.attn_scale is not None and not (_real(self.attn_scale) and self.attn_scale > 0):
+        if self.attn_scale is not None and not (is_real(self.attn_scale) and self.attn_scale > 0):
             raise ConfigError("attn_scale", self.attn_scale, "a positive finite float, or None for √d_head")
-        if not (_real(self.rotary_base) and self.rotary_base > 0):
+        if not (is_real(self.rotary_base) and self.rotary_base > 0):
             raise ConfigError("rotary_base", self.rotary_base, "a positive finite float")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", self.seed, "a non-negative integer")
@@ -277,18 +273,9 @@ _LITERALS: dict[str, Any] = {
 }
 
 
-def _real(value: Any) -> bool:
-    """A finite int or float; bool is refused although Python counts True as the int 1."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(name, value, "a positive integer")
 
 
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TransformerConfig)]
-
-
-__all__ = ["TransformerConfig", "ConfigError", "field_names"]
+__all__ = ["TransformerConfig", "ConfigError"]

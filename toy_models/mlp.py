@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from jaxtyping import Float
+from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 ACTIVATIONS = {
@@ -37,7 +38,7 @@ class MLP(nn.Module):
         if cfg.gated_mlp:
             self.hook_pre_linear = HookPoint()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         linear = _affine(x, self.W_in, self.b_in)
         if self.W_gate is None:
             post = self.hook_post(self.act(self.hook_pre(linear)))

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
+from jaxtyping import Bool, Float, Int, Shaped
+from torch import Tensor, nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
@@ -39,7 +40,7 @@ class Embed(nn.Module):
         else:
             self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model, dtype=dtype))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         return self.W_E[tokens]
 
 
@@ -52,7 +53,7 @@ class ReadIn(nn.Module):
         self.W_E = nn.Parameter(torch.empty(cfg.d_input, cfg.d_model, dtype=dtype))
         self.b_E = nn.Parameter(torch.zeros(cfg.d_model, dtype=dtype))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch pos d_input"]) -> Float[Tensor, "batch pos d_model"]:
         return x @ self.W_E + self.b_E
 
 
@@ -76,7 +77,7 @@ class PosEmbed(nn.Module):
             table[:, cfg.onehot_pos_offset:] = torch.eye(cfg.n_ctx, dtype=dtype)
             self.W_pos = nn.Parameter(table, requires_grad=False)
 
-    def forward(self, batch: int, T: int) -> torch.Tensor:
+    def forward(self, batch: int, T: int) -> Float[Tensor, "batch pos d_model"]:
         return self.W_pos[:T].expand(batch, T, -1)
 
 
@@ -92,7 +93,7 @@ class Unembed(nn.Module):
             self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.vocab_out, dtype=dtype))
         self.b_U = nn.Parameter(torch.zeros(cfg.vocab_out, dtype=dtype)) if cfg.unembed_bias else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab_out"]:
         out = x @ self.W_U
         return out + self.b_U if self.b_U is not None else out
 
@@ -121,11 +122,11 @@ class Transformer(HookedRootModule):
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        inputs: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
+        inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_input"],
+        padding_mask: Shaped[Tensor, "batch pos"] | None = None,
+        attn_mask: Shaped[Tensor, "query key"] | Shaped[Tensor, "batch query key"] | None = None,
         attn_path: str | None = None,
-    ) -> torch.Tensor:
+    ) -> Float[Tensor, "batch pos d_vocab_out"]:
         """Logits [batch, pos, d_vocab_out].
 
         inputs: token ids [batch, pos] (``input_kind='tokens'``) or vectors [batch, pos, d_input].
@@ -149,20 +150,31 @@ class Transformer(HookedRootModule):
             resid = self.ln_final(resid)
         return self.unembed(resid)
 
-    def run_with_cache(self, *args: Any, names_filter: Callable[[str], bool] | Sequence[str] | str | None = None,
-                       return_cache_object: bool = True, remove_batch_dim: bool = False, **kwargs: Any):
+    def run_with_cache(
+        self,
+        inputs: Int[Tensor, "batch pos"] | Float[Tensor, "batch pos d_input"],
+        padding_mask: Shaped[Tensor, "batch pos"] | None = None,
+        attn_mask: Shaped[Tensor, "query key"] | Shaped[Tensor, "batch query key"] | None = None,
+        attn_path: str | None = None,
+        *,
+        names_filter: Callable[[str], bool] | Sequence[str] | str | None = None,
+        return_cache_object: bool = True,
+        remove_batch_dim: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Float[Tensor, "batch pos d_vocab_out"], ActivationCache | dict[str, Tensor]]:
         """TransformerLens' ``run_with_cache``: ``(output, cache)``, the cache a TransformerLens
         ``ActivationCache`` (``cache["pattern", 0]``, ``accumulated_resid``, ``decompose_resid``, and
         dict-style ``cache[name]``, ``keys()``, ``items()``), or a plain dict with
         ``return_cache_object=False``, as in ``HookedTransformer``. On the kernel path, with no filter,
         the cache holds every activation that path computes (scores, pattern and per-head result do
-        not exist there)."""
-        # attn_path is forward's fourth parameter: it may come by position too.
-        path = self._check_path(kwargs.get("attn_path", args[3] if len(args) > 3 else None))
+        not exist there). The first four parameters are ``forward``'s; other keywords go to
+        TransformerLens' ``run_with_cache`` (``incl_bwd``, ``device``, …)."""
+        path = self._check_path(attn_path)
         if names_filter is None and path == "kernel":
             names_filter = lambda name: not name.endswith(REFERENCE_ONLY_HOOKS)  # noqa: E731
-        output, cache = super().run_with_cache(*args, names_filter=names_filter, remove_batch_dim=remove_batch_dim,
-                                               **kwargs)
+        output, cache = super().run_with_cache(inputs, padding_mask=padding_mask, attn_mask=attn_mask,
+                                               attn_path=attn_path, names_filter=names_filter,
+                                               remove_batch_dim=remove_batch_dim, **kwargs)
         if not return_cache_object:
             return output, cache
         return output, ActivationCache(cache, self, has_batch_dim=not remove_batch_dim)

@@ -14,7 +14,8 @@ zero-mean vector [x, −Σ_i x_i] ∈ R^{n+1}, restricted to the n stored coordi
 from __future__ import annotations
 
 import torch
-from torch import nn
+from jaxtyping import Float
+from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 
@@ -31,7 +32,7 @@ class Norm(nn.Module):
         self.hook_scale = HookPoint()  # [batch, pos, 1]
         self.hook_normalized = HookPoint()  # [batch, pos, d]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Float[Tensor, "*batch d"]) -> Float[Tensor, "*batch d"]:
         if self.center:
             x = x - x.mean(-1, keepdim=True)
         if self.compressed:

@@ -33,6 +33,14 @@ import warnings
 
 import cvxpy as cp
 import numpy as np
+from jaxtyping import Bool, Float, Int
+
+from ..errors import ConfigError
+
+# n inputs of T tokens in d dimensions, one query per input, one selected token per input.
+Tokens = Float[np.ndarray, "n T d"]
+Queries = Float[np.ndarray, "n d"]
+Selection = Int[np.ndarray, "n"]
 
 # ≤ 1e-8 as the study asks: SCS at cvxpy's default tolerance (1e-5) leaves spurious singular values at
 # ~1e-7·σ_1, which inflate the rank read by the spectral gap (figure attention_svm_rank_vs_d). CLARABEL's gap and feasibility tolerances are relative
@@ -52,7 +60,6 @@ def clarabel_options(tol: float) -> dict[str, Any]:
 # at eps 1e-5 unless told otherwise ("SCS's default" below); ``SCS_TOL`` is the accurate setting. It is
 # an ADMM method: tight tolerances can take many iterations, capped by SCS_MAX_ITERS (then the status
 # is "optimal_inaccurate" and the solution is refused by ``require()``, never used silently).
-SCS_DEFAULT_TOL = 1e-5
 SCS_TOL = 1e-9
 SCS_MAX_ITERS = 20_000
 
@@ -65,12 +72,10 @@ SOLVERS = ("CLARABEL", "SCS")
 NORMS = ("fro", "nuc")
 
 
-class SVMInputError(ValueError):
-    """An SVM input has the wrong shape or value; the message names the field, the value and the rule."""
+class SVMInputError(ConfigError):
+    """An SVM input has the wrong shape or value; the message names the field, the value and the rule.
 
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"{field_name}={value!r} is not allowed: {allowed}")
+    The shared ``ConfigError`` under its own name, so callers may catch either."""
 
 
 class InfeasibleSVMError(RuntimeError):
@@ -146,7 +151,8 @@ def _as_array(name: str, a, ndim: int) -> np.ndarray:
     return arr
 
 
-def check_tokens(X, Z=None, alpha=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def check_tokens(X: Tokens, Z: Queries | None = None, alpha: Selection | None = None
+                 ) -> tuple[Tokens, Queries | None, Selection | None]:
     """X [n, T, d] with T ≥ 2, Z [n, d], alpha [n] integers in [0, T)."""
     X = _as_array("X", X, 3)
     n, T, d = X.shape
@@ -168,14 +174,14 @@ def check_tokens(X, Z=None, alpha=None) -> tuple[np.ndarray, np.ndarray | None, 
     return X, Z, alpha
 
 
-def nonselected_mask(n: int, T: int, alpha: np.ndarray) -> np.ndarray:
+def nonselected_mask(n: int, T: int, alpha: Selection) -> Bool[np.ndarray, "n T"]:
     """[n, T] bool, True where t ≠ α_i (the tokens that carry a constraint)."""
     mask = np.ones((n, T), dtype=bool)
     mask[np.arange(n), alpha] = False
     return mask
 
 
-def att_svm_rows(X: np.ndarray, Z: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def att_svm_rows(X: Tokens, Z: Queries, alpha: Selection) -> tuple[Float[np.ndarray, "m d*d"], Bool[np.ndarray, "n T"]]:
     """G [m, d²] with rows vec((x_{iα_i} − x_it) z_iᵀ) (row-major), so that G·vec(W) are the margins; and the mask."""
     n, T, d = X.shape
     mask = nonselected_mask(n, T, alpha)
@@ -184,7 +190,7 @@ def att_svm_rows(X: np.ndarray, Z: np.ndarray, alpha: np.ndarray) -> tuple[np.nd
     return np.einsum("md,me->mde", diffs, Z[ii]).reshape(len(ii), d * d), mask
 
 
-def attention_margins(W: np.ndarray, X: np.ndarray, Z: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def attention_margins(W: Float[np.ndarray, "d d"], X: Tokens, Z: Queries, alpha: Selection) -> Float[np.ndarray, "n T"]:
     """[n, T]: (x_{iα_i} − x_it)ᵀ W z_i (0 at t = α_i)."""
     scores = np.einsum("ntd,de,ne->nt", X, W, Z)
     return scores[np.arange(len(alpha)), alpha][:, None] - scores
@@ -202,8 +208,8 @@ def solver_tolerances(solver: str, tol: float | None) -> tuple[float, ...]:
     return (float(tol),)
 
 
-def solve_margin_program(G: np.ndarray, h: np.ndarray, shape: tuple[int, ...], norm: str,
-                         E: np.ndarray | None = None, e: np.ndarray | None = None,
+def solve_margin_program(G: Float[np.ndarray, "m k"], h: Float[np.ndarray, "m"], shape: tuple[int, ...], norm: str,
+                         E: Float[np.ndarray, "m_eq k"] | None = None, e: Float[np.ndarray, "m_eq"] | None = None,
                          solver: str = "CLARABEL", tol: float | None = None) -> dict[str, Any]:
     """min ‖u‖ (Frobenius/Euclidean or nuclear) s.t. G·vec(u) ≥ h and E·vec(u) = e, with ``solver``.
 
@@ -256,7 +262,8 @@ def _scatter(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------------------------------------- problems
-def solve_att_svm(X, Z, alpha, norm: str = "fro", solver: str = "CLARABEL", tol: float | None = None) -> SVMSolution:
+def solve_att_svm(X: Tokens, Z: Queries, alpha: Selection, norm: str = "fro", solver: str = "CLARABEL",
+                  tol: float | None = None) -> SVMSolution:
     """Att-SVM (``norm='fro'``) or Att-SVM⋆ (``norm='nuc'``) for the selection α.
 
     X [n, T, d] tokens, Z [n, d] queries (self-attention: Z = X[:, 0]), alpha [n] selected tokens.
@@ -275,7 +282,7 @@ def solve_att_svm(X, Z, alpha, norm: str = "fro", solver: str = "CLARABEL", tol:
                        rhs=mask.astype(np.float64), extra=dict(G=G, solver_tol=res["tol"], solver=solver))
 
 
-def solve_p_svm(K, alpha, margin=None) -> SVMSolution:
+def solve_p_svm(K: Tokens, alpha: Selection, margin: Float[np.ndarray, "n"] | None = None) -> SVMSolution:
     """p-SVM with fixed keys K [n, T, d]: min ‖p‖ s.t. pᵀ(k_{iα_i} − k_it) ≥ margin_i (default 1 for all i)."""
     K, _, alpha = check_tokens(K, None, alpha)
     if alpha is None:
@@ -298,7 +305,7 @@ def solve_p_svm(K, alpha, margin=None) -> SVMSolution:
                        rhs=mask * margin[:, None], extra=dict(G=G, solver_tol=res["tol"]))
 
 
-def solve_v_svm(X_selected, Y) -> SVMSolution:
+def solve_v_svm(X_selected: Float[np.ndarray, "n d"], Y: Float[np.ndarray, "n"]) -> SVMSolution:
     """v-SVM on the selected tokens X_selected [n, d] with labels Y [n] ∈ {±1}: min ‖v‖ s.t. Y_i vᵀx_i ≥ 1."""
     Xs = _as_array("X_selected", X_selected, 2)
     Y = _as_array("Y", Y, 1)
@@ -318,7 +325,8 @@ def solve_v_svm(X_selected, Y) -> SVMSolution:
 SUPPORT_TOL = 1e-6
 
 
-def solve_joint_relaxed(X, Y, alpha, K=None) -> JointSVMSolution:
+def solve_joint_relaxed(X: Tokens, Y: Float[np.ndarray, "n"], alpha: Selection, K: Tokens | None = None
+                        ) -> JointSVMSolution:
     """Relaxed joint (v, p) problem of "Max-Margin Token Selection in Attention Mechanism".
 
     v^mm is the v-SVM on the selected tokens x_{iα_i}; the p-SVM then asks margin 1 only of the inputs
@@ -340,7 +348,7 @@ def solve_joint_relaxed(X, Y, alpha, K=None) -> JointSVMSolution:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def correlation(A, B) -> float:
+def correlation(A: Float[np.ndarray, "*shape"], B: Float[np.ndarray, "*shape"]) -> float:
     """⟨A, B⟩ / (‖A‖_F ‖B‖_F): 1 when A and B point the same way. A zero matrix has no direction: an error."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     if A.shape != B.shape:
@@ -353,7 +361,7 @@ def correlation(A, B) -> float:
     return float(np.sum(A * B) / (np.linalg.norm(A) * np.linalg.norm(B)))
 
 
-def numerical_rank(W, accuracy: float | None = None) -> int:
+def numerical_rank(W: Float[np.ndarray, "d d"], accuracy: float | None = None) -> int:
     """Rank judged by the largest relative spectral gap above the accuracy of W.
 
     With σ_1 ≥ σ_2 ≥ … the singular values of W and floor = accuracy·σ_1, the singular values at or

@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from jaxtyping import Float
 
-from .problems import SOLVER_TOL, InfeasibleSVMError, SVMInputError, check_tokens, correlation, solve_margin_program
+from .problems import (SOLVER_TOL, InfeasibleSVMError, Queries, SVMInputError, Tokens, check_tokens, correlation,
+                       solve_margin_program)
 
 SELECT_THRESHOLD = 1e-3
 
@@ -44,7 +46,8 @@ def _rows(X: np.ndarray, Z: np.ndarray, a_idx, b_idx, i_idx) -> np.ndarray:
     return np.einsum("md,me->mde", diffs, Z[i_idx]).reshape(len(i_idx), d * d)
 
 
-def svm_equivalence(X, Z, probs, W_trained, norm: str = "fro", threshold: float = SELECT_THRESHOLD) -> SVMEquivalence:
+def svm_equivalence(X: Tokens, Z: Queries, probs: Float[np.ndarray, "n T"], W_trained: Float[np.ndarray, "d d"],
+                    norm: str = "fro", threshold: float = SELECT_THRESHOLD) -> SVMEquivalence:
     """W^dir, W^fin and the fitted W^fin + R·W^dir for softmax probabilities ``probs`` [n, T] of ``W_trained``."""
     X, Z, _ = check_tokens(X, Z)
     S = np.asarray(probs, dtype=np.float64)

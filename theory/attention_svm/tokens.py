@@ -12,15 +12,16 @@
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Bool, Float
 
-from .problems import SUPPORT_TOL, SVMInputError, SVMSolution, check_tokens, solve_att_svm
+from .problems import SUPPORT_TOL, Queries, Selection, SVMInputError, SVMSolution, Tokens, check_tokens, solve_att_svm
 
 # Two scores closer than this are a tie: the optimal token is then not unique and the Att-SVM for
 # "the" optimal token is ill-posed. 1e-9 is ~1e7 float64 ulps of an O(1) score, far above round-off.
 TIE_TOL = 1e-9
 
 
-def token_scores(X, Y, v) -> np.ndarray:
+def token_scores(X: Tokens, Y: Float[np.ndarray, "n"], v: Float[np.ndarray, "d"]) -> Float[np.ndarray, "n T"]:
     """γ [n, T] with γ_it = Y_i vᵀ x_it."""
     X, _, _ = check_tokens(X)
     Y = np.asarray(Y, dtype=np.float64)
@@ -32,7 +33,8 @@ def token_scores(X, Y, v) -> np.ndarray:
     return Y[:, None] * (X @ v)
 
 
-def optimal_tokens(X, Y, v, tie_tol: float = TIE_TOL) -> np.ndarray:
+def optimal_tokens(X: Tokens, Y: Float[np.ndarray, "n"], v: Float[np.ndarray, "d"],
+                   tie_tol: float = TIE_TOL) -> Selection:
     """opt_i = argmax_t γ_it; a tie for the maximum (within ``tie_tol``) is an error, not a coin flip."""
     gamma = token_scores(X, Y, v)
     top2 = np.sort(gamma, axis=1)[:, -2:]
@@ -43,13 +45,13 @@ def optimal_tokens(X, Y, v, tie_tol: float = TIE_TOL) -> np.ndarray:
     return np.argmax(gamma, axis=1)
 
 
-def support_tokens(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarray:
+def support_tokens(solution: SVMSolution, tol: float = SUPPORT_TOL) -> Bool[np.ndarray, "n T"]:
     """[n, T] bool: constraints that are active at the solution (margin within ``tol`` of its bound)."""
     sol = solution.require()
     return sol.constrained & (np.abs(sol.margins - sol.rhs) <= tol)
 
 
-def support_inputs(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarray:
+def support_inputs(solution: SVMSolution, tol: float = SUPPORT_TOL) -> Bool[np.ndarray, "n"]:
     """[n] bool: inputs with at least one support token.
 
     An input without one has all its multipliers λ_it = 0 (complementary slackness), so it drops out of
@@ -59,7 +61,7 @@ def support_inputs(solution: SVMSolution, tol: float = SUPPORT_TOL) -> np.ndarra
     return support_tokens(solution, tol).any(axis=1)
 
 
-def is_feasible(X, Z, alpha) -> bool:
+def is_feasible(X: Tokens, Z: Queries, alpha: Selection) -> bool:
     """Whether some W separates α from the other tokens with margin 1 (the Att-SVM has a feasible point)."""
     sol = solve_att_svm(X, Z, alpha, norm="fro")
     if sol.optimal:
@@ -69,7 +71,8 @@ def is_feasible(X, Z, alpha) -> bool:
     raise RuntimeError(f"feasibility undecided: solver status {sol.status!r}")
 
 
-def is_locally_optimal(X, Y, v, Z, alpha, solution: SVMSolution | None = None) -> bool:
+def is_locally_optimal(X: Tokens, Y: Float[np.ndarray, "n"], v: Float[np.ndarray, "d"], Z: Queries, alpha: Selection,
+                       solution: SVMSolution | None = None) -> bool:
     """α is feasible and γ_{iα_i} > γ_it for all support tokens t of the Frobenius Att-SVM for α."""
     X, Z, alpha = check_tokens(X, Z, alpha)
     sol = solution if solution is not None else solve_att_svm(X, Z, alpha, norm="fro")

@@ -17,16 +17,18 @@ from __future__ import annotations
 import math
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
-from .predictors import F64, Prediction, _prepare
+from .predictors import F64, Labels, Prediction, Prompts, Queries, _prepare
 
 GARG_NN = dict(hidden=100, lr=5e-3, steps=100, optimizer="adam")
 OPTIMIZERS = ("adam", "gd")
 
 
-def init_two_layer(batch: int, d: int, hidden: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def init_two_layer(batch: int, d: int, hidden: int, generator: torch.Generator) -> dict[str, Float[Tensor, "B ..."]]:
     """Per-prompt parameters W [B, d, h], b [B, h], a [B, h], c [B], in nn.Linear's default init."""
 
     def uniform(shape, fan_in):
@@ -37,13 +39,14 @@ def init_two_layer(batch: int, d: int, hidden: int, generator: torch.Generator) 
             "a": uniform((batch, hidden), hidden), "c": uniform((batch,), hidden)}
 
 
-def two_layer_forward(params: dict[str, torch.Tensor], points: torch.Tensor) -> torch.Tensor:
+def two_layer_forward(params: dict[str, Float[Tensor, "B ..."]], points: Float[Tensor, "B P d"]
+                      ) -> Float[Tensor, "B P"]:
     """g(x) = a · relu(Wᵀx + b) + c for points [B, P, d] → [B, P]."""
     hidden = torch.relu(points @ params["W"] + params["b"][:, None])
     return torch.einsum("bph,bh->bp", hidden, params["a"]) + params["c"][:, None]
 
 
-def two_layer_nn_gd(X, y, x_q, hidden: int = GARG_NN["hidden"], lr: float = GARG_NN["lr"],
+def two_layer_nn_gd(X: Prompts, y: Labels, x_q: Queries, hidden: int = GARG_NN["hidden"], lr: float = GARG_NN["lr"],
                     steps: int = GARG_NN["steps"], optimizer: str = GARG_NN["optimizer"], seed: int = 0) -> Prediction:
     """Train a two-layer ReLU network on each prompt's examples (module docstring) and predict its queries."""
     for name, v in (("hidden", hidden), ("steps", steps)):

@@ -23,9 +23,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso, OrthogonalMatchingPursuit
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
-from .predictors import Prediction, _predict, _prepare
+from .predictors import Labels, Prediction, Prompts, Queries, _predict, _prepare
 
 GARG_LASSO_ALPHAS = (1.0, 0.1, 0.01, 0.001, 0.0001)  # the grid of their baseline list
 GARG_LASSO_ALPHA = 0.01  # the grid point their sparse-regression figure shows
@@ -38,7 +38,7 @@ def _per_prompt(X: torch.Tensor, y: torch.Tensor, fit) -> torch.Tensor:
     return torch.from_numpy(np.stack([fit(Xn[b], yn[b]) for b in range(len(Xn))]))
 
 
-def lasso(X, y, x_q, alpha: float = GARG_LASSO_ALPHA, tol: float = 1e-4) -> Prediction:
+def lasso(X: Prompts, y: Labels, x_q: Queries, alpha: float = GARG_LASSO_ALPHA, tol: float = 1e-4) -> Prediction:
     """The Lasso ŵ = argmin (1/(2N))‖y − Xw‖² + α‖w‖₁ per prompt (scikit-learn, no intercept, Garg et
     al.'s max_iter); ``tol`` is scikit-learn's duality-gap tolerance (its default, which Garg et al. used)."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
@@ -56,7 +56,7 @@ def lasso(X, y, x_q, alpha: float = GARG_LASSO_ALPHA, tol: float = 1e-4) -> Pred
     return _predict(_per_prompt(X, y, fit), x_q)
 
 
-def omp(X, y, x_q, sparsity: int) -> Prediction:
+def omp(X: Prompts, y: Labels, x_q: Queries, sparsity: int) -> Prediction:
     """Orthogonal matching pursuit with ``sparsity`` atoms (capped at min(N, d)) per prompt, no intercept."""
     if isinstance(sparsity, bool) or not isinstance(sparsity, int) or sparsity < 1:
         raise ConfigError("sparsity", sparsity, "a positive integer (the number of atoms OMP selects)")

@@ -17,9 +17,9 @@ import torch
 from sklearn.tree import DecisionTreeRegressor
 from xgboost import XGBRegressor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
-from .predictors import Prediction, _prepare
+from .predictors import Labels, Prediction, Prompts, Queries, _prepare
 
 GARG_TREE_DEPTHS = (4, None)  # their two greedy-tree baselines
 
@@ -34,7 +34,7 @@ def _fit_predict_each(X: torch.Tensor, y: torch.Tensor, x_q: torch.Tensor, make)
     return Prediction(y_hat[:, 0] if single else y_hat, None)
 
 
-def greedy_tree(X, y, x_q, max_depth: int | None = 4, seed: int = 0) -> Prediction:
+def greedy_tree(X: Prompts, y: Labels, x_q: Queries, max_depth: int | None = 4, seed: int = 0) -> Prediction:
     """CART regression tree (squared-error splits, grown greedily to ``max_depth``; None: until leaves are
     pure). ``seed`` fixes scikit-learn's feature order, which decides ties between equally good splits."""
     if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1):
@@ -43,7 +43,7 @@ def greedy_tree(X, y, x_q, max_depth: int | None = 4, seed: int = 0) -> Predicti
     return _fit_predict_each(X, y, x_q, lambda: DecisionTreeRegressor(max_depth=max_depth, random_state=seed))
 
 
-def boosted_trees(X, y, x_q, seed: int = 0, **params) -> Prediction:
+def boosted_trees(X: Prompts, y: Labels, x_q: Queries, seed: int = 0, **params) -> Prediction:
     """XGBoost regression with its default parameters (Garg et al.'s baseline: 100 rounds of depth-6 trees,
     learning rate 0.3), overridable through ``params``; one thread per fit, as the prompts are many and small."""
     X, y, x_q = _prepare(X, y, x_q)

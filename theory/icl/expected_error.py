@@ -38,10 +38,12 @@ import math
 
 import sympy
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
-from .predictors import F64, covariance_matrix, zfb_gamma
+from .predictors import F64, Covariance, covariance_matrix, zfb_gamma
 
 # ---------------------------------------------------------------------------------------- sympy
 # One GD step, M = η I: the risk above in the power traces t_k = tr(Λ^k).
@@ -63,7 +65,7 @@ def _check(cov, N: int, noise_std: float, d: int | None = None) -> torch.Tensor:
     return covariance_matrix(cov, cov.shape[-1] if d is None else d)
 
 
-def linear_moment_error(M, cov, N: int, noise_std: float = 0.0) -> float:
+def linear_moment_error(M: Float[Tensor, "d d"], cov: Covariance, N: int, noise_std: float = 0.0) -> float:
     """Exact E[(ŷ − y_q)²] of ŵ = M (1/N) Σ y_i x_i for a fixed [d, d] matrix M (see module docstring)."""
     L = _check(cov, N, noise_std)
     M = torch.as_tensor(M, dtype=F64)
@@ -77,39 +79,39 @@ def linear_moment_error(M, cov, N: int, noise_std: float = 0.0) -> float:
     return float(risk)
 
 
-def averaging_error(cov, N: int, noise_std: float = 0.0) -> float:
+def averaging_error(cov: Covariance, N: int, noise_std: float = 0.0) -> float:
     """Exact error of ŵ = (1/N) Σ y_i x_i; isotropic Λ = I: d(d + 1 + σ²)/N + σ²."""
     L = _check(cov, N, noise_std)
     return linear_moment_error(torch.eye(L.shape[0], dtype=F64), L, N, noise_std)
 
 
-def one_step_gd_error(eta: float, cov, N: int, noise_std: float = 0.0) -> float:
+def one_step_gd_error(eta: float, cov: Covariance, N: int, noise_std: float = 0.0) -> float:
     """Exact error of one GD step from w = 0 with step η (``ONE_STEP_RISK``)."""
     L = _check(cov, N, noise_std)
     return linear_moment_error(eta * torch.eye(L.shape[0], dtype=F64), L, N, noise_std)
 
 
-def optimal_one_step_eta(cov, N: int, noise_std: float = 0.0) -> float:
+def optimal_one_step_eta(cov: Covariance, N: int, noise_std: float = 0.0) -> float:
     """The η minimizing ``one_step_gd_error``, from the sympy solution ``ETA_STAR`` (exact)."""
     L = _check(cov, N, noise_std)
     t1, t2, t3 = (float(torch.trace(torch.linalg.matrix_power(L, k))) for k in (1, 2, 3))
     return float(_eta_star_fn(N, t1, t2, t3, float(noise_std) ** 2))
 
 
-def optimal_linear_moment_matrix(cov, N: int, noise_std: float = 0.0) -> torch.Tensor:
+def optimal_linear_moment_matrix(cov: Covariance, N: int, noise_std: float = 0.0) -> Float[Tensor, "d d"]:
     """M* = (Γ + σ²/N · I)⁻¹ minimizing ``linear_moment_error``; Γ⁻¹ (Zhang–Frei–Bartlett) at σ = 0."""
     L = _check(cov, N, noise_std)
     G = zfb_gamma(L, N) + float(noise_std) ** 2 / N * torch.eye(L.shape[0], dtype=F64)
     return torch.linalg.inv(G)
 
 
-def zfb_error(cov, N: int, noise_std: float = 0.0) -> float:
+def zfb_error(cov: Covariance, N: int, noise_std: float = 0.0) -> float:
     """Exact error of the Zhang–Frei–Bartlett predictor ŷ = x_qᵀ Γ⁻¹ (1/N) Σ y_i x_i."""
     L = _check(cov, N, noise_std)
     return linear_moment_error(torch.linalg.inv(zfb_gamma(L, N)), L, N, noise_std)
 
 
-def least_squares_error(d: int, N: int, noise_std: float = 0.0, cov=None) -> float:
+def least_squares_error(d: int, N: int, noise_std: float = 0.0, cov: Covariance | None = None) -> float:
     """Exact error of (minimum-norm) least squares; see the module docstring for the derivation.
 
     N ≥ d: σ² d/(N − d − 1) + σ² for any Λ (0 when noiseless; ∞ at N = d, d + 1 with noise).

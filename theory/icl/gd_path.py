@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
+from scipy.optimize import minimize
+from torch import Tensor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
-from .predictors import _prepare, _square_matrix
+from .predictors import Labels, Prompts, Queries, _prepare, _square_matrix
 
 F64 = torch.float64
 GRID_SIZE = 64
@@ -29,7 +32,7 @@ GRID_LOW = 1e-3  # smallest step, as a fraction of 2 / mean λ_max
 GRID_HIGH = 1.2  # largest step, as a multiple of 2 / mean λ_max
 
 
-def step_grid(X: torch.Tensor, size: int = GRID_SIZE) -> torch.Tensor:
+def step_grid(X: Prompts, size: int = GRID_SIZE) -> Float[Tensor, "size"]:
     """Geometric grid of step sizes [size] scaled by 2 / mean λ_max(XᵀX/N) of the prompts X [B, N, d]."""
     if not isinstance(size, int) or size < 2:
         raise ConfigError("size", size, "an integer ≥ 2")
@@ -40,7 +43,8 @@ def step_grid(X: torch.Tensor, size: int = GRID_SIZE) -> torch.Tensor:
                                   dtype=F64)
 
 
-def gd_trajectories(X, y, x_q, etas, k_max: int, P=None) -> torch.Tensor:
+def gd_trajectories(X: Prompts, y: Labels, x_q: Queries, etas: Float[Tensor, "n_eta"], k_max: int,
+                    P: Float[Tensor, "d d"] | None = None) -> Float[Tensor, "n_eta k B"] | Float[Tensor, "n_eta k B M"]:
     """Predictions of k-step (preconditioned) GD from w_0 = 0 for k = 0 … k_max and each η in ``etas``:
     float64 [len(etas), k_max + 1, B] for x_q [B, d] (or [len(etas), k_max + 1, B, M] for x_q [B, M, d]).
 
@@ -69,13 +73,14 @@ class TunedGD:
     """For k = 0 … k_max: the tuned step ``eta[k]`` (nan at k = 0), the predictions ``y_hat[k]`` [B] and
     the mean squared error ``mse[k]`` against the labels it was tuned on; ``ratio``: grid resolution."""
 
-    eta: torch.Tensor
-    y_hat: torch.Tensor
-    mse: torch.Tensor
+    eta: Float[Tensor, "k"]
+    y_hat: Float[Tensor, "k B"] | Float[Tensor, "k B M"]
+    mse: Float[Tensor, "k"]
     ratio: float
 
 
-def tuned_gd_path(X, y, x_q, y_q, k_max: int, etas=None, P=None) -> TunedGD:
+def tuned_gd_path(X: Prompts, y: Labels, x_q: Queries, y_q: Float[Tensor, "B"] | Float[Tensor, "B M"], k_max: int,
+                  etas: Float[Tensor, "n_eta"] | None = None, P: Float[Tensor, "d d"] | None = None) -> TunedGD:
     """k-step GD for every k ≤ ``k_max`` with, for each k, the step of ``etas`` (default ``step_grid(X)``)
     that minimizes the mean of (ŷ − y_q)² over these prompts (module docstring). Steps whose trajectory
     overflows on some prompt score inf and are never chosen unless all do."""
@@ -96,7 +101,8 @@ def tuned_gd_path(X, y, x_q, y_q, k_max: int, etas=None, P=None) -> TunedGD:
     return TunedGD(eta=eta, y_hat=traj[best, ks], mse=mse[best, ks], ratio=ratio)
 
 
-def gd_plus_plus(X, y, x_q, etas, gammas) -> torch.Tensor:
+def gd_plus_plus(X: Prompts, y: Labels, x_q: Queries, etas: Float[Tensor, "K"], gammas: Float[Tensor, "K"]
+                 ) -> Float[Tensor, "K+1 B"] | Float[Tensor, "K+1 B M"]:
     """Predictions after each of K = len(etas) layers of GD++ ("Transformers learn in-context by gradient
     descent", von Oswald et al. 2023): float64 [K + 1, B] for x_q [B, d] ([K + 1, B, M] for [B, M, d]).
 
@@ -126,12 +132,11 @@ def gd_plus_plus(X, y, x_q, etas, gammas) -> torch.Tensor:
     return out[..., 0] if single else out
 
 
-def tuned_gd_plus_plus(X, y, x_q, y_q, steps: int, max_evals: int = 2000) -> dict:
+def tuned_gd_plus_plus(X: Prompts, y: Labels, x_q: Queries, y_q: Float[Tensor, "B"], steps: int,
+                       max_evals: int = 2000) -> dict:
     """``steps``-layer GD++ with (η_1 … η_K, γ_1 … γ_K) minimizing the mean squared error against y_q on these
     prompts (Nelder–Mead from the tuned K-step GD step and γ = 0, so it is never worse than plain GD at the
     start point). Returns {"eta", "gamma", "y_hat" [B], "w_hat" [B, d] (ŷ is linear in x_q), "mse"}."""
-    from scipy.optimize import minimize
-
     X, y, x_q = _prepare(X, y, x_q)
     y_q = torch.as_tensor(y_q).to(F64)
     gd = tuned_gd_path(X, y, x_q, y_q, steps)

@@ -19,8 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
+from scipy.optimize import minimize_scalar
+from torch import Tensor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
+
+# Shapes every predictor takes (array-likes are converted to float64 tensors): B prompts of N examples
+# in d dimensions, one query [B, d] or M queries [B, M, d] per prompt.
+Prompts = Float[Tensor, "B N d"]
+Labels = Float[Tensor, "B N"]
+Queries = Float[Tensor, "B d"] | Float[Tensor, "B M d"]
+Covariance = Float[Tensor, "d d"] | Float[Tensor, "d"]  # a full matrix or its diagonal
 
 F64 = torch.float64
 DMMSE_CHUNK_ELEMENTS = 2**25  # float64 residuals per dMMSE chunk (256 MiB)
@@ -30,8 +40,8 @@ DMMSE_CHUNK_ELEMENTS = 2**25  # float64 residuals per dMMSE chunk (256 MiB)
 class Prediction:
     """ŷ [B] or [B, M] and the implicit weight vector ŵ [B, d] (None where no linear map exists)."""
 
-    y_hat: torch.Tensor
-    w_hat: torch.Tensor | None
+    y_hat: Float[Tensor, "B"] | Float[Tensor, "B M"]
+    w_hat: Float[Tensor, "B d"] | None
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -65,7 +75,7 @@ def _square_matrix(name: str, A, d: int) -> torch.Tensor:
     return A
 
 
-def covariance_matrix(cov, d: int) -> torch.Tensor:
+def covariance_matrix(cov: Covariance, d: int) -> Float[Tensor, "d d"]:
     """A positive-definite covariance (given as [d, d] or its [d] diagonal); refused otherwise."""
     L = _square_matrix("covariance", cov, d)
     if not torch.allclose(L, L.T, rtol=0, atol=1e-12 * float(L.abs().max().clamp(min=1))):
@@ -76,14 +86,14 @@ def covariance_matrix(cov, d: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- predictors
-def least_squares(X, y, x_q) -> Prediction:
+def least_squares(X: Prompts, y: Labels, x_q: Queries) -> Prediction:
     """ŵ = X⁺ y: ordinary least squares, and the minimum-norm interpolant when N < d (Garg et al. 2022)."""
     X, y, x_q = _prepare(X, y, x_q)
     w = (torch.linalg.pinv(X) @ y[..., None])[..., 0]
     return _predict(w, x_q)
 
 
-def ridge(X, y, x_q, lam: float) -> Prediction:
+def ridge(X: Prompts, y: Labels, x_q: Queries, lam: float) -> Prediction:
     """ŵ = (XᵀX + λ I)⁻¹ Xᵀ y (λ unnormalized, as Raventós et al. 2023 write it); λ = 0 is least squares."""
     if not (isinstance(lam, (int, float)) and lam >= 0):
         raise ConfigError("lam", lam, "a non-negative float (λ = 0 is minimum-norm least squares)")
@@ -96,7 +106,7 @@ def ridge(X, y, x_q, lam: float) -> Prediction:
     return _predict(w, x_q)
 
 
-def bayes_gaussian(X, y, x_q, noise_std: float, prior_std: float = 1.0) -> Prediction:
+def bayes_gaussian(X: Prompts, y: Labels, x_q: Queries, noise_std: float, prior_std: float = 1.0) -> Prediction:
     """Posterior mean of w ~ N(0, τ² I) given y = Xw + N(0, σ²): ridge with λ = σ²/τ².
 
     σ = 0 is the noiseless limit λ → 0, the minimum-norm least-squares solution.
@@ -108,7 +118,8 @@ def bayes_gaussian(X, y, x_q, noise_std: float, prior_std: float = 1.0) -> Predi
     return ridge(X, y, x_q, float(noise_std) ** 2 / float(prior_std) ** 2)
 
 
-def preconditioned_gd(X, y, x_q, eta: float, steps: int, P=None) -> Prediction:
+def preconditioned_gd(X: Prompts, y: Labels, x_q: Queries, eta: float, steps: int,
+                      P: Float[Tensor, "d d"] | None = None) -> Prediction:
     """``steps`` steps of w_{t+1} = w_t − (η/N) P Xᵀ(X w_t − y) from w_0 = 0 (P = I: plain GD).
 
     Plain GD on L(w) = (1/2N) Σ (wᵀx_i − y_i)² is the algorithm linear self-attention implements
@@ -129,18 +140,18 @@ def preconditioned_gd(X, y, x_q, eta: float, steps: int, P=None) -> Prediction:
     return _predict(w, x_q)
 
 
-def gd(X, y, x_q, eta: float, steps: int = 1) -> Prediction:
+def gd(X: Prompts, y: Labels, x_q: Queries, eta: float, steps: int = 1) -> Prediction:
     """``steps`` steps of gradient descent from w = 0 with step η: w_{t+1} = w_t − (η/N) Xᵀ(X w_t − y)."""
     return preconditioned_gd(X, y, x_q, eta, steps)
 
 
-def averaging(X, y, x_q) -> Prediction:
+def averaging(X: Prompts, y: Labels, x_q: Queries) -> Prediction:
     """ŵ = (1/N) Σ y_i x_i (Garg et al. 2022's averaging baseline; one GD step with η = 1)."""
     X, y, x_q = _prepare(X, y, x_q)
     return _predict((X.transpose(1, 2) @ y[..., None])[..., 0] / X.shape[1], x_q)
 
 
-def zfb_gamma(cov, N: int) -> torch.Tensor:
+def zfb_gamma(cov: Covariance, N: int) -> Float[Tensor, "d d"]:
     """Γ = (1 + 1/N) Λ + (tr Λ / N) I of Zhang, Frei, Bartlett 2024 (their Λ is the input covariance)."""
     if not isinstance(N, int) or N < 1:
         raise ConfigError("N", N, "a positive integer")
@@ -149,7 +160,7 @@ def zfb_gamma(cov, N: int) -> torch.Tensor:
     return (1 + 1 / N) * L + (torch.trace(L) / N) * torch.eye(d, dtype=F64)
 
 
-def zfb_optimum(X, y, x_q, cov) -> Prediction:
+def zfb_optimum(X: Prompts, y: Labels, x_q: Queries, cov: Covariance) -> Prediction:
     """ŷ = x_qᵀ Γ⁻¹ (1/N) Σ y_i x_i, the global optimum of one-layer linear self-attention trained by
     gradient flow on x ~ N(0, Λ), w ~ N(0, I) ("Trained Transformers Learn Linear Models In-Context",
     Zhang, Frei, Bartlett 2024)."""
@@ -160,7 +171,7 @@ def zfb_optimum(X, y, x_q, cov) -> Prediction:
     return _predict(w, x_q)
 
 
-def dmmse(X, y, x_q, pool, noise_std: float) -> Prediction:
+def dmmse(X: Prompts, y: Labels, x_q: Queries, pool: Float[Tensor, "n_tasks d"], noise_std: float) -> Prediction:
     """Posterior mean over a finite pool of tasks {w_m} with a uniform prior (Raventós et al. 2023):
     ŵ = Σ_m π_m w_m, π_m ∝ exp(−Σ_i (y_i − w_mᵀ x_i)² / (2σ²)), normalized with logsumexp so that
     a large residual (small σ) never overflows."""
@@ -181,7 +192,7 @@ def dmmse(X, y, x_q, pool, noise_std: float) -> Prediction:
     return _predict(torch.cat(w), x_q)
 
 
-def knn(X, y, x_q, k: int = 3) -> Prediction:
+def knn(X: Prompts, y: Labels, x_q: Queries, k: int = 3) -> Prediction:
     """Mean label of the k context points nearest to the query in Euclidean distance (Garg et al. 2022).
 
     Not a linear map of x_q (piecewise constant), so ``w_hat`` is None.
@@ -199,15 +210,14 @@ def knn(X, y, x_q, k: int = 3) -> Prediction:
 
 
 # ---------------------------------------------------------------------------------------- step tuning
-def tune_gd_step(X, y, x_q, y_q, steps: int = 1, eta_max: float | None = None, grid: int = 200) -> float:
+def tune_gd_step(X: Prompts, y: Labels, x_q: Queries, y_q: Float[Tensor, "B"] | Float[Tensor, "B M"], steps: int = 1,
+                 eta_max: float | None = None, grid: int = 200) -> float:
     """The GD step η minimizing the mean squared error of ``gd(X, y, x_q, η, steps)`` against y_q on
     the given sampled prompts — the line search von Oswald et al. 2023 tune their GD baseline with.
 
     A grid over (0, eta_max] locates the basin, then bounded Brent refines it. eta_max defaults to
     2N / mean λ_max(XᵀX), past which GD diverges on a typical prompt.
     """
-    from scipy.optimize import minimize_scalar
-
     X64, y64, xq64 = _prepare(X, y, x_q)
     y_q = torch.as_tensor(y_q).to(F64)
     if eta_max is None:

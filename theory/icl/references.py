@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from toy_models.config import ConfigError
+from ..errors import ConfigError
 
 from . import predictors as P
 from .expected_error import optimal_one_step_eta
@@ -19,7 +21,7 @@ from .expected_error import optimal_one_step_eta
 PredictorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], P.Prediction]
 
 
-def tuned_gd_step(noise_std: float, cov=None) -> PredictorFn:
+def tuned_gd_step(noise_std: float, cov: P.Covariance | None = None) -> PredictorFn:
     """One GD step from 0 with the risk-minimizing η for this prompt's N (``optimal_one_step_eta``;
     isotropic: η = N/(N + d + 1 + σ²)), the von Oswald et al. 2023 reference."""
 
@@ -36,7 +38,9 @@ def knn_capped(k: int) -> PredictorFn:
     return lambda X, y, x_q: P.knn(X, y, x_q, min(k, X.shape[1]))
 
 
-def reference_predictors(noise_std: float, ridge_lam: float | None = None, pool=None, cov=None,
+def reference_predictors(noise_std: float, ridge_lam: float | None = None,
+                         pool: Float[Tensor, "n_tasks d"] | None = None,
+                         cov: P.Covariance | None = None,
                          knn_k: int = 3) -> dict[str, PredictorFn]:
     """Least squares, ridge (λ = ``ridge_lam``, default the Bayes λ = σ² for w ~ N(0, I); omitted when
     that is 0, where it is least squares), one tuned GD step, averaging, k-NN and, given a task

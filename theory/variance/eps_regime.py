@@ -20,35 +20,36 @@ normalized input, so v_y does not depend on the stream's scale):
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Float, Int
 
-from toy_models.config import ConfigError, TransformerConfig
-
+from ..errors import ConfigError
+from .architecture import Architecture
 from .recursion import StreamState, _check, attention_kernel, input_kernel, mlp_kernel, norm_state
 
 
-def peri_output_variance(cfg: TransformerConfig, tokens) -> np.ndarray:
+def peri_output_variance(arch: Architecture, tokens: Int[np.ndarray, "T"]) -> Float[np.ndarray, "sublayer T"]:
     """Predicted variance v_y [n_sublayers, T] of each sublayer's output before Peri-LN's output norm
     (the centred variance for LayerNorm, the mean square for RMSNorm), in forward order."""
-    if cfg.norm_placement != "peri":
-        raise ConfigError("norm_placement", cfg.norm_placement, "'peri' (only Peri-LN has output norms)")
-    _check(cfg)
+    if arch.norm_placement != "peri":
+        raise ConfigError("norm_placement", arch.norm_placement, "'peri' (only Peri-LN has output norms)")
+    _check(arch)
     tokens = np.asarray(tokens)
-    x = StreamState.fresh(cfg, input_kernel(cfg, tokens))
-    if cfg.has_embed_norm:
-        x = norm_state(cfg, x)
-    kernels = [attention_kernel] + ([] if cfg.attn_only else [mlp_kernel])
+    x = StreamState.fresh(arch, input_kernel(arch, tokens))
+    if arch.embed_norm:
+        x = norm_state(arch, x)
+    kernels = [attention_kernel] + ([] if arch.attn_only else [mlp_kernel])
     out = []
-    for _ in range(cfg.n_layers):
+    for _ in range(arch.n_layers):
         for kernel in kernels:
-            y = StreamState.fresh(cfg, kernel(cfg, norm_state(cfg, x).C))
-            out.append(np.diag(y.Cc if cfg.norm_kind == "layernorm" else y.C).copy())
-            x = x + norm_state(cfg, y)
+            y = StreamState.fresh(arch, kernel(arch, norm_state(arch, x).C))
+            out.append(np.diag(y.Cc if arch.norm_kind == "layernorm" else y.C).copy())
+            x = x + norm_state(arch, y)
     return np.array(out)
 
 
-def peri_eps_ratio(cfg: TransformerConfig, tokens) -> float:
+def peri_eps_ratio(arch: Architecture, tokens: Int[np.ndarray, "T"]) -> float:
     """The smallest v_y/ε over sublayers and positions: ≫ 1 means every output norm is out of the ε regime."""
-    return float(peri_output_variance(cfg, tokens).min() / cfg.norm_eps)
+    return float(peri_output_variance(arch, tokens).min() / arch.norm_eps)
 
 
 __all__ = ["peri_output_variance", "peri_eps_ratio"]

@@ -19,8 +19,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from jaxtyping import Float
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import erf, expit
+
+from ..errors import ConfigError
 
 _N_NODES = 48
 
@@ -45,10 +48,10 @@ def second_moment(act: str, var: float) -> float:
     return float(activation_kernel(act, np.array([[var]]))[0, 0])
 
 
-def activation_kernel(act: str, cov: np.ndarray) -> np.ndarray:
+def activation_kernel(act: str, cov: Float[np.ndarray, "T T"]) -> Float[np.ndarray, "T T"]:
     """E[φ(a_p) φ(a_q)] for a Gaussian vector a with covariance ``cov`` [T, T] (entrywise in pairs)."""
     if act not in ACTIVATIONS:
-        raise ValueError(f"act_fn={act!r} is not supported; one of {', '.join(map(repr, ACTIVATIONS))}")
+        raise ConfigError("act_fn", act, f"one of {', '.join(map(repr, ACTIVATIONS))}")
     cov = np.asarray(cov, dtype=np.float64)
     s = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     s1, s2 = s[:, None], s[None, :]

@@ -24,47 +24,48 @@ Infinite-width approximations as in ``recursion`` (norm scale taken as determini
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Int
 
-from toy_models.config import ConfigError, TransformerConfig
-
+from ..errors import ConfigError
+from .architecture import Architecture
 from .gaussian import activation_kernel
 from .recursion import InitVariances, StreamState, mlp_kernel, norm_state, variance_profile
 
 
-def last_layer_grad_sq(cfg: TransformerConfig, tokens) -> float:
+def last_layer_grad_sq(arch: Architecture, tokens: Int[np.ndarray, "*batch T"]) -> float:
     """Predicted E‖∇W_out‖² of the last block's MLP, up to a depth-independent constant."""
-    if cfg.attn_only:
-        raise ConfigError("attn_only", cfg.attn_only, "False (the prediction is for the last MLP's W_out)")
-    placement = cfg.block_placement(cfg.n_layers - 1)
+    if arch.attn_only:
+        raise ConfigError("attn_only", arch.attn_only, "False (the prediction is for the last MLP's W_out)")
+    placement = arch.block_placement(arch.n_layers - 1)
     if placement not in ("pre", "post"):
-        raise ConfigError("norm_placement", cfg.norm_placement, "'pre', 'post' or 'mix' (whose last block is Pre-LN)")
+        raise ConfigError("norm_placement", arch.norm_placement, "'pre', 'post' or 'mix' (whose last block is Pre-LN)")
     tokens = np.asarray(tokens)
     if tokens.ndim == 2:
-        return float(np.sum([last_layer_grad_sq(cfg, row) for row in tokens]))
-    states = variance_profile(cfg, tokens).states
+        return float(np.sum([last_layer_grad_sq(arch, row) for row in tokens]))
+    states = variance_profile(arch, tokens).states
     mid, out = states[-2], states[-1]
     if placement == "pre":
-        mlp_in, norm_in = norm_state(cfg, mid), out
+        mlp_in, norm_in = norm_state(arch, mid), out
     else:
         mlp_in = mid
-        norm_in = mid + StreamState.fresh(cfg, mlp_kernel(cfg, mid.C))
-    iv = InitVariances.from_config(cfg)
-    pre = iv.w_in * cfg.d_model * mlp_in.C
-    post_sq = cfg.mlp_dim * np.diag(activation_kernel(cfg.act_fn, pre))
-    if cfg.gated_mlp:
+        norm_in = mid + StreamState.fresh(arch, mlp_kernel(arch, mid.C))
+    iv = InitVariances.from_architecture(arch)
+    pre = iv.w_in * arch.d_model * mlp_in.C
+    post_sq = arch.d_mlp * np.diag(activation_kernel(arch.act_fn, pre))
+    if arch.gated_mlp:
         post_sq = post_sq * np.diag(pre)
-    S = norm_in.Cc if cfg.norm_kind == "layernorm" else norm_in.C
+    S = norm_in.Cc if arch.norm_kind == "layernorm" else norm_in.C
     m = np.diag(S)
     # E[1/(s² + ε)] to second order: (1 + Var(s²)/(m + ε)²)/(m + ε), Var(s²) as in recursion._jensen
     # (2/(d − 1) relative for a Gaussian stream, ≈ 0 for a norm's fixed-norm output: a 6% effect at d = 32).
     m_x = np.minimum(norm_in.fixed, m)
-    var_s2 = (2.0 * (m - m_x) ** 2 + 4.0 * m_x * (m - m_x)) / max(cfg.d_model - 1, 1)
-    inv = (1.0 + var_s2 / (m + cfg.norm_eps) ** 2) / (m + cfg.norm_eps)
+    var_s2 = (2.0 * (m - m_x) ** 2 + 4.0 * m_x * (m - m_x)) / max(arch.d_model - 1, 1)
+    inv = (1.0 + var_s2 / (m + arch.norm_eps) ** 2) / (m + arch.norm_eps)
     return float(np.sum(post_sq * inv))
 
 
-def last_layer_grad_ratio(cfg: TransformerConfig, depth_a: int, depth_b: int, tokens) -> float:
+def last_layer_grad_ratio(arch: Architecture, depth_a: int, depth_b: int, tokens: Int[np.ndarray, "*batch T"]) -> float:
     """Predicted ‖∇W_out‖ at depth_a over depth_b: √(E‖∇‖²_a / E‖∇‖²_b)."""
-    a = last_layer_grad_sq(cfg.replace(n_layers=depth_a), tokens)
-    b = last_layer_grad_sq(cfg.replace(n_layers=depth_b), tokens)
+    a = last_layer_grad_sq(arch.replace(n_layers=depth_a), tokens)
+    b = last_layer_grad_sq(arch.replace(n_layers=depth_b), tokens)
     return float(np.sqrt(a / b))

@@ -52,13 +52,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from jaxtyping import Float, Int
 
-from toy_models.init import residual_writers
-from toy_models.config import ConfigError, TransformerConfig
+from ..errors import ConfigError
+from .architecture import Architecture
+from .gaussian import activation_kernel, second_moment
 
-from .gaussian import activation_kernel
-
-SUPPORTED_PLACEMENTS = ("none", "post", "pre", "peri", "mix", "lns", "deepnorm")
+Kernel = Float[np.ndarray, "T T"]  # a position kernel C[p, q] = E[x_p · x_q] / d
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,19 @@ class InitVariances:
     w_out: float
 
     @classmethod
-    def from_config(cls, cfg: TransformerConfig) -> "InitVariances":
-        d, m, H, dh, L = cfg.d_model, cfg.mlp_dim, cfg.n_heads, cfg.head_dim, cfg.n_layers
-        s2, b2 = cfg.init_std**2, cfg.deepnorm_beta**2
-        if cfg.init == "gpt2":
-            n_w = residual_writers(cfg)  # 2L, or L when attention-only: the same rule as the init
+    def from_architecture(cls, arch: Architecture) -> "InitVariances":
+        d, m, H, dh = arch.d_model, arch.d_mlp, arch.n_heads, arch.d_head
+        s2, b2 = arch.init_std**2, arch.deepnorm_beta**2
+        if arch.init == "gpt2":
+            n_w = arch.residual_writers  # 2L, or L when attention-only: the same rule as the init
             qk, o, w_in, w_out = s2, s2 / n_w, s2, s2 / n_w
-        elif cfg.init == "fan_in":
+        elif arch.init == "fan_in":
             qk, o, w_in, w_out = 1.0 / d, 1.0 / (H * dh), 1.0 / d, 1.0 / m
-        elif cfg.init == "normal":
+        elif arch.init == "normal":
             qk, o, w_in, w_out = s2, s2, s2, s2
         else:
             return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        embed = 1.0 if cfg.init == "fan_in" else s2
+        embed = 1.0 if arch.init == "fan_in" else s2
         return cls(embed=embed, pos=embed, qk=qk, v=qk * b2, o=o * b2, w_in=w_in * b2, w_out=w_out * b2)
 
 
@@ -101,43 +101,52 @@ class VarianceProfile:
     """
 
     hooks: tuple[str, ...]
-    kernels: np.ndarray  # [n_hooks, T, T]
+    kernels: Float[np.ndarray, "hook T T"]
     # Size of the second-order finite-width term at states that are a norm's output (0 elsewhere):
     # there the per-token mean square is s²/(s² + ε) exactly, and the only error left is how much
     # s² fluctuates, which the Gaussian-coordinate term bounds (s² fixed ⇒ 0, Gaussian ⇒ the term).
-    remainder: np.ndarray  # [n_hooks]
+    remainder: Float[np.ndarray, "hook"]
     states: tuple = ()  # the StreamState at each hook (one sequence only; empty for a batch)
 
     @property
-    def per_position(self) -> np.ndarray:
+    def per_position(self) -> Float[np.ndarray, "hook T"]:
         return np.diagonal(self.kernels, axis1=1, axis2=2)
 
     @property
-    def variance(self) -> np.ndarray:
+    def variance(self) -> Float[np.ndarray, "hook"]:
         return self.per_position.mean(-1)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"hook": self.hooks, "quantity": "variance", "value": self.variance})
 
 
-def input_kernel(cfg: TransformerConfig, tokens: np.ndarray) -> np.ndarray:
+def sinusoidal_table(n_pos: int, d_model: int) -> Float[np.ndarray, "n_pos d_model"]:
+    """PE[p, 2i] = sin(p / 10000^{2i/d}), PE[p, 2i+1] = cos(p / 10000^{2i/d}) ("Attention Is All You
+    Need", Vaswani et al. 2017), float64; for odd d the last column is a sine."""
+    pos = np.arange(n_pos, dtype=np.float64)[:, None]
+    angles = pos * 10000.0 ** (-np.arange(0, d_model, 2, dtype=np.float64) / d_model)
+    table = np.zeros((n_pos, d_model))
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles)[:, : d_model // 2]
+    return table
+
+
+def input_kernel(arch: Architecture, tokens: Int[np.ndarray, "T"]) -> Kernel:
     """C0[p, q] = E[x0_p · x0_q]/d for one token sequence (before any embedding norm)."""
-    if cfg.input_kind != "tokens" or cfg.embed != "learned":
-        raise ConfigError("input_kind/embed", (cfg.input_kind, cfg.embed),
+    if arch.input_kind != "tokens" or arch.embed != "learned":
+        raise ConfigError("input_kind/embed", (arch.input_kind, arch.embed),
                           "learned token embeddings (the theory draws W_E at random)")
     tokens = np.asarray(tokens)
     T = tokens.shape[0]
-    iv = InitVariances.from_config(cfg)
+    iv = InitVariances.from_architecture(arch)
     C = iv.embed * (tokens[:, None] == tokens[None, :]).astype(np.float64)
-    if cfg.pos == "learned":
+    if arch.pos == "learned":
         C = C + iv.pos * np.eye(T)
-    elif cfg.pos == "sinusoidal":
-        from toy_models.positional import sinusoidal_table
-
-        pe = sinusoidal_table(cfg.n_ctx, cfg.d_model, dtype=__import__("torch").float64)[:T].numpy()
-        C = C + pe @ pe.T / cfg.d_model
-    elif cfg.pos == "onehot":
-        raise ConfigError("pos", cfg.pos, "'learned', 'sinusoidal', 'rotary' or 'none'")
+    elif arch.pos == "sinusoidal":
+        pe = sinusoidal_table(T, arch.d_model)
+        C = C + pe @ pe.T / arch.d_model
+    elif arch.pos == "onehot":
+        raise ConfigError("pos", arch.pos, "'learned', 'sinusoidal', 'rotary' or 'none'")
     return C
 
 
@@ -155,10 +164,10 @@ class StreamState:
     fixed: np.ndarray
 
     @classmethod
-    def fresh(cls, cfg: TransformerConfig, C: np.ndarray) -> "StreamState":
+    def fresh(cls, arch: Architecture, C: Kernel) -> "StreamState":
         """A sum of independent writes with exchangeable, uncorrelated coordinates: removing the token
         mean removes 1/d of each kernel entry."""
-        return cls(C, (1.0 - 1.0 / cfg.d_model) * C, np.zeros(C.shape[0]))
+        return cls(C, (1.0 - 1.0 / arch.d_model) * C, np.zeros(C.shape[0]))
 
     def __add__(self, other: "StreamState") -> "StreamState":  # independent writes: no cross terms
         return StreamState(self.C + other.C, self.Cc + other.Cc, self.fixed)
@@ -168,7 +177,7 @@ class StreamState:
         return StreamState(c * self.C, c * self.Cc, c * self.fixed)
 
 
-def norm_state(cfg: TransformerConfig, x: StreamState) -> StreamState:
+def norm_state(arch: Architecture, x: StreamState) -> StreamState:
     """The stream after a norm with gain 1 and bias 0 (its exact init values).
 
     With S the kernel the norm sees (centred for LayerNorm, raw for RMSNorm) and m_p = S_pp:
@@ -177,108 +186,108 @@ def norm_state(cfg: TransformerConfig, x: StreamState) -> StreamState:
     matters when m is comparable to ε, e.g. the gpt2 embedding, m ≈ 8e-4, ε = 1e-5). For a fixed-norm
     part m_x plus a Gaussian part m_F = m − m_x: Var(s²) ≈ (2 m_F² + 4 m_x m_F)/(d − 1).
     """
-    d, eps = cfg.d_model, cfg.norm_eps
-    S = x.Cc if cfg.norm_kind == "layernorm" else x.C
+    d, eps = arch.d_model, arch.norm_eps
+    S = x.Cc if arch.norm_kind == "layernorm" else x.C
     m = np.diag(S)
     K = S / np.sqrt((m + eps)[:, None] * (m + eps)[None, :])
-    K = K + np.diag(_jensen(cfg, m, x.fixed))
-    centred = K if cfg.norm_kind == "layernorm" else (1.0 - 1.0 / d) * K
+    K = K + np.diag(_jensen(arch, m, x.fixed))
+    centred = K if arch.norm_kind == "layernorm" else (1.0 - 1.0 / d) * K
     return StreamState(K, centred, np.diag(centred).copy())
 
 
-def _jensen(cfg: TransformerConfig, m: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    d, eps = cfg.d_model, cfg.norm_eps
+def _jensen(arch: Architecture, m: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    d, eps = arch.d_model, arch.norm_eps
     m_x = np.minimum(fixed, m)
     m_f = m - m_x
     var_s2 = (2.0 * m_f**2 + 4.0 * m_x * m_f) / max(d - 1, 1)
     return -eps * var_s2 / (m + eps) ** 3
 
 
-def norm_kernel(cfg: TransformerConfig, C: np.ndarray) -> np.ndarray:
+def norm_kernel(arch: Architecture, C: Kernel) -> Kernel:
     """``norm_state`` of a freshly written stream with raw kernel C (convenience)."""
-    return norm_state(cfg, StreamState.fresh(cfg, C)).C
+    return norm_state(arch, StreamState.fresh(arch, C)).C
 
 
-def averaging_matrix(cfg: TransformerConfig, T: int) -> np.ndarray:
+def averaging_matrix(arch: Architecture, T: int) -> Kernel:
     """Uniform attention over the allowed keys, through the clipped softmax clip((ζ − γ)A + γ, 0, 1)
     when the config clips (disallowed keys stay 0)."""
-    allowed = np.tril(np.ones((T, T))) if cfg.attention_dir == "causal" else np.ones((T, T))
+    allowed = np.tril(np.ones((T, T))) if arch.attention_dir == "causal" else np.ones((T, T))
     A = allowed / allowed.sum(-1, keepdims=True)
-    if cfg.clipped_softmax:
-        A = np.where(allowed > 0, np.clip((cfg.clip_zeta - cfg.clip_gamma) * A + cfg.clip_gamma, 0.0, 1.0), 0.0)
+    if arch.clipped_softmax:
+        A = np.where(allowed > 0, np.clip((arch.clip_zeta - arch.clip_gamma) * A + arch.clip_gamma, 0.0, 1.0), 0.0)
     return A
 
 
-def attention_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
-    iv = InitVariances.from_config(cfg)
-    A = averaging_matrix(cfg, K.shape[0])
-    gain = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.v * iv.o
+def attention_kernel(arch: Architecture, K: Kernel) -> Kernel:
+    iv = InitVariances.from_architecture(arch)
+    A = averaging_matrix(arch, K.shape[0])
+    gain = arch.n_heads * arch.d_head * arch.d_model * iv.v * iv.o
     return gain * A @ K @ A.T
 
 
-def score_variance(cfg: TransformerConfig, K: np.ndarray) -> float:
+def score_variance(arch: Architecture, K: Kernel) -> float:
     """Largest attention-score variance d_head (dσ²_Q K_pp)(dσ²_K K_kk)/scale²; uniform attention needs ≪ 1."""
-    iv = InitVariances.from_config(cfg)
+    iv = InitVariances.from_architecture(arch)
     kmax = float(np.diag(K).max())
-    return cfg.head_dim * (cfg.d_model * iv.qk * kmax) ** 2 / cfg.scale**2
+    return arch.d_head * (arch.d_model * iv.qk * kmax) ** 2 / arch.attn_scale**2
 
 
-def mlp_kernel(cfg: TransformerConfig, K: np.ndarray) -> np.ndarray:
-    iv = InitVariances.from_config(cfg)
-    d, m = cfg.d_model, cfg.mlp_dim
+def mlp_kernel(arch: Architecture, K: Kernel) -> Kernel:
+    iv = InitVariances.from_architecture(arch)
+    d, m = arch.d_model, arch.d_mlp
     pre = iv.w_in * d * K
-    if cfg.gated_mlp:  # W_gate is drawn like W_in
-        return m * iv.w_out * activation_kernel(cfg.act_fn, pre) * pre
-    return m * iv.w_out * activation_kernel(cfg.act_fn, pre)
+    if arch.gated_mlp:  # W_gate is drawn like W_in
+        return m * iv.w_out * activation_kernel(arch.act_fn, pre) * pre
+    return m * iv.w_out * activation_kernel(arch.act_fn, pre)
 
 
-def _check(cfg: TransformerConfig) -> None:
-    if cfg.attention != "softmax":
-        raise ConfigError("attention", cfg.attention, "'softmax' (the theory assumes near-uniform softmax at init)")
-    if cfg.input_kind != "tokens":
-        raise ConfigError("input_kind", cfg.input_kind, "'tokens'")
-    if cfg.attn_gate:
-        raise ConfigError("attn_gate", cfg.attn_gate, "False (the recursion does not model the gate)")
+def _check(arch: Architecture) -> None:
+    if arch.attention != "softmax":
+        raise ConfigError("attention", arch.attention, "'softmax' (the theory assumes near-uniform softmax at init)")
+    if arch.input_kind != "tokens":
+        raise ConfigError("input_kind", arch.input_kind, "'tokens'")
+    if arch.attn_gate:
+        raise ConfigError("attn_gate", arch.attn_gate, "False (the recursion does not model the gate)")
 
 
-def variance_profile(cfg: TransformerConfig, tokens) -> VarianceProfile:
-    """Predicted residual kernels at every resid hook for ``cfg`` at init on ``tokens`` [T] or
+def variance_profile(arch: Architecture, tokens: Int[np.ndarray, "*batch T"]) -> VarianceProfile:
+    """Predicted residual kernels at every resid hook for ``arch`` at init on ``tokens`` [T] or
     [batch, T] (a batch is averaged: the kernels are per sequence, their diagonals are averaged)."""
-    _check(cfg)
+    _check(arch)
     tokens = np.asarray(tokens)
     if tokens.ndim == 2:
-        profiles = [variance_profile(cfg, row) for row in tokens]
+        profiles = [variance_profile(arch, row) for row in tokens]
         return VarianceProfile(profiles[0].hooks, np.mean([p.kernels for p in profiles], axis=0),
                                np.mean([p.remainder for p in profiles], axis=0))
     if tokens.ndim != 1 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must have shape [T] or [batch, T], got {tokens.shape}")
-    x = StreamState.fresh(cfg, input_kernel(cfg, tokens))
+    x = StreamState.fresh(arch, input_kernel(arch, tokens))
     remainder = [0.0]
-    if cfg.has_embed_norm:
-        x, r = _norm_with_remainder(cfg, x)
+    if arch.embed_norm:
+        x, r = _norm_with_remainder(arch, x)
         remainder = [r]
     hooks, kernels, states = ["blocks.0.hook_resid_pre"], [x.C], [x]
-    sublayers = [attention_kernel] + ([] if cfg.attn_only else [mlp_kernel])
+    sublayers = [attention_kernel] + ([] if arch.attn_only else [mlp_kernel])
 
     def F(kernel, state: StreamState) -> StreamState:
-        return StreamState.fresh(cfg, kernel(cfg, state.C))
+        return StreamState.fresh(arch, kernel(arch, state.C))
 
-    for layer in range(cfg.n_layers):
-        placement = cfg.block_placement(layer)
+    for layer in range(arch.n_layers):
+        placement = arch.block_placement(layer)
         for i, kernel in enumerate(sublayers):
             r = 0.0
             if placement == "none":
                 x = x + F(kernel, x)
             elif placement == "pre":
-                x = x + F(kernel, norm_state(cfg, x))
+                x = x + F(kernel, norm_state(arch, x))
             elif placement == "peri":
-                x = x + norm_state(cfg, F(kernel, norm_state(cfg, x)))
+                x = x + norm_state(arch, F(kernel, norm_state(arch, x)))
             elif placement == "lns":
-                x = x + F(kernel, norm_state(cfg, x).scaled(cfg.lns_scale(layer) ** 2))
+                x = x + F(kernel, norm_state(arch, x).scaled(arch.lns_scale(layer) ** 2))
             elif placement == "deepnorm":
-                x, r = _norm_with_remainder(cfg, x.scaled(cfg.deepnorm_alpha**2) + F(kernel, x))
+                x, r = _norm_with_remainder(arch, x.scaled(arch.deepnorm_alpha**2) + F(kernel, x))
             else:  # post
-                x, r = _norm_with_remainder(cfg, x + F(kernel, x))
+                x, r = _norm_with_remainder(arch, x + F(kernel, x))
             remainder.append(r)
             last = i == len(sublayers) - 1
             hooks.append(f"blocks.{layer}.hook_resid_post" if last else f"blocks.{layer}.hook_resid_mid")
@@ -287,27 +296,25 @@ def variance_profile(cfg: TransformerConfig, tokens) -> VarianceProfile:
     return VarianceProfile(tuple(hooks), np.stack(kernels), np.array(remainder), tuple(states))
 
 
-def _norm_with_remainder(cfg: TransformerConfig, x: StreamState) -> tuple[StreamState, float]:
+def _norm_with_remainder(arch: Architecture, x: StreamState) -> tuple[StreamState, float]:
     """A norm's output and the size of its Jensen term (position-averaged): at a norm's output the
     seed-to-seed spread vanishes, and what is left is this second-order finite-width term, whose
     Var(s²) is modelled, not exact — the comparison allows its whole size."""
-    S = x.Cc if cfg.norm_kind == "layernorm" else x.C
-    return norm_state(cfg, x), float(np.abs(_jensen(cfg, np.diag(S), x.fixed)).mean())
+    S = x.Cc if arch.norm_kind == "layernorm" else x.C
+    return norm_state(arch, x), float(np.abs(_jensen(arch, np.diag(S), x.fixed)).mean())
 
 
-def linear_growth_slope(cfg: TransformerConfig) -> float:
+def linear_growth_slope(arch: Architecture) -> float:
     """Pre-LN with fan_in init, no token repeats, T → 1 (a single token): each block adds
     d H d_head σ²_Vσ²_O·1 + d_mlp σ²_out E[φ(z)²], z ~ N(0, dσ²_in) — the slope of linear growth."""
-    from .gaussian import second_moment
-
-    iv = InitVariances.from_config(cfg)
-    attn = cfg.n_heads * cfg.head_dim * cfg.d_model * iv.v * iv.o
-    if cfg.attn_only:
+    iv = InitVariances.from_architecture(arch)
+    attn = arch.n_heads * arch.d_head * arch.d_model * iv.v * iv.o
+    if arch.attn_only:
         return attn
-    s2 = cfg.d_model * iv.w_in
-    mlp = cfg.mlp_dim * iv.w_out * (second_moment(cfg.act_fn, s2) * (s2 if cfg.gated_mlp else 1.0))
+    s2 = arch.d_model * iv.w_in
+    mlp = arch.d_mlp * iv.w_out * (second_moment(arch.act_fn, s2) * (s2 if arch.gated_mlp else 1.0))
     return attn + mlp
 
 
-__all__ = ["InitVariances", "VarianceProfile", "variance_profile", "input_kernel", "norm_kernel",
+__all__ = ["Architecture", "InitVariances", "VarianceProfile", "sinusoidal_table", "variance_profile", "input_kernel", "norm_kernel",
            "attention_kernel", "mlp_kernel", "StreamState", "norm_state", "score_variance", "linear_growth_slope"]

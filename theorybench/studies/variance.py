@@ -72,8 +72,9 @@ def uniform_attention_config(cfg, tokens: torch.Tensor):
     d_head (dσ²_Q K)²/scale² then stays ≤ d_head·1e-8 at every layer, also where an un-normalized
     stream grows exponentially and 1e4 alone would let attention sharpen past layer ~10."""
     from theory.variance import variance_profile
+    from toy_models.theory_args import variance_architecture
 
-    k_max = float(np.max(variance_profile(cfg, tokens.numpy()).per_position))
+    k_max = float(np.max(variance_profile(variance_architecture(cfg), tokens.numpy()).per_position))
     return cfg.replace(attn_scale=ATTN_SCALE * max(1.0, k_max))
 
 
@@ -81,8 +82,9 @@ def theory_per_layer(cfg, tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]
     """Predicted mean square at x_0 … x_L and the theory's own finite-width term there (see
     ``VarianceProfile.remainder``: non-zero only at a norm's output, where the seed spread vanishes)."""
     from theory.variance import variance_profile
+    from toy_models.theory_args import variance_architecture
 
-    prof = variance_profile(cfg, tokens.numpy())
+    prof = variance_profile(variance_architecture(cfg), tokens.numpy())
     idx = [0] + [i for i, h in enumerate(prof.hooks) if h.endswith("hook_resid_post")]
     return prof.variance[idx], prof.remainder[idx]
 
@@ -233,6 +235,7 @@ def _gradient_scale(scale: str) -> FigureResult:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from theory.variance import last_layer_grad_ratio
+    from toy_models.theory_args import variance_architecture
 
     size = SIZES[scale]
     d, depths, S = size["d_model"], size["grad_depths"], size["grad_seeds"]
@@ -247,7 +250,7 @@ def _gradient_scale(scale: str) -> FigureResult:
         samples = {L: last_layer_grad_sq_monte_carlo(base.replace(n_layers=L), tokens, S) for L in depths}
         slopes[f"c_{placement}_slope"] = depth_slope(samples[depths[-2]], samples[L_max], depths[-2], L_max)
         measured = [ratio_with_se(samples[L], samples[L0]) for L in depths[1:]]
-        predicted = np.array([last_layer_grad_ratio(base, L, L0, tokens.numpy()) for L in depths])
+        predicted = np.array([last_layer_grad_ratio(variance_architecture(base), L, L0, tokens.numpy()) for L in depths])
         ax.plot(depths, predicted, color=colors[placement], lw=1.4, label=f"{name} (theory)")
         ax.errorbar(depths[1:], [m for m, _ in measured], yerr=[2 * s for _, s in measured], fmt="o", ms=4,
                     color=colors[placement], label=f"{name} (MC ± 2 SE)")

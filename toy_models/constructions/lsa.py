@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from theory.icl.predictors import covariance_matrix, zfb_gamma
+
 from ..config import ConfigError, TransformerConfig
 from ..model import Transformer
 from ..tasks.icl_regression import context_only_mask, stack_tokens
@@ -83,8 +85,6 @@ def zfb_lsa(cov, N: int, n_ctx: int = 128, dtype: str = "float64") -> Transforme
 
     N is the prompt length Γ is built for; the layer's 1/N comes from the normalized attention.
     """
-    from theory.icl.predictors import covariance_matrix, zfb_gamma
-
     cov = torch.as_tensor(cov, dtype=torch.float64)
     L = covariance_matrix(cov, cov.shape[-1])
     return preconditioned_gd_lsa(L.shape[0], 1.0, 1, torch.linalg.inv(zfb_gamma(L, N)), n_ctx, dtype)

@@ -17,6 +17,7 @@ zeros or ones, fixed position tables (sinusoidal, one-hot, none) as ``position_e
 from __future__ import annotations
 
 import torch
+from transformers import BertConfig, BertForTokenClassification
 
 from .errors import (BERT, check_exportable, gain_and_bias, heads_in_out, or_zeros, position_table,
                      write_all_parameters)
@@ -32,8 +33,6 @@ def to_hf_bert(model):
 
     Raises ``ExportError`` for a config BERT cannot express (see ``errors.SUPPORT``).
     """
-    from transformers import BertConfig, BertForTokenClassification
-
     check_exportable(model, BERT)
     cfg = model.cfg
     dtype = getattr(torch, cfg.dtype)

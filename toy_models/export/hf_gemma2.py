@@ -25,6 +25,7 @@ only to about float32 precision.
 from __future__ import annotations
 
 import torch
+from transformers import Gemma2Config, Gemma2ForCausalLM
 
 from .errors import GEMMA2, check_exportable, gain_and_bias, heads_in_out, sqrt_of_integer, write_all_parameters
 
@@ -38,8 +39,6 @@ def to_hf_gemma2(model):
 
     Raises ``ExportError`` for a config Gemma 2 cannot express (see ``errors.SUPPORT``).
     """
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
     check_exportable(model, GEMMA2)
     cfg = model.cfg
     dtype = getattr(torch, cfg.dtype)

@@ -14,6 +14,7 @@ weights as [in, out] (y = x W + b), the toy's own layout, so only the heads are 
 from __future__ import annotations
 
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from .errors import (GPT2, check_exportable, gain_and_bias, heads_in_out, or_zeros, position_table,
                      write_all_parameters)
@@ -28,8 +29,6 @@ def to_hf_gpt2(model):
 
     Raises ``ExportError`` for a config GPT-2 cannot express (see ``errors.SUPPORT``).
     """
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     check_exportable(model, GPT2)
     cfg = model.cfg
     dtype = getattr(torch, cfg.dtype)

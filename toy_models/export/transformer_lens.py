@@ -25,6 +25,7 @@ under causal attention — bidirectional attention ignores it.
 from __future__ import annotations
 
 import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from .errors import TRANSFORMER_LENS, check_exportable, gain_and_bias, or_zeros, position_table, write_all_parameters
 
@@ -39,8 +40,6 @@ def to_hooked_transformer(model):
 
     Raises ``ExportError`` for a config TransformerLens cannot express (see ``errors.SUPPORT``).
     """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
     check_exportable(model, TRANSFORMER_LENS)
     cfg = model.cfg
     dtype = getattr(torch, cfg.dtype)

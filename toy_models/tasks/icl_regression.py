@@ -62,6 +62,8 @@ from typing import Any
 
 import torch
 
+from theory.icl.predictors import covariance_matrix  # the one positive-definiteness check of Σ
+
 from ..config import ConfigError
 from .base import Batch, register_task
 
@@ -212,8 +214,6 @@ class ICLRegressionConfig:
 
     def covariance(self) -> torch.Tensor:
         """Σ as a float64 [d, d] tensor (I/3 for uniform inputs)."""
-        from theory.icl.predictors import covariance_matrix  # the one positive-definiteness check
-
         if self.x_dist == "uniform":
             return torch.eye(self.d, dtype=torch.float64) / 3
         if self.x_cov is None:
