@@ -74,11 +74,12 @@ from tqdm import tqdm
 
 from toy_models import Transformer
 from toy_models.compile import compile_model
+from toy_models.initial_states import apply_initial_state
 from toy_models.tasks.base import model_inputs
 
 from .code_version import code_version
 from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
-from .experiment import ExperimentConfig, derive_seed
+from .experiment import ExperimentConfig, derive_seed, frozen_parameter_names
 from .optim import build_optimizer, build_scheduler
 from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
                        RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save, atomic_write_json,
@@ -123,13 +124,50 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
         _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress), stop)
 
 
-class _Trainer:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device,
-                 precision: str = DEFAULT_PRECISION):
-        self.cfg, self.dir, self.device, self.precision = cfg, run_dir, device, precision
+def build_model(cfg: ExperimentConfig) -> Transformer:
+    """The model a run of the resolved ``cfg`` starts from, on the CPU: its init scheme (``model.init``,
+    seeded by ``model.seed``), then the initial state ``train.init_state`` if one is named (seeded by
+    ``derive_seed(seed, "init_state")``), with the parameters ``train.frozen`` matches set to
+    ``requires_grad=False`` (the optimizer is built over the others only)."""
+    model = Transformer(cfg.model)
+    if cfg.train.init_state is not None:
+        apply_initial_state(cfg.train.init_state, model, cfg.model, derive_seed(cfg.seed, "init_state"))
+    if cfg.train.frozen:
+        frozen = frozen_parameter_names(cfg.train.frozen, [n for n, _ in model.named_parameters()])
+        for name, p in model.named_parameters():
+            if name in frozen:
+                p.requires_grad_(False)
+    return model
+
+
+@contextlib.contextmanager
+def training_steps(cfg: ExperimentConfig, device: str | None = None, precision: str = DEFAULT_PRECISION):
+    """Yields ``step()``: one training step of ``cfg`` exactly as the trainer runs it between two checked
+    steps (batch draw, forward, loss, backward, clipping, optimizer and scheduler update), on a fresh
+    model in memory and with nothing written; for timing it (``theorybench.device_estimate``). The
+    caller's random generators are restored afterwards."""
+    cfg = cfg.resolved()
+    resolved = resolve_device(device)
+    check_precision(precision, resolved, cfg.model.dtype)
+    with _preserve_global_rngs(), matmul_precision(precision), _compile_settings(cfg):
+        stepper = _Stepper(cfg, resolved, precision)
+
+        def step() -> None:
+            stepper.step += 1
+            stepper._train_step(checked=False)
+
+        yield step
+
+
+class _Stepper:
+    """What one optimizer update needs (task, model, optimizer, scheduler, seeded generators) and the
+    update itself; ``_Trainer`` adds the evaluation, the checks between steps and the run folder."""
+
+    def __init__(self, cfg: ExperimentConfig, device: torch.device, precision: str = DEFAULT_PRECISION):
+        self.cfg, self.device, self.precision = cfg, device, precision
         self.task = cfg.task.build()
         self.has_set_step = hasattr(self.task, "set_step")
-        self.model = Transformer(cfg.model).to(device)
+        self.model = build_model(cfg).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.steps)
@@ -137,15 +175,70 @@ class _Trainer:
         torch.manual_seed(derive_seed(cfg.seed, "torch"))
         np.random.seed(derive_seed(cfg.seed, "numpy"))
         random.seed(derive_seed(cfg.seed, "python"))
-        eval_gen = torch.Generator().manual_seed(EVAL_SEED)
-        self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
-        self.step, self.rows, self.loss_count = 0, [], 0
+        self.step, self.loss_count = 0, 0
         # Summed on the device in float64, as a Python float would be: no sync per step, same bits.
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.steps_since_check = 0  # unchecked steps whose state has not been tested for NaN/Inf yet
         self.train_forward = compile_model(self.model, dynamic=False) if cfg.train.compile else self.model
+
+    def _train_step(self, checked: bool) -> None:
+        """One optimizer update. ``checked``: test the loss, the gradients and the parameters for
+        NaN/Inf as they are made (a sync); otherwise nothing here waits for the device."""
+        if self.has_set_step:  # step-dependent tasks (curricula) see the step of the batch drawn next
+            self.task.set_step(self.step)
+        batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        output = self._forward(batch, self.train_forward)
+        loss = self.task.loss(output, batch)
+        if checked:
+            loss_value = loss.item()
+            if not np.isfinite(loss_value):
+                raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if checked:
+            self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters()
+                                               if p.grad is not None})
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if checked:
+            self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+        self.steps_since_check = 0 if checked else self.steps_since_check + 1
+
+    def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
+        # One fused reduction per step; the per-tensor search runs only once something is wrong.
+        name = _first_non_finite(tensors)
+        if name is not None:
+            kind = "nan" if tensors[name].isnan().any() else "inf"
+            raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
+
+    def _forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
+        outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
+        with autocast(self.precision, self.device):
+            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
+        return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move a batch to the device; floating tensors take the model's dtype (float32 or float64)."""
+        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                for k, v in batch.items()}
+
+
+class _Trainer(_Stepper):
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device,
+                 precision: str = DEFAULT_PRECISION):
+        super().__init__(cfg, device, precision)
+        self.dir = run_dir
+        eval_gen = torch.Generator().manual_seed(EVAL_SEED)
+        self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
+        self.rows: list[dict[str, Any]] = []
+        self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         # Where a replay starts while no checkpoint exists: a copy of the start (one model's worth of memory).
         self.origin: dict[str, Any] | None = None
         if (run_dir / CHECKPOINT_FILE).exists():
@@ -212,41 +305,6 @@ class _Trainer:
             self._save_checkpoint()
             atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
         return row
-
-    def _train_step(self, checked: bool) -> None:
-        """One optimizer update. ``checked``: test the loss, the gradients and the parameters for
-        NaN/Inf as they are made (a sync); otherwise nothing here waits for the device."""
-        if self.has_set_step:  # step-dependent tasks (curricula) see the step of the batch drawn next
-            self.task.set_step(self.step)
-        batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
-        self.lr = self.optimizer.param_groups[0]["lr"]
-        output = self._forward(batch, self.train_forward)
-        loss = self.task.loss(output, batch)
-        if checked:
-            loss_value = loss.item()
-            if not np.isfinite(loss_value):
-                raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if checked:
-            self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters()
-                                               if p.grad is not None})
-        if self.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        if checked:
-            self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
-        self.loss_sum += loss.detach()
-        self.loss_count += 1
-        self.steps_since_check = 0 if checked else self.steps_since_check + 1
-
-    def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
-        # One fused reduction per step; the per-tensor search runs only once something is wrong.
-        name = _first_non_finite(tensors)
-        if name is not None:
-            kind = "nan" if tensors[name].isnan().any() else "inf"
-            raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
 
     # ------------------------------------------------------------------ NaN/Inf between checked steps
     def _verify_unchecked_steps(self) -> None:
@@ -317,18 +375,6 @@ class _Trainer:
             for k, v in self.task.metrics(output, batch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return {k: v / len(self.eval_set) for k, v in totals.items()}
-
-    def _forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
-        """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
-        outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
-        with autocast(self.precision, self.device):
-            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
-        return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
-
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Move a batch to the device; floating tensors take the model's dtype (float32 or float64)."""
-        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                for k, v in batch.items()}
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self) -> None:
@@ -481,4 +527,4 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "train"]
+__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "train", "training_steps"]
