@@ -116,7 +116,12 @@ class TrainConfig:
     init scheme alone. ``frozen``: parameter names or ``fnmatch`` patterns ("embed.*",
     "blocks.*.attn.W_K") whose parameters keep their initial values: their ``requires_grad`` is off and
     the optimizer never sees them. Each pattern must match a parameter of the model
-    (``ExperimentConfig`` checks it)."""
+    (``ExperimentConfig`` checks it).
+
+    ``snapshot_every`` k: keep the weights at step 0, every k steps and at the last step, for analyses
+    of the training trajectory (``theorybench.train.load_snapshot``); None keeps only the final weights.
+    It changes no number of the run, but a run without snapshots cannot serve one that reads them, so
+    it is part of the identity when set."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -128,6 +133,7 @@ class TrainConfig:
     compile: bool = False
     init_state: str | None = None
     frozen: tuple[str, ...] = ()
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -137,6 +143,10 @@ class TrainConfig:
                     initial_state(value)  # refuses an unregistered name, listing the registered ones
             elif f.name == "frozen":
                 _check_frozen_patterns(self)
+            elif f.name == "snapshot_every":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                    raise ConfigError(f.name, value, "a positive integer (keep the weights every this many steps), "
+                                                     "or None")
             elif f.name == "compile":
                 if not isinstance(value, bool):
                     raise ConfigError(f.name, value, "true or false")
@@ -425,11 +435,12 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
 
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
-    """``train``'s fields; ``compile`` only when true, ``init_state`` only when set and ``frozen`` only
-    when not empty. They came after runs had been stored, and at their defaults (eager, the init scheme
-    alone, nothing frozen) a config trains what it trained before, so it keeps the hash it had."""
+    """``train``'s fields; ``compile`` only when true, ``init_state`` and ``snapshot_every`` only when set
+    and ``frozen`` only when not empty. They came after runs had been stored, and at their defaults
+    (eager, the init scheme alone, nothing frozen, no snapshots) a config trains and stores what it did
+    before, so it keeps the hash it had."""
     out = _fields_to_dict(train)
-    for key, default in (("compile", False), ("init_state", None), ("frozen", [])):
+    for key, default in (("compile", False), ("init_state", None), ("frozen", []), ("snapshot_every", None)):
         if out[key] == default:
             del out[key]
     return out

@@ -82,11 +82,12 @@ from .device import DEFAULT_PRECISION, autocast, check_precision, describe_devic
 from .experiment import ExperimentConfig, derive_seed, frozen_parameter_names
 from .optim import build_optimizer, build_scheduler
 from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
-                       RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save, atomic_write_json,
-                       atomic_write_metrics, check_precision_record, check_stored_config, checksums, load_checkpoint,
-                       read_json, remove_temp_files, save_weights, sealed)
+                       Run, RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save,
+                       atomic_write_json, atomic_write_metrics, check_precision_record, check_stored_config, checksums,
+                       load_checkpoint, load_weights, read_json, remove_temp_files, save_weights, sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
+SNAPSHOT_PREFIX = "snapshot-step"
 CHECKPOINT_FORMAT = 1
 
 
@@ -261,6 +262,8 @@ class _Trainer(_Stepper):
         bar = tqdm(total=tc.steps, initial=self.step, desc=self.cfg.name, disable=not show_progress,
                    dynamic_ncols=True, unit="step")
         self.model.train()
+        if self.step == 0 and tc.snapshot_every is not None:
+            save_weights(snapshot_path(self.dir, 0), self.model.state_dict())
         try:
             while self.step < tc.steps:
                 if self._advance(stop):
@@ -300,6 +303,9 @@ class _Trainer(_Stepper):
             self.initial_loss = float(self.loss_sum) / self.loss_count
         if row:
             self._log_row(evaluate=s % tc.eval_every == 0 or last)
+        if tc.snapshot_every is not None and (s % tc.snapshot_every == 0 or last) and not replaying:
+            # Before the checkpoint of this step: a resume from an earlier one writes the same bits again.
+            save_weights(snapshot_path(self.dir, s), self.model.state_dict())
         if save or (stop.get("requested") and not replaying):
             self._verify_unchecked_steps()  # a checkpoint holds only tested state
             self._save_checkpoint()
@@ -426,6 +432,32 @@ class _Trainer(_Stepper):
         random.setstate(python_state_from_tensors(rng["python"]))
 
 
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.snapshot_every`` keeps the weights after ``step`` (0: the start): a top-level file of
+    the run, so done.json checksums it like the final weights."""
+    return Path(run_dir) / f"{SNAPSHOT_PREFIX}{step:09d}.safetensors"
+
+
+def snapshot_steps(run_dir: Path) -> list[int]:
+    """The steps whose snapshot the run holds, ascending."""
+    return sorted(int(p.name[len(SNAPSHOT_PREFIX):-len(".safetensors")])
+                  for p in Path(run_dir).glob(f"{SNAPSHOT_PREFIX}*.safetensors"))
+
+
+def load_snapshot(run: Run, step: int) -> Transformer:
+    """The model of ``run`` (a done or incomplete run of the store) with its weights after ``step``,
+    in eval mode; the run's files are verified against done.json first. A step the run has no snapshot
+    of is refused, naming the steps it has."""
+    path = snapshot_path(run.dir, step)
+    if not path.exists():
+        raise RunStoreError(f"{run.dir}: no snapshot of step {step}; snapshots held: {snapshot_steps(run.dir)} "
+                            f"(train.snapshot_every={run.config.train.snapshot_every})")
+    run.verify()
+    model = Transformer(run.config.resolved().model)
+    model.load_state_dict(load_weights(path))
+    return model.eval()
+
+
 def _first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
     """The name of the first tensor holding a NaN or Inf, or None: one fused test (one sync), then a
     per-tensor search only when something is wrong."""
@@ -527,4 +559,5 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "train", "training_steps"]
+__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "load_snapshot", "snapshot_path",
+           "snapshot_steps", "train", "training_steps"]
