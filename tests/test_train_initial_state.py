@@ -16,7 +16,8 @@ from _train_worker import tiny_config
 from theorybench.experiment import ExperimentConfig, OverrideError, TrainConfig, apply_overrides
 from theorybench.registry import SCALES, experiments, load_studies, sweeps
 from theorybench.runstore import get_or_train
-from theorybench.train import build_model
+from theorybench.runstore import RunDamagedError, RunStoreError
+from theorybench.train import build_model, load_snapshot, snapshot_path, snapshot_steps
 from toy_models.config import ConfigError
 from toy_models.constructions.lsa import lsa_config
 from toy_models.initial_states import INITIAL_STATES
@@ -138,13 +139,13 @@ def test_a_run_with_frozen_parameters_resumes_bit_for_bit(tmp_path, monkeypatch)
     """A resume rebuilds the model through the state and the freeze before loading the checkpoint; a
     trainer that froze nothing on resume would hand the optimizer's moments to the wrong tensors (or
     refuse the state dict) and the runs would part."""
-    cfg = lsa_experiment(steps=12)
+    cfg = lsa_experiment(steps=12, snapshot_every=4)
     reference = get_or_train(cfg, tmp_path / "ref", progress=False)
     original, calls = ICLRegressionTask.sample, {"n": 0}
 
     def sample(self, batch_size, generator):
         calls["n"] += 1
-        if calls["n"] == 1 + 8:  # one eval batch first: the 8th training step, after the checkpoint at 5
+        if calls["n"] == 1 + 9:  # one eval batch first: step 9, after the checkpoint at 5 and the snapshot at 8
             raise Interrupted
         return original(self, batch_size, generator)
 
@@ -156,6 +157,10 @@ def test_a_run_with_frozen_parameters_resumes_bit_for_bit(tmp_path, monkeypatch)
     pd.testing.assert_frame_equal(resumed.metrics, reference.metrics, check_exact=True)
     a, b = resumed.load_model().state_dict(), reference.load_model().state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Snapshots 0, 4, 8 (written again by the resume from step 5), 12: the same bytes as uninterrupted.
+    assert snapshot_steps(resumed.dir) == snapshot_steps(reference.dir) == [0, 4, 8, 12]
+    for step in snapshot_steps(reference.dir):
+        assert snapshot_path(resumed.dir, step).read_bytes() == snapshot_path(reference.dir, step).read_bytes()
 
 
 class Interrupted(Exception):
@@ -167,3 +172,29 @@ def test_every_registered_state_is_deterministic(name):
     cfg = lsa_experiment(frozen=(), init_state=name).resolved()
     a, b = build_model(cfg).state_dict(), build_model(cfg).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------------- snapshots
+def test_snapshots_hold_the_weights_at_their_steps_and_are_checksummed(tmp_path):
+    """Snapshot 0 is the initial state; the last is the final weights; done.json covers every snapshot, so an
+    edited one is refused; a step without a snapshot is refused naming the steps held."""
+    cfg = lsa_experiment(steps=10, snapshot_every=3)
+    run = get_or_train(cfg, tmp_path, progress=False)
+    assert snapshot_steps(run.dir) == [0, 3, 6, 9, 10]
+    start, final = build_model(cfg.resolved()).state_dict(), run.load_model().state_dict()
+    at0, at10 = load_snapshot(run, 0).state_dict(), load_snapshot(run, 10).state_dict()
+    assert all(torch.equal(at0[k], start[k]) and torch.equal(at10[k], final[k]) for k in final)
+    assert not torch.equal(load_snapshot(run, 3).blocks[0].attn.W_Q, start["blocks.0.attn.W_Q"])
+    with pytest.raises(RunStoreError, match=r"no snapshot of step 4; snapshots held: \[0, 3, 6, 9, 10\]"):
+        load_snapshot(run, 4)
+    path = snapshot_path(run.dir, 6)
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
+    with pytest.raises(RunDamagedError, match=path.name):
+        load_snapshot(run, 3)
+
+
+def test_snapshot_every_is_refused_unless_a_positive_integer():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError) as err:
+            TrainConfig(snapshot_every=bad)
+        assert err.value.field_name == "snapshot_every" and "positive integer" in err.value.allowed
