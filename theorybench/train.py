@@ -2,7 +2,10 @@
 
 Randomness, all derived from ``cfg.seed`` (``derive_seed``):
 
-- model init: ``model.seed`` (set in ``ExperimentConfig.resolved``);
+- model init: ``model.seed`` (set in ``ExperimentConfig.resolved``), then the named initial state
+  ``train.init_state`` if any (``toy_models.initial_states``), seeded by ``derive_seed(seed, "init_state")``;
+  the parameters ``train.frozen`` matches keep those values: ``requires_grad`` off, never given to the
+  optimizer (``build_model``);
 - training batches: one ``torch.Generator`` passed to ``task.sample``;
 - evaluation batches: drawn once per run from a generator with a fixed seed, the same for every seed
   and run, so evaluation curves of different seeds are measured on the same data;
@@ -27,6 +30,10 @@ steps it ran, so the failure names the same step and tensor as a check on every 
 Ctrl-C (SIGINT) while training, in the main thread, does not tear the step apart: the trainer
 finishes the step, writes a checkpoint and the metrics, and raises ``TrainingInterrupted`` (a
 ``KeyboardInterrupt``), so that the run resumes from exactly that step.
+
+``train.snapshot_every`` k keeps the weights at step 0, every k steps and the last step as top-level
+files of the run (``snapshot_path``), written before that step's checkpoint, so a resumed run writes
+the same bytes; ``load_snapshot`` reads them back.
 
 At the end, done.json records the sha256 of every file of the run and the code version
 (``theorybench.code_version``); runtime.json records the code version of every start or resume.
