@@ -36,7 +36,8 @@ import theorybench
 from theory.icl import expected_error as ee
 from theory.icl import predictors as P
 from theorybench.registry import default_scale
-from theorybench.runstore import get_or_train, store_root
+from theorybench.runs import get_or_train
+from theorybench.runstore import store_root
 from theorybench.studies import icl, icl_lsa
 from theorybench.style import apply_style
 from toy_models.constructions.lsa import gd_lsa, lsa_inputs

@@ -69,7 +69,7 @@ def train_slowly(root: str) -> None:
         return original(self, batch_size, generator)
 
     MarkovTask.sample = slow_sample
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
 
     get_or_train(tiny_config(), root, progress=False)
 

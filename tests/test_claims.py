@@ -248,7 +248,7 @@ def test_a_figure_records_the_runs_it_reads(tmp_path):
     from _train_worker import tiny_config
 
     from theorybench.provenance import recording_runs
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
 
     cfg = tiny_config(steps=4)
     with recording_runs() as runs:

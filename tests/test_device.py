@@ -17,7 +17,8 @@ import torch
 from _train_worker import tiny_config
 from theorybench.device import (DEVICE_ENV, DeviceError, check_precision, device_env, matmul_precision,
                                 resolve_device, run_suffix)
-from theorybench.runstore import RUNTIME_FILE, get_or_train, run_dir
+from theorybench.runs import get_or_train
+from theorybench.runstore import RUNTIME_FILE, run_dir
 from theorybench.train import train
 from toy_models.tasks.markov import MarkovTask
 

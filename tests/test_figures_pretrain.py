@@ -16,7 +16,8 @@ from theorybench import figures, registry  # noqa: E402
 from theorybench.cli import main  # noqa: E402
 from theorybench.figures import make_figures, pretrain  # noqa: E402
 from theorybench.registry import FigureResult, FigureSpec, SweepSpec, isolated_registry  # noqa: E402
-from theorybench.runstore import get_or_train, load_run, run_dir  # noqa: E402
+from theorybench.runs import get_or_train  # noqa: E402
+from theorybench.runstore import load_run, run_dir  # noqa: E402
 from theorybench.sweep import read_record  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from theorybench.runstore import get_or_train
+from theorybench.runs import get_or_train
 from theorybench.studies import graph_search as gs
 
 

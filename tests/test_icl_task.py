@@ -215,7 +215,7 @@ def test_curriculum_follows_the_schedule_under_the_trainer(tmp_path, monkeypatch
     """The trainer calls ``task.set_step(step)`` before each training batch: evaluation batches stay at
     the final size, training batch s has the stage sizes of step s."""
     from theorybench.experiment import ExperimentConfig, TrainConfig
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from toy_models.tasks.icl_regression import ICLRegressionTask
 
     original_sample = ICLRegressionTask.sample

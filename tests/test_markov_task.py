@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
-from theorybench.runstore import get_or_train
+from theorybench.runs import get_or_train
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.tasks.base import TASKS, Task
 from toy_models.tasks.markov import MarkovConfig, entropy_rate

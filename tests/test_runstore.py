@@ -13,9 +13,10 @@ import torch
 
 import theorybench.train
 from _train_worker import tiny_config
-from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, Run,
-                                  RunConfigMismatchError, StoreAccessError, atomic_write_bytes, atomic_write_metrics,
-                                  get_or_train, load_run, read_metrics, run_dir)
+from theorybench.runs import get_or_train
+from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, Run, RunConfigMismatchError,
+                                  StoreAccessError, atomic_write_bytes, atomic_write_metrics, load_run, read_metrics,
+                                  run_dir)
 from toy_models import Transformer
 
 
@@ -103,12 +104,12 @@ def test_status_of_an_incomplete_run(tmp_path):
 def test_lock_held_sees_a_training_process_and_creates_nothing(trained, tmp_path):
     import multiprocessing
 
-    from theorybench.runstore import _locked, lock_held
+    from theorybench.runstore import lock_held, locked
 
     _, _, run = trained
     assert not lock_held(run.dir) and not lock_held(tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
-    with _locked(run.dir):  # another open file of the lock, as another process would have
+    with locked(run.dir):  # another open file of the lock, as another process would have
         assert lock_held(run.dir)
         # A separate process sees it too (flock locks are shared by all processes on the file).
         probe = multiprocessing.get_context("fork").Process(target=lambda: os._exit(3 if lock_held(run.dir) else 4))

@@ -17,8 +17,8 @@ from theorybench import train as train_module
 from theorybench.cli import main
 from theorybench.code_version import code_version
 from theorybench.registry import ExperimentSpec, SweepSpec, isolated_registry
-from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE, get_or_train,
-                                  run_dir)
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE, run_dir
 
 CFG = dataclasses.replace(tiny_config(steps=20), name="variance_tiny")
 MEMBERS = [dataclasses.replace(CFG, seed=s) for s in range(3)]
@@ -123,7 +123,7 @@ def test_a_finished_run_is_served_by_a_read_only_store(cli, tmp_path, monkeypatc
     def no_lock(folder):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(runstore, "_locked", no_lock)
+    monkeypatch.setattr(runstore, "locked", no_lock)
     code, out, _ = cli("train", "variance_tiny", "--runs", str(tmp_path))
     assert code == 0 and "step: 20" in out
 

@@ -21,8 +21,8 @@ from theorybench import registry, runstore
 from theorybench import train as train_module
 from theorybench.code_version import code_version, source_hash
 from theorybench.experiment import apply_overrides
-from theorybench.runstore import (CHECKPOINT_FILE, RUNTIME_FILE, RunStaleError, StaleRunWarning, get_or_train,
-                                  run_dir, store_root)
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, RUNTIME_FILE, RunStaleError, StaleRunWarning, run_dir, store_root
 
 NAME_CHARS = st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
 

@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 
 import pandas as pd
@@ -17,9 +18,10 @@ from hypothesis import strategies as st
 
 from _train_worker import tiny_config
 from theorybench import runstore
-from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
-                                  RunConfigMismatchError, RunDamagedError, RunStoreError, StoreAccessError,
-                                  get_or_train, load_run, run_dir)
+from theorybench.runs import get_or_train
+from theorybench.runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE,
+                                  WEIGHTS_FILE, Run, RunConfigMismatchError, RunDamagedError, RunStoreError,
+                                  StoreAccessError, load_run, run_dir)
 
 STORED = (CONFIG_FILE, CHECKPOINT_FILE, WEIGHTS_FILE, METRICS_FILE, RUNTIME_FILE, DONE_FILE)
 
@@ -174,7 +176,7 @@ def test_a_done_run_is_reused_without_writing_anything(stored, monkeypatch):
     def unwritable(*args, **kwargs):
         raise AssertionError("reusing a finished run must not lock or write (a read-only store serves it)")
 
-    monkeypatch.setattr(runstore, "_locked", unwritable)
+    monkeypatch.setattr(runstore, "locked", unwritable)
     monkeypatch.setattr(runstore, "atomic_write_bytes", unwritable)
     assert get_or_train(cfg, root, progress=False).dir == folder
 
@@ -265,3 +267,13 @@ def test_any_single_bit_flip_anywhere_is_refused(pristine, tmp_path_factory, nam
     path.write_bytes(bytes(data))
     with pytest.raises(RunStoreError):  # damaged (checksum, JSON) or, for config.json, another config
         get_or_train(cfg, root, progress=False)
+
+
+@pytest.mark.parametrize("record", ['{"error": "step 3: loss is nan"}', '{"error": "step 3", "step": "3"}', "[]"])
+def test_a_failure_record_without_its_message_or_step_is_named(tmp_path, record):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / FAILED_FILE).write_text(record)
+    run = Run(dir=folder, config=tiny_config(steps=10).resolved())
+    with pytest.raises(RunDamagedError, match=f"^{re.escape(str(folder / FAILED_FILE))}: not a failure record"):
+        run.stored_failure

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from theorybench.runstore import get_or_train
+from theorybench.runs import get_or_train
 from theorybench.studies import icl
 from theorybench.studies.icl_transformer import eval_batch, model_prefix_errors, transformer_experiment
 from theorybench.threads import single_thread

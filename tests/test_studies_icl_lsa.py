@@ -18,7 +18,7 @@ from theory.icl.predictors import zfb_gamma
 from theorybench.claims import judge_all
 from theorybench.experiment import OptimConfig, derive_seed
 from theorybench.optim import build_optimizer, build_scheduler
-from theorybench.runstore import get_or_train
+from theorybench.runs import get_or_train
 from theorybench.studies import icl_lsa
 from theorybench.train import _Trainer, snapshot_steps
 from toy_models.constructions.lsa import gd_lsa

@@ -24,8 +24,10 @@ from _interrupt import Interrupt, interrupt_at_batch
 from _train_worker import tiny_config, train_slowly
 from theorybench import runstore
 from theorybench.registry import SweepSpec, isolated_registry, register_sweep
-from theorybench.runstore import CHECKPOINT_FILE, CONFIG_FILE, RUNTIME_FILE, get_or_train, load_checkpoint, run_dir
-from theorybench.sweep import expand, member_status, run_sweep, statuses
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, CONFIG_FILE, RUNTIME_FILE, load_checkpoint, run_dir
+from theorybench.sweep import expand, member_status, statuses
+from theorybench.sweep_run import run_sweep
 from theorybench.train import NonFiniteError
 
 THREADS = torch.get_num_threads()
@@ -69,7 +71,7 @@ def test_member_states_come_from_the_run_store(sweep_registry, tmp_path, monkeyp
         get_or_train(partial, tmp_path, progress=False)
     monkeypatch.undo()
     members = expand(spec, "quick", tmp_path)
-    with runstore._locked(run_dir(running, tmp_path)):  # as a process training it holds the lock
+    with runstore.locked(run_dir(running, tmp_path)):  # as a process training it holds the lock
         got = {s.member.config.name: s for s in statuses(members)}
     assert {k: s.state for k, s in got.items()} == {
         "tiny_s0": "done", "tiny_s1": "partial", "tiny_s2": "running", "tiny_s3": "missing", "tiny_nan": "failed"}

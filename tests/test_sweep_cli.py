@@ -18,7 +18,8 @@ from _train_worker import tiny_config
 from theorybench import registry, runstore
 from theorybench.cli import main
 from theorybench.registry import SweepSpec, isolated_registry
-from theorybench.runstore import CHECKPOINT_FILE, DONE_FILE, get_or_train, run_dir
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, DONE_FILE, run_dir
 from toy_models.tasks.markov import MarkovTask
 
 LOCAL = ["--jobs", "1", "--threads", "1"]

@@ -17,8 +17,10 @@ from _train_worker import tiny_config
 from theorybench import registry
 from theorybench.cli import main
 from theorybench.registry import SweepSpec, isolated_registry
-from theorybench.runstore import CHECKPOINT_FILE, DONE_FILE, RUNTIME_FILE, checkpoint_step, get_or_train, load_run
-from theorybench.sweep import SweepInterrupted, expand, run_sweep
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, DONE_FILE, RUNTIME_FILE, checkpoint_step, load_run
+from theorybench.sweep import SweepInterrupted, expand
+from theorybench.sweep_run import run_sweep
 from toy_models.tasks.markov import MarkovTask
 
 

@@ -24,10 +24,12 @@ from _train_worker import SLEEP_ENV, SlowMarkovConfig, tiny_config
 from theorybench import runstore
 from theorybench.cli import main
 from theorybench.registry import SweepSpec, isolated_registry, register_sweep
-from theorybench.runstore import CHECKPOINT_FILE, RUNTIME_FILE, get_or_train, load_checkpoint, run_dir
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, RUNTIME_FILE, load_checkpoint, run_dir
 from theorybench.slurm import (SlurmConfigError, check_cluster_available, load_config_file, make_executor,
                                parse_mem, parse_time, slurm_options)
-from theorybench.sweep import read_record, run_sweep
+from theorybench.sweep import read_record
+from theorybench.sweep_run import run_sweep
 
 TESTS = Path(__file__).resolve().parent
 

@@ -18,8 +18,8 @@ import torch
 from _interrupt import Interrupt, interrupt_at_batch
 from _train_worker import tiny_config, train_slowly
 from theorybench.experiment import ExperimentConfig, TrainConfig
-from theorybench.runstore import (CHECKPOINT_FILE, RunFailedError, get_or_train, load_checkpoint,
-                                  load_run, run_dir)
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, RunFailedError, RunFailure, load_checkpoint, load_run, run_dir
 from theorybench.train import NonFiniteError, train
 from toy_models.tasks.base import register_task
 from toy_models.tasks.markov import MarkovConfig, MarkovTask
@@ -188,6 +188,16 @@ def test_non_finite_value_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     with pytest.raises(RunFailedError, match=re.escape(message)):
         get_or_train(cfg, tmp_path, progress=False)  # a failed run is not retrained nor returned silently
     assert get_or_train(cfg, tmp_path, progress=False, allow_failed=True).status == "failed"
+
+
+def test_allow_failed_returns_a_run_that_fails_now_with_its_message_and_step(tmp_path):
+    """allow_failed: the run that fails while being trained is returned, not raised, like the same run asked
+    for again; its stored failure is typed (message, step), so a caller reads no failed.json by hand."""
+    cfg = _faulty_config("loss")
+    run = get_or_train(cfg, tmp_path, progress=False, allow_failed=True)
+    assert run.status == "failed"
+    assert run.stored_failure == RunFailure(message="step 5: loss is nan", step=5)
+    assert get_or_train(cfg, tmp_path, progress=False, allow_failed=True).stored_failure == run.stored_failure
 
 
 def test_divergent_learning_rate_is_caught(tmp_path):

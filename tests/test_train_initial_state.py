@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from _train_worker import tiny_config
 from theorybench.experiment import ExperimentConfig, OverrideError, TrainConfig, apply_overrides
 from theorybench.registry import SCALES, experiments, load_studies, sweeps
-from theorybench.runstore import get_or_train
+from theorybench.runs import get_or_train
 from theorybench.runstore import RunDamagedError, RunStoreError
 from theorybench.train import build_model, load_snapshot, snapshot_path, snapshot_steps
 from toy_models.config import ConfigError

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from _train_worker import tiny_config
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig, apply_overrides
 from theorybench.optim import build_optimizer
-from theorybench.runstore import (CHECKPOINT_FILE, FAILED_FILE, get_or_train, load_checkpoint, load_run, read_json,
-                                  run_dir)
+from theorybench.runs import get_or_train
+from theorybench.runstore import CHECKPOINT_FILE, FAILED_FILE, load_checkpoint, load_run, read_json, run_dir
 from theorybench.train import NonFiniteError
 from toy_models import Transformer, TransformerConfig
 from toy_models import attention as attention_module

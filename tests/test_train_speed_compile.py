@@ -24,7 +24,7 @@ from _interrupt import Interrupt, interrupt_at_batch  # noqa: E402
 from _train_worker import tiny_config  # noqa: E402
 from test_train import assert_same_run  # noqa: E402
 from theorybench.experiment import derive_seed  # noqa: E402
-from theorybench.runstore import get_or_train  # noqa: E402
+from theorybench.runs import get_or_train  # noqa: E402
 from toy_models import Transformer  # noqa: E402
 
 pytestmark = pytest.mark.slow

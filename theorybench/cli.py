@@ -16,7 +16,8 @@ file and the remedy, ``--retrain`` or ``--accept-stale``) or cannot write (read-
 Ctrl-C stops training after the current step with a checkpoint, prints how to resume and exits 130
 (128 + SIGINT, the shell's convention), without a traceback.
 Heavy modules (torch, the trainer) are imported only by the subcommands that need them, so
-``--help`` and argument errors are fast.
+``--help`` and argument errors are fast: every import inside a function below is there for that
+start-up time (``tests/test_runstore_identity.py`` checks that the command line starts without torch).
 
 ``--scale full`` uses a CUDA GPU when one is present (unless ``--device`` or ``$THEORYBENCH_DEVICE``
 says otherwise). Where it would train on the CPU, it first prints what it needs and an estimate of
@@ -27,6 +28,7 @@ starts it without asking, and with no terminal to ask on it is refused (exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -35,10 +37,10 @@ from pathlib import Path
 from typing import Sequence
 
 from . import registry
-from .device import DEVICE_ENV, PRECISIONS
-from .figures import default_out
-from .registry import FAMILIES, SCALES, RegistryError
-from .sweep import EXECUTORS
+from .device import DEVICE_ENV, PRECISIONS, DeviceError, check_precision, device_env, resolve_device, scoped_env
+from .figures import default_out, make_figures
+from .ledger import format_rows, ledger_rows
+from .registry import EXECUTORS, FAMILIES, SCALES, RegistryError
 
 RUN_STATES = ("done", "failed", "incomplete", "running", "damaged", "stale")  # theorybench.runstore.run_state
 
@@ -121,7 +123,8 @@ def _print_by_family(specs, describe) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = _resolve_config(args)
-    from .runstore import Run, RunStoreError, checkpoint_step, get_or_train, run_dir
+    from .runs import get_or_train  # start-up time (module docstring), as every import inside a function here
+    from .runstore import Run, RunStoreError, checkpoint_step, run_dir
     from .train import NonFiniteError
 
     root = _store(args.runs, "--runs")
@@ -160,13 +163,9 @@ def _figures(args: argparse.Namespace) -> int:
             registry.get_figure(name)
     except RegistryError as err:
         raise InputError(err) from None
-    from .figures import make_figures
-
     request = _device_request(args)
     if args.scale == "full" and _resolve_device(request).type == "cpu":
         _guard_full_scale_figures(args.names, args.yes)
-    from .device import device_env
-
     out = Path(args.out) if args.out else default_out(args.scale)
     # The figure makers' get_or_train calls train where this resolved, and read the stale-run choice.
     with device_env(request), _accept_stale_env(args.accept_stale):
@@ -176,8 +175,6 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _claims(args: argparse.Namespace) -> int:
-    from .ledger import format_rows, ledger_rows
-
     try:
         rows = ledger_rows(args.family, args.scale, Path(args.out) if args.out else None)
     except RegistryError as err:
@@ -197,9 +194,10 @@ def _sweep(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs={args.jobs} is not allowed: a positive number of worker processes")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads={args.threads} is not allowed: a positive number of torch threads")
-    from toy_models.config import ConfigError
+    from toy_models.config import ConfigError  # start-up time: this and the sweep modules import torch
 
-    from .sweep import default_device_request, expand, format_result, format_status, run_sweep, statuses
+    from .sweep import default_device_request, expand, format_status, statuses
+    from .sweep_run import format_result, run_sweep
 
     root = _store(args.root, "--root")
     try:
@@ -217,7 +215,7 @@ def _sweep(args: argparse.Namespace) -> int:
                if s.state in ("missing", "partial", *(("failed", "damaged", "stale") if args.retrain else ()))]
     if pending and args.scale == "full" and on_cpu:
         if options is None:  # the local pool's shape, as run_local will choose it
-            from .sweep_local import usable_cores
+            from .sweep_local import usable_cores  # start-up time
 
             parallel = max(1, min(args.jobs or usable_cores(), len(pending)))
             threads = args.threads or max(1, usable_cores() // parallel)
@@ -226,8 +224,6 @@ def _sweep(args: argparse.Namespace) -> int:
             threads = options.cpus or 1
         _confirm_full_scale([(s.member.config, s.step) for s in pending],
                             f"theorybench sweep {spec.name} --scale full", args.yes, threads, parallel)
-    from .device import device_env
-
     wait = args.wait or (options is not None and options.cluster != "slurm")
     try:
         with device_env(request):
@@ -270,7 +266,7 @@ def _slurm_options(args: argparse.Namespace):
         raise InputError(f"{'--jobs' if args.jobs is not None else '--threads'} applies to --executor local only; on "
                          "SLURM every member is one array task (limit how many run at once with array_parallelism "
                          "in --slurm-config; --cpus sets each job's threads)")
-    from .slurm import SlurmConfigError, check_cluster_available, slurm_options
+    from .slurm import SlurmConfigError, check_cluster_available, slurm_options  # start-up time: torch, submitit
 
     try:
         options = slurm_options(args.slurm_config, **given)
@@ -291,7 +287,7 @@ def _check_sweep_device(request: str, from_env: bool, members, options) -> bool:
             for dtype in dtypes:
                 _check_precision(precision, device, dtype)
         return device.type == "cpu"
-    import torch
+    import torch  # start-up time
 
     if request != "auto":
         try:
@@ -324,8 +320,6 @@ def _device_request(args: argparse.Namespace) -> str | None:
 
 def _resolve_device(request: str | None):
     """The device a request resolves to here; a refusal names --device or $THEORYBENCH_DEVICE."""
-    from .device import DeviceError, resolve_device
-
     try:
         return resolve_device(request)
     except DeviceError as err:
@@ -333,8 +327,6 @@ def _resolve_device(request: str | None):
 
 
 def _check_precision(precision: str, device, dtype: str) -> None:
-    from .device import DeviceError, check_precision
-
     try:
         check_precision(precision, device, dtype)
     except DeviceError as err:
@@ -343,14 +335,14 @@ def _check_precision(precision: str, device, dtype: str) -> None:
 
 def _confirm_full_scale(runs, what: str, yes: bool, threads: int | None = None, parallel: int = 1) -> None:
     """Say what a full-scale CPU request needs and how long it would take; go on only if confirmed."""
-    from .device_estimate import estimate_cpu
+    from .device_estimate import estimate_cpu  # start-up time: it times the model
 
     _confirm(estimate_cpu(runs, threads=threads, parallel=parallel).message(what), yes)
 
 
 def _guard_full_scale_figures(names: list[str], yes: bool) -> None:
     """Full-scale figures on the CPU: estimate from the sweeps of their families, then confirm."""
-    from .sweep import expand, member_status
+    from .sweep import expand, member_status  # start-up time
 
     specs = [registry.get_figure(n) for n in names] if names else list(registry.figures().values())
     families = {spec.family for spec in specs}
@@ -365,7 +357,7 @@ def _guard_full_scale_figures(names: list[str], yes: bool) -> None:
     note = (f" Families without a registered sweep ({', '.join(uncovered)}) train inside their figure makers: "
             "their time is not in this estimate." if uncovered else "")
     if runs:
-        from .device_estimate import estimate_cpu
+        from .device_estimate import estimate_cpu  # start-up time
 
         # Figure makers train on one thread (theorybench.threads.single_thread), one run after another.
         _confirm(estimate_cpu(runs, threads=1).message("theorybench figures --scale full") + note, yes)
@@ -390,7 +382,7 @@ def _confirm(message: str, yes: bool) -> None:
 
 def _runs(args: argparse.Namespace) -> int:
     """The runs in the store: folder, state, progress, code, size; filtered by family and state."""
-    from .runs_listing import format_runs
+    from .runs_listing import format_runs  # start-up time
 
     root = _store(args.runs, "--runs")
     print(format_runs(root, family=args.family, state=args.status))
@@ -400,7 +392,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _store(given: str | None, flag: str) -> Path:
     """The run store (``given``, else $THEORYBENCH_RUNS, else the default), absolute; a path that is not
     a folder is refused before any work."""
-    from .runstore import RunStoreError, check_store, store_root
+    from .runstore import RunStoreError, check_store, store_root  # start-up time
 
     root = store_root(given)
     try:
@@ -411,27 +403,11 @@ def _store(given: str | None, flag: str) -> Path:
     return root
 
 
-class _accept_stale_env:
-    """Set $THEORYBENCH_ACCEPT_STALE=1 for the duration (figure makers call get_or_train without it)."""
+def _accept_stale_env(accept: bool) -> contextlib.AbstractContextManager[None]:
+    """$THEORYBENCH_ACCEPT_STALE=1 for the duration if ``accept`` (figure makers call get_or_train without it)."""
+    from .runstore import ACCEPT_STALE_ENV  # start-up time
 
-    def __init__(self, accept: bool):
-        self.accept, self.before = accept, None
-
-    def __enter__(self):
-        if self.accept:
-            from .runstore import ACCEPT_STALE_ENV
-
-            self.before = os.environ.get(ACCEPT_STALE_ENV)
-            os.environ[ACCEPT_STALE_ENV] = "1"
-
-    def __exit__(self, *exc):
-        if self.accept:
-            from .runstore import ACCEPT_STALE_ENV
-
-            if self.before is None:
-                os.environ.pop(ACCEPT_STALE_ENV, None)
-            else:
-                os.environ[ACCEPT_STALE_ENV] = self.before
+    return scoped_env(ACCEPT_STALE_ENV, "1" if accept else None)
 
 
 def _show_config(args: argparse.Namespace) -> int:
@@ -447,7 +423,7 @@ def _resolve_config(args: argparse.Namespace):
         spec = registry.get_experiment(args.name)  # before importing torch: an unknown name is refused at once
     except RegistryError as err:
         raise InputError(err) from None
-    from toy_models.config import ConfigError
+    from toy_models.config import ConfigError  # start-up time: both import torch
 
     from .experiment import OverrideError, apply_overrides
 

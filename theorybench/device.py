@@ -57,7 +57,7 @@ def resolve_device(requested: str | None = None) -> "torch.device":
 
     Refuses a malformed name, and a CUDA device this machine does not have, naming where the request
     came from."""
-    import torch
+    import torch  # here, not at the top: start-up time (module docstring)
 
     request = device_request(requested)
     from_env = not requested and bool(os.environ.get(DEVICE_ENV))
@@ -104,7 +104,7 @@ def run_suffix(precision: str) -> str:
 @contextlib.contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
     """float32 matmuls at full precision ("highest") unless ``precision == "tf32"`` ("high"); restored after."""
-    import torch
+    import torch  # here, not at the top: start-up time (module docstring)
 
     before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
@@ -116,7 +116,7 @@ def matmul_precision(precision: str) -> Iterator[None]:
 
 def autocast(precision: str, device: "torch.device"):
     """The context for forward passes: bfloat16 autocast for ``bf16``, nothing otherwise."""
-    import torch
+    import torch  # here, not at the top: start-up time (module docstring)
 
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -125,7 +125,7 @@ def autocast(precision: str, device: "torch.device"):
 
 def describe_device(device: "torch.device") -> str:
     """A human-readable name: "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)" or "cpu (2 threads)"."""
-    import torch
+    import torch  # here, not at the top: start-up time (module docstring)
 
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
@@ -134,25 +134,32 @@ def describe_device(device: "torch.device") -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-@contextlib.contextmanager
-def device_env(request: str | None) -> Iterator[None]:
+def device_env(request: str | None) -> contextlib.AbstractContextManager[None]:
     """Set ``$THEORYBENCH_DEVICE`` to ``request`` inside the block (not if None), then restore it.
 
     The command line uses it so that everything below it (figure makers calling ``get_or_train``,
     worker processes, locally started jobs) sees the device it resolved."""
-    if request is None:
+    return scoped_env(DEVICE_ENV, request)
+
+
+@contextlib.contextmanager
+def scoped_env(name: str, value: str | None) -> Iterator[None]:
+    """``$name`` set to ``value`` inside the block (left as it is if ``value`` is None), then restored:
+    how the command line hands a setting to everything it calls, worker processes included."""
+    if value is None:
         yield
         return
-    before = os.environ.get(DEVICE_ENV)
-    os.environ[DEVICE_ENV] = request
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop(DEVICE_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[DEVICE_ENV] = before
+            os.environ[name] = before
 
 
 __all__ = ["DEFAULT_PRECISION", "DEVICE_ENV", "PRECISIONS", "DeviceError", "autocast", "check_precision",
-           "describe_device", "device_env", "device_request", "matmul_precision", "resolve_device", "run_suffix"]
+           "describe_device", "device_env", "device_request", "matmul_precision", "resolve_device", "run_suffix",
+           "scoped_env"]

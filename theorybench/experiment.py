@@ -33,6 +33,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import torch
 
+import toy_models.tasks as tasks_pkg
 from toy_models import Transformer
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.initial_states import apply_initial_state, initial_state
@@ -282,8 +283,6 @@ def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", trai
 def task_class(name: Any) -> type:
     """The registered task-config class called ``name``, importing ``toy_models.tasks.*`` if needed."""
     if name not in TASKS:
-        import toy_models.tasks as tasks_pkg
-
         for module in pkgutil.iter_modules(tasks_pkg.__path__):
             importlib.import_module(f"toy_models.tasks.{module.name}")
     if name not in TASKS:

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 from . import provenance, registry
 from .claims import ClaimVerdict, LedgerError, judge_all
+from .progress import show_progress
 from .registry import FAMILIES, FigureResult, FigureSpec
 
 DEFAULT_OUT = Path("figures")
@@ -136,6 +137,8 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
     maker trains what it lacks itself, in this process. The index lists the figures made now and
     those made earlier into ``out_dir`` (default: ``default_out(scale)``) that are still registered.
     Each figure's provenance (commit, machine, wall time, runs read) goes into its JSON."""
+    # Here, not at the top: the command line imports this module at start-up (default_out), and the
+    # style pulls in matplotlib.
     from tqdm.auto import tqdm
 
     from .style import apply_style
@@ -181,6 +184,8 @@ def pretrain(specs: Sequence[FigureSpec], scale: str, root: Path | str | None = 
     method) as in ``theorybench.sweep_local``. ``threads_per_job``: one torch thread per worker by
     default, as the figure makers train (``theorybench.threads.single_thread``: toy-sized work only
     loses to intra-op threads), so a run trained here has the bits a figure maker would have trained."""
+    # Here, not at the top: they import torch, which the command line's start-up must not (it imports
+    # this module for default_out).
     from .runstore import accept_stale_default, store_root
     from .sweep import SweepInterrupted, default_device_request, expand, statuses, to_run, write_record
     from .sweep_local import run_local, usable_cores
@@ -206,15 +211,14 @@ def pretrain(specs: Sequence[FigureSpec], scale: str, root: Path | str | None = 
     workers = max(1, min(jobs or usable_cores(), len(pending)))
     say(f"pretrain: {len(pending)} of the {total} runs of {names} (scale {scale}) to train, {workers} at a "
         f"time; run store {root}")
-    show_bar = sys.stderr.isatty() if progress is None else bool(progress)
+    show_bar = show_progress(progress)
     with _progress_lines(pending, say, poll_s, enabled=not show_bar):
         outcomes = run_local(pending, root, jobs=workers, device=default_device_request(None, scale),
                              progress=show_bar, desc="pretrain", accept_stale=accept_stale, mp_context=mp_context,
                              threads_per_job=threads_per_job)
     records: dict[str, dict[str, dict]] = {}
     for outcome in outcomes:
-        error = None if outcome.status == "done" else (outcome.message or outcome.status)
-        records.setdefault(owner[outcome.key], {})[outcome.key] = {"executor": "local", "error": error}
+        records.setdefault(owner[outcome.key], {})[outcome.key] = {"executor": "local", "error": outcome.error}
     for sweep_name, entries in records.items():
         write_record(root, sweep_name, scale, entries, merge=False)
     stopped = [o for o in outcomes if o.status in ("interrupted", "cancelled")]
@@ -250,7 +254,7 @@ class _progress_lines:
             self.thread.join()
 
     def _watch(self) -> None:
-        from .runstore import DONE_FILE, FAILED_FILE
+        from .runstore import DONE_FILE, FAILED_FILE  # here: torch, see pretrain
 
         reported = 0
         while not self.stop.wait(self.poll_s):
@@ -347,7 +351,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _close(fig) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: start-up time, see make_figures
 
     plt.close(fig)
 

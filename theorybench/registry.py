@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from .claims import Claim, LedgerError, Measurement, check_claims
+from .device import PRECISIONS
 
 if TYPE_CHECKING:  # keep the command line's start-up free of torch and matplotlib
     from matplotlib.figure import Figure
@@ -115,8 +116,6 @@ class SweepSpec:
         _check_name_and_family("sweep", self.name, self.family)
         if not callable(self.build):
             raise RegistryError(f"sweep {self.name!r}: build must be callable as build(scale)")
-        from .device import PRECISIONS  # torch-free at import
-
         if self.precision not in PRECISIONS:
             raise RegistryError(f"sweep {self.name!r}: precision={self.precision!r} is not allowed: one of "
                                 f"{', '.join(map(repr, PRECISIONS))}")
@@ -144,6 +143,12 @@ class SweepSpec:
                 raise RegistryError(f"sweep {self.name!r}: member {c.name!r} appears twice at scale {scale!r}")
             seen.add(key)
         return configs
+
+
+# Where a sweep's members can train (``theorybench.sweep_run.run_sweep``): a process pool on this machine
+# (``theorybench.sweep_local``) or SLURM array jobs (``theorybench.slurm``). Named here, beside the other
+# words of the command line, so that ``theorybench sweep --help`` lists them without importing torch.
+EXECUTORS = ("local", "slurm")
 
 
 @dataclass
@@ -270,7 +275,8 @@ def _first_line(doc: str | None) -> str:
 
 
 __all__ = [
-    "FAMILIES", "SCALES", "SCALE_ENV", "ExperimentSpec", "FigureResult", "FigureSpec", "RegistryError", "SweepSpec",
+    "EXECUTORS", "FAMILIES", "SCALES", "SCALE_ENV", "ExperimentSpec", "FigureResult", "FigureSpec", "RegistryError",
+    "SweepSpec",
     "check_scale", "default_scale", "experiments", "figures", "get_experiment", "get_figure", "get_sweep",
     "isolated_registry", "load_studies",
     "register_experiment", "register_figure", "register_sweep", "sweeps",

@@ -29,12 +29,12 @@ own folder, ``<name>-<config hash>-<precision>``: it is another result than the 
 same config. A reader trusts only these final names; ``.<name>.*.tmp`` files are half-written and
 are removed when a run resumes.
 
-``get_or_train`` returns a finished run only after checking it: every file against its checksum
-(a mismatch raises ``RunDamagedError`` naming the file; ``retrain=True`` discards and retrains) and
-the code that trained it against the code running now (a difference raises ``RunStaleError``
-unless ``accept_stale`` or ``$THEORYBENCH_ACCEPT_STALE=1``). It resumes an interrupted run, trains
-an absent one, and refuses a folder whose stored config differs from the one requested. Every
-refusal is a ``RunStoreError`` whose message names the file or setting and what to do.
+This module is storage only: paths, files, locks and integrity; it knows nothing of training. The
+trainer (``theorybench.train``) writes through it, and ``theorybench.runs.get_or_train``, above both,
+returns a finished run only after checking it here: every file against its checksum (a mismatch
+raises ``RunDamagedError`` naming the file) and the code that trained it against the code running
+now (a difference raises ``RunStaleError`` unless ``accept_stale`` or ``$THEORYBENCH_ACCEPT_STALE=1``).
+Every refusal is a ``RunStoreError`` whose message names the file or setting and what to do.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from toy_models import Transformer
 from .code_version import code_version, describe
 from .device import DEFAULT_PRECISION, PRECISIONS, run_suffix
 from .experiment import ExperimentConfig
-from .provenance import note_run
 
 RUNS_ENV = "THEORYBENCH_RUNS"
 ACCEPT_STALE_ENV = "THEORYBENCH_ACCEPT_STALE"
@@ -97,10 +96,6 @@ def store_root(root: Path | str | None = None) -> Path:
     if root is None:
         root = os.environ.get(RUNS_ENV) or default_root()
     return Path(root).expanduser().absolute()
-
-
-# Kept for code that imported it: the default location, without $THEORYBENCH_RUNS (see store_root).
-DEFAULT_ROOT = default_root()
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -250,11 +245,12 @@ def remove_temp_files(folder: Path) -> None:
             tmp.unlink()
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's contents; an unreadable file raises ``RunDamagedError`` naming it (a zip
-    archive cut short has lost its directory, so torch refuses it)."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents (``mmap``: memory-mapped, so tensors are read only when touched); an
+    unreadable file raises ``RunDamagedError`` naming it (a zip archive cut short has lost its
+    directory, so torch refuses it)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ...
@@ -281,13 +277,10 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 def checkpoint_step(folder: Path | str) -> int:
     """The step of the run's checkpoint (0 if none): where it would resume. Memory-mapped, so only the
     small pickled header is read, not the weights."""
-    path = Path(folder) / CHECKPOINT_FILE
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+        return int(load_checkpoint(Path(folder) / CHECKPOINT_FILE, mmap=True)["step"])
     except FileNotFoundError:
         return 0
-    except Exception as err:  # noqa: BLE001 - see load_checkpoint
-        raise _damaged(path, f"the checkpoint cannot be read ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -338,6 +331,15 @@ def _seal_of(record: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
+class RunFailure:
+    """What failed.json records of a run that stopped on a NaN/Inf or diverged: the trainer's message
+    and the step it stopped at (its checkpoint is the last good one, at or before that step)."""
+
+    message: str
+    step: int
+
+
+@dataclass(frozen=True)
 class Run:
     """A run folder and its config; metrics and weights are read from disk on demand."""
 
@@ -354,9 +356,22 @@ class Run:
         return "incomplete"
 
     @property
-    def failure(self) -> str | None:
+    def stored_failure(self) -> RunFailure | None:
+        """failed.json as a ``RunFailure`` (the trainer's message and the step it stopped at), or None."""
         path = self.dir / FAILED_FILE
-        return read_json(path).get("error") if path.exists() else None
+        if not path.exists():
+            return None
+        record = read_json(path)
+        if not (isinstance(record, dict) and isinstance(record.get("error"), str)
+                and isinstance(record.get("step"), int)):
+            raise _damaged(path, 'not a failure record ({"error": message, "step": step})')
+        return RunFailure(message=record["error"], step=record["step"])
+
+    @property
+    def failure(self) -> str | None:
+        """The stored failure's message (``stored_failure``), or None."""
+        failure = self.stored_failure
+        return failure.message if failure else None
 
     @property
     def runtime(self) -> dict[str, Any]:
@@ -532,8 +547,9 @@ def lock_held(folder: Path | str) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on the run folder, so two processes never train the same run at once."""
+def locked(folder: Path):
+    """An exclusive lock on the run folder (created if absent), so two processes never train the same
+    run at once; blocks until the lock is free."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         f = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - "a": taking the lock does not touch the file
@@ -547,64 +563,16 @@ def _locked(folder: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def accept_stale_default() -> bool:
-    """``$THEORYBENCH_ACCEPT_STALE`` read now: "1"/"true"/"yes" accept runs made by other code."""
-    return os.environ.get(ACCEPT_STALE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def check_reusable(run: Run, accept_stale: bool) -> None:
-    """Refuse a run that is damaged (``RunDamagedError``) or, unless accepted, stale (``RunStaleError``)."""
-    run.verify()
-    reason = run.stale_reason()
-    if reason and not accept_stale:
-        raise RunStaleError(f"{run.dir}: {reason}. It is not reused: retrain it with --retrain, or accept it as "
-                            f"it is with --accept-stale (${ACCEPT_STALE_ENV}=1; get_or_train(accept_stale=True))")
-
-
-def get_or_train(cfg: ExperimentConfig, root: Path | str | None = None, progress: bool | None = None,
-                 allow_failed: bool = False, precision: str = DEFAULT_PRECISION, device: str | None = None,
-                 retrain: bool = False, accept_stale: bool | None = None) -> Run:
-    """The run of ``cfg`` in the run store: returned if done (and intact), resumed if incomplete,
-    trained if absent.
-
-    ``root`` defaults to ``store_root()``. A done run is checked first (``check_reusable``): damaged
-    files raise ``RunDamagedError``, a run made by other code ``RunStaleError`` unless
-    ``accept_stale`` (default ``$THEORYBENCH_ACCEPT_STALE``). ``retrain=True`` deletes whatever the
-    folder holds and trains from scratch. A run that stopped on a NaN/Inf or diverged raises
-    ``RunFailedError`` (training again would fail the same way) unless ``allow_failed``, which
-    returns it for inspection. ``precision`` picks the run (see ``theorybench.device``); ``device``
-    is where training happens if it must (default ``$THEORYBENCH_DEVICE``, else the CPU); a done
-    run is returned wherever it was trained. A done run is read without taking the lock, so a
-    read-only store serves its finished runs.
-    """
-    from .train import train  # the trainer writes through this module's helpers
-
-    accept_stale = accept_stale_default() if accept_stale is None else accept_stale
-    folder = run_dir(cfg, root, precision)
-    run = Run(dir=folder, config=cfg.resolved())
-    note_run(cfg.name, cfg.config_hash())  # the figure being made (if any) records that it read this run
-    if not retrain:
-        check_stored_config(cfg, folder)
-        if run.status == "done":
-            check_reusable(run, accept_stale)
-            return run
-    check_store(folder.parent)
-    with _locked(folder):
-        if retrain:
-            _clear(folder)
-        check_stored_config(cfg, folder)
-        if run.status == "done":  # another process finished it while this one waited for the lock
-            check_reusable(run, accept_stale)
-            return run
-        if run.status == "incomplete":
-            reason = run.stale_reason()
-            if reason and not accept_stale:
-                raise RunStaleError(f"{folder}: {reason}. It is not resumed: retrain it with --retrain, or resume "
-                                    f"it anyway with --accept-stale (${ACCEPT_STALE_ENV}=1)")
-            train(cfg, folder, progress=progress, device=device, precision=precision)
-        if run.status == "failed" and not allow_failed:
-            raise RunFailedError(f"run {folder} failed: {run.failure} (retrain with --retrain, or delete the folder)")
-        return run
+def clear_run(folder: Path) -> None:
+    """Remove a run's files before it is trained again; the caller holds its lock (``locked``), which
+    is kept."""
+    for p in folder.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except OSError as err:
+            raise _access_error(p, err) from err
 
 
 def check_store(root: Path) -> None:
@@ -618,15 +586,30 @@ def check_store(root: Path) -> None:
             return
 
 
-def _clear(folder: Path) -> None:
-    """Remove a run's files (not the lock, which this process holds) before training it again."""
-    for p in folder.iterdir():
-        if p.name == LOCK_FILE:
-            continue
-        try:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        except OSError as err:
-            raise _access_error(p, err) from err
+# ---------------------------------------------------------------------------------- reuse
+def accept_stale_default() -> bool:
+    """``$THEORYBENCH_ACCEPT_STALE`` read now: "1"/"true"/"yes" accept runs made by other code."""
+    return os.environ.get(ACCEPT_STALE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def check_reusable(run: Run, accept_stale: bool) -> None:
+    """Refuse a done run that is damaged (``RunDamagedError``) or, unless accepted, stale (``RunStaleError``)."""
+    run.verify()
+    _refuse_stale(run, accept_stale, "It is not reused: retrain it with --retrain, or accept it as it is with "
+                                     f"--accept-stale (${ACCEPT_STALE_ENV}=1; get_or_train(accept_stale=True))")
+
+
+def check_resumable(run: Run, accept_stale: bool) -> None:
+    """Refuse, unless accepted, to resume an unfinished run that other code began (``RunStaleError``):
+    its remaining steps would come from another trainer than its first ones."""
+    _refuse_stale(run, accept_stale, "It is not resumed: retrain it with --retrain, or resume it anyway with "
+                                     f"--accept-stale (${ACCEPT_STALE_ENV}=1)")
+
+
+def _refuse_stale(run: Run, accept_stale: bool, remedy: str) -> None:
+    reason = run.stale_reason()
+    if reason and not accept_stale:
+        raise RunStaleError(f"{run.dir}: {reason}. {remedy}")
 
 
 # ---------------------------------------------------------------------------------- listing and loading
@@ -701,8 +684,8 @@ def load(run_or_path: Run | Path | str, root: Path | str | None = None) -> Loade
     return LoadedRun(run.config, run.metrics, run.load_model(verify=False), run, state)
 
 
-__all__ = ["DEFAULT_ROOT", "WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError",
-           "RunFailedError", "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError",
-           "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "check_reusable", "default_root",
-           "get_or_train", "list_runs", "load", "load_run", "load_weights", "lock_held", "run_dir", "run_state",
-           "save_weights", "store_root"]
+__all__ = ["WEIGHTS_FILE", "LoadedRun", "Run", "RunConfigMismatchError", "RunDamagedError", "RunFailedError",
+           "RunFailure", "RunStaleError", "RunStoreError", "StaleRunWarning", "StoreAccessError",
+           "accept_stale_default", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "check_resumable",
+           "check_reusable", "check_store", "clear_run", "default_root", "list_runs", "load", "load_run",
+           "load_weights", "lock_held", "locked", "run_dir", "run_state", "save_weights", "store_root"]

@@ -33,12 +33,15 @@ import json
 import math
 import re
 import shutil
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import submitit
+from tqdm import tqdm
 
+from .progress import show_progress
 from .sweep import Member, Outcome, train_member
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -79,12 +82,9 @@ def parse_time(value: Any, source: str = "time") -> int:
     """Minutes (rounded up) from SLURM's time formats: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM",
     "D-HH:MM:SS", or a positive number of minutes."""
     allowed = "minutes, or 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS' (SLURM's formats)"
-    if isinstance(value, bool):
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
-    if isinstance(value, (int, float)):
-        if value > 0 and math.isfinite(value):
-            return math.ceil(value)
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: a positive time; {allowed}")
+    number = _given_number(value, source, allowed, "a positive time; ")
+    if number is not None:
+        return math.ceil(number)
     text = str(value).strip()
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
     if not m:
@@ -108,17 +108,26 @@ def parse_time(value: Any, source: str = "time") -> int:
 def parse_mem(value: Any, source: str = "mem") -> float:
     """GB from "16G", "16GB", "4000M", "1T", "512K", or a positive number (GB)."""
     allowed = "a size such as '16G', '4000M', '1T', or a number of GB"
-    if isinstance(value, bool):
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
-    if isinstance(value, (int, float)):
-        if value > 0 and math.isfinite(value):
-            return float(value)
-        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
+    number = _given_number(value, source, allowed)
+    if number is not None:
+        return float(number)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", str(value).strip(), flags=re.IGNORECASE)
     if not m or float(m.group(1)) <= 0:
         raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
     scale = {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "": 1.0, "T": 1024.0}[m.group(2).upper()]
     return float(m.group(1)) * scale
+
+
+def _given_number(value: Any, source: str, allowed: str, why: str = "") -> float | None:
+    """``value`` if it was given as a positive finite number, None if given as text (parsed by the caller);
+    a bool (a number to Python, not to a config file) or any other number is refused."""
+    if isinstance(value, bool):
+        raise SlurmConfigError(f"{source}={value!r} is not allowed: {allowed}")
+    if isinstance(value, (int, float)):
+        if value > 0 and math.isfinite(value):
+            return value
+        raise SlurmConfigError(f"{source}={value!r} is not allowed: {why}{allowed}")
+    return None
 
 
 def load_config_file(path: Path | str) -> dict[str, Any]:
@@ -129,8 +138,6 @@ def load_config_file(path: Path | str) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            import tomllib
-
             data = tomllib.loads(text)
         elif path.suffix == ".json":
             data = json.loads(text)
@@ -257,13 +264,9 @@ def submit(members: Sequence[Member], root: Path, options: SlurmOptions, name: s
 
 def wait_for(jobs: Sequence, members: Sequence[Member], progress: bool | None = None) -> list[Outcome]:
     """Block until every job ends; its Outcome, or an "error" naming the job and its log."""
-    from tqdm import tqdm
-
-    from .sweep_local import _show
-
     by_job = {id(job): member for job, member in zip(jobs, members)}
     outcomes: list[Outcome] = []
-    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not _show(progress), dynamic_ncols=True) as bar:
+    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not show_progress(progress), dynamic_ncols=True) as bar:
         for job in submitit.helpers.as_completed(list(jobs), poll_frequency=1):
             member = by_job[id(job)]
             try:
@@ -275,5 +278,14 @@ def wait_for(jobs: Sequence, members: Sequence[Member], progress: bool | None = 
     return outcomes
 
 
+def job_record(job: Any) -> dict[str, str | None]:
+    """A submitted job as the sweep's submission record keeps it: its id and the paths of its logs and
+    result (read as text by ``--status``, never unpickled)."""
+    paths = job.paths
+    return {"job_id": str(job.job_id), "stdout": str(paths.stdout), "stderr": str(paths.stderr),
+            "result": str(paths.result_pickle), "error": None}
+
+
 __all__ = ["CLUSTERS", "KEYS", "SlurmConfigError", "SlurmOptions", "TrainMember", "check_cluster_available",
-           "load_config_file", "make_executor", "parse_mem", "parse_time", "slurm_options", "submit", "wait_for"]
+           "job_record", "load_config_file", "make_executor", "parse_mem", "parse_time", "slurm_options", "submit",
+           "wait_for"]

@@ -16,11 +16,13 @@ computed:
   resumes from that checkpoint, bit for bit as if never stopped;
 - ``missing``: nothing to resume from.
 
-``run_sweep`` trains the ``missing`` and ``partial`` members through an executor: ``local`` (a
-process pool, ``theorybench.sweep_local``) or ``slurm`` (array jobs through submitit,
-``theorybench.slurm``). Both call ``train_member`` → ``get_or_train`` on the same run store root, and
-the lock makes a member trained twice at once impossible, so re-running a sweep, or two sweeps
-sharing members, is always safe. A finished sweep trains nothing.
+This module holds what every executor shares: the members, their states, ``train_member`` (one
+member's job), the submission record and the reports. The executors, ``theorybench.sweep_local`` (a
+process pool) and ``theorybench.slurm`` (array jobs through submitit), depend on it and never on each
+other; ``theorybench.sweep_run.run_sweep`` hands the ``missing`` and ``partial`` members to one of
+them. Both call ``train_member`` → ``get_or_train`` on the same run store root, and the lock makes a
+member trained twice at once impossible, so re-running a sweep, or two sweeps sharing members, is
+always safe. A finished sweep trains nothing.
 
 The last submission of each sweep is recorded in ``<root>/.sweeps/<name>-<scale>.json`` (per
 member: executor, job id, log files, error), so that ``--status`` can show why a member that is not
@@ -36,28 +38,27 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
+import torch
+
+from . import runstore
+from .device import DEVICE_ENV
+from .experiment import ExperimentConfig
 from .registry import SweepSpec
-
-if TYPE_CHECKING:
-    from .experiment import ExperimentConfig
-    from .slurm import SlurmOptions
+from .runs import get_or_train
+from .train import NonFiniteError
 
 STATES = ("done", "running", "partial", "failed", "missing")
 EXTRA_STATES = ("damaged", "stale")  # shown in the counts only when some member is in them
 UNUSABLE = ("failed", "damaged", "stale")  # what --retrain trains again
 RECORD_DIR = ".sweeps"
-EXECUTORS = ("local", "slurm")
-
-
-class SweepError(RuntimeError):
-    """A sweep could not be run as asked (the message says why); nothing was started."""
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -69,7 +70,7 @@ class SweepInterrupted(KeyboardInterrupt):
 class Member:
     """One run of a sweep: its config, the precision it trains in, and its folder in the run store."""
 
-    config: "ExperimentConfig"
+    config: ExperimentConfig
     precision: str
     dir: Path
 
@@ -93,44 +94,39 @@ class MemberStatus:
 
 def expand(spec: SweepSpec, scale: str, root: Path | str, precision: str | None = None) -> list[Member]:
     """The sweep's members at ``scale`` under ``root``, in ``precision`` (default: the sweep's own)."""
-    from .runstore import run_dir
-
     precision = precision or spec.precision
-    return [Member(cfg, precision, run_dir(cfg, root, precision)) for cfg in spec.members(scale)]
+    return [Member(cfg, precision, runstore.run_dir(cfg, root, precision)) for cfg in spec.members(scale)]
 
 
 def member_status(member: Member, accept_stale: bool = False) -> MemberStatus:
     """The member's state in the run store (module docstring); never blocks, creates nothing. A damaged
     file is a state of its member, never an error of the whole status."""
-    from .runstore import (CHECKPOINT_FILE, Run, RunConfigMismatchError, RunStoreError, check_stored_config,
-                           checkpoint_step, lock_held)
-
     folder = member.dir
     if not folder.exists():
         return MemberStatus(member, "missing")
     try:
         try:
-            check_stored_config(member.config, folder)
-        except RunConfigMismatchError as err:
+            runstore.check_stored_config(member.config, folder)
+        except runstore.RunConfigMismatchError as err:
             return MemberStatus(member, "failed", message=str(err))
-        run = Run(dir=folder, config=member.config.resolved())
+        run = runstore.Run(dir=folder, config=member.config.resolved())
         status = run.status
         if status == "failed":
             return MemberStatus(member, "failed", run.last_step, run.failure)
-        if status != "done" and lock_held(folder):
-            return MemberStatus(member, "running", checkpoint_step(folder))
+        if status != "done" and runstore.lock_held(folder):
+            return MemberStatus(member, "running", runstore.checkpoint_step(folder))
         if status == "done":
             run.verify()
         stale = run.stale_reason()
         if stale and not accept_stale:
-            return MemberStatus(member, "stale", checkpoint_step(folder), f"{stale}; --retrain retrains it, "
+            return MemberStatus(member, "stale", runstore.checkpoint_step(folder), f"{stale}; --retrain retrains it, "
                                 "--accept-stale takes it as it is")
         if status == "done":
             return MemberStatus(member, "done", run.last_step)
-        if (folder / CHECKPOINT_FILE).exists():
-            return MemberStatus(member, "partial", checkpoint_step(folder))
+        if (folder / runstore.CHECKPOINT_FILE).exists():
+            return MemberStatus(member, "partial", runstore.checkpoint_step(folder))
         return MemberStatus(member, "missing")
-    except RunStoreError as err:
+    except runstore.RunStoreError as err:
         return MemberStatus(member, "damaged", message=str(err))
 
 
@@ -155,8 +151,13 @@ class Outcome:
     status: str
     message: str | None = None
 
+    @property
+    def error(self) -> str | None:
+        """What the submission record keeps: None for a member now done, else the message (or the status)."""
+        return None if self.status == "done" else (self.message or self.status)
 
-def train_member(config: "ExperimentConfig", root: str, precision: str, device: str | None,
+
+def train_member(config: ExperimentConfig, root: str, precision: str, device: str | None,
                  threads: int | None = None, accept_stale: bool = False) -> Outcome:
     """Train (or resume, or reuse) one member with ``get_or_train``; every failure becomes an Outcome.
 
@@ -164,12 +165,7 @@ def train_member(config: "ExperimentConfig", root: str, precision: str, device: 
     failure is returned, not raised, so that the other members keep running; the run store's own
     refusals (damaged, stale, unwritable) carry their message, an unexpected failure also prints its
     traceback to stderr (the job's log). Ctrl-C (``TrainingInterrupted``) is raised, not returned."""
-    import torch
-
-    from .runstore import RunConfigMismatchError, RunFailedError, RunStoreError, get_or_train, run_dir
-    from .train import NonFiniteError
-
-    key = run_dir(config, root, precision).name
+    key = runstore.run_dir(config, root, precision).name
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -177,9 +173,9 @@ def train_member(config: "ExperimentConfig", root: str, precision: str, device: 
         run = get_or_train(config, root, progress=False, precision=precision, device=device,
                            accept_stale=accept_stale)
         return Outcome(key, run.status)
-    except (NonFiniteError, RunFailedError) as err:
+    except (NonFiniteError, runstore.RunFailedError) as err:
         return Outcome(key, "failed", str(err))
-    except (RunConfigMismatchError, RunStoreError) as err:
+    except runstore.RunStoreError as err:
         return Outcome(key, "error", str(err))
     except Exception as err:  # noqa: BLE001 - reported per member; the sweep goes on
         traceback.print_exc(file=sys.stderr)
@@ -188,116 +184,18 @@ def train_member(config: "ExperimentConfig", root: str, precision: str, device: 
         torch.set_num_threads(before)
 
 
-# ---------------------------------------------------------------------------------- a whole sweep
-@dataclass
-class SweepResult:
-    """What ``run_sweep`` did: the states before, the members started, their outcomes (empty for
-    SLURM without waiting), the submitted jobs (SLURM), and the states after."""
-
-    name: str
-    scale: str
-    before: list[MemberStatus]
-    started: list[Member]
-    outcomes: list[Outcome] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
-    after: list[MemberStatus] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[tuple[str, str]]:
-        """(member key, message) of every member that failed, before or now, or whose job errored."""
-        final = {s.member.key: s for s in (self.after or self.before)}
-        out = [(k, s.message or "") for k, s in final.items() if s.state in UNUSABLE]
-        out += [(o.key, o.message or o.status) for o in self.outcomes
-                if o.status == "error" and o.key in final and final[o.key].state not in ("done", *UNUSABLE)]
-        return out
-
-
-def run_sweep(spec: SweepSpec, scale: str, root: Path | str, *, executor: str = "local", jobs: int | None = None,
-              precision: str | None = None, device: str | None = None, slurm: "SlurmOptions | None" = None,
-              wait: bool = True, progress: bool | None = None, threads_per_job: int | None = None,
-              mp_context: str | None = None, retrain: bool = False, accept_stale: bool = False) -> SweepResult:
-    """Train the sweep's missing and partial members; see the module docstring.
-
-    ``device`` is a device request ("cpu", "cuda", "cuda:1", "auto"; default ``$THEORYBENCH_DEVICE``,
-    else "auto" at full scale and "cpu" at quick scale). ``executor="local"``: ``jobs`` processes
-    (default: the cores, or the GPUs), ``threads_per_job`` torch threads each (default cores / jobs),
-    ``mp_context`` the multiprocessing start method (default "forkserver"). ``executor="slurm"``:
-    ``slurm`` holds the cluster options; ``wait`` blocks until every job ends. ``retrain`` discards
-    and retrains the failed, damaged and stale members (here, before any job starts, so that a
-    requeued job resumes rather than discards again); ``accept_stale`` reuses and resumes runs made
-    by other code. Ctrl-C raises ``SweepInterrupted`` once the local workers have checkpointed.
-    """
-    if executor not in EXECUTORS:
-        raise SweepError(f"executor={executor!r} is not allowed: one of {', '.join(map(repr, EXECUTORS))}")
-    root = Path(root).resolve()  # jobs may start in another working directory
-    request = default_device_request(device, scale)
-    members = expand(spec, scale, root, precision)
-    before = statuses(members, accept_stale)
-    pending = to_run(before, retrain)
-    result = SweepResult(spec.name, scale, before, pending)
-    if not pending:
-        result.after = before
-        return result
-    if retrain:
-        discard([s.member for s in before if s.state in UNUSABLE])
-    if executor == "local":
-        from .sweep_local import run_local
-
-        result.outcomes = run_local(pending, root, jobs=jobs, device=request, threads_per_job=threads_per_job,
-                                    mp_context=mp_context, progress=progress, desc=f"sweep {spec.name}",
-                                    accept_stale=accept_stale)
-        entries = {o.key: {"executor": "local", "error": _error(o)} for o in result.outcomes}
-        write_record(root, spec.name, scale, entries, merge=False)
-        stopped = [o for o in result.outcomes if o.status == "interrupted"]
-        # Members the pool never handed to a worker have no outcome at all: count them as not started too.
-        cancelled = len(pending) - sum(1 for o in result.outcomes if o.status != "cancelled")
-        if stopped or any(o.status == "cancelled" for o in result.outcomes):
-            listed = ", ".join(o.message or o.key for o in stopped[:5]) + (" …" if len(stopped) > 5 else "")
-            raise SweepInterrupted(
-                f"sweep {spec.name}: interrupted; {len(stopped)} member(s) stopped at a checkpoint"
-                + (f" ({listed})" if stopped else "") + f", {cancelled} not started; "
-                "run the same command again to resume them")
-    else:
-        from .slurm import SlurmOptions, submit, wait_for
-
-        options = slurm or SlurmOptions()
-        result.jobs = submit(pending, root, options, spec.name, request, accept_stale=accept_stale)
-        write_record(root, spec.name, scale, {m.key: {"executor": f"submitit:{options.cluster}", **_job_paths(j)}
-                                              for m, j in zip(pending, result.jobs)}, merge=False)
-        if wait:
-            result.outcomes = wait_for(result.jobs, pending, progress=progress)
-            write_record(root, spec.name, scale, {o.key: {"error": _error(o)} for o in result.outcomes})
-    result.after = statuses(members, accept_stale)
-    return result
-
-
+# ---------------------------------------------------------------------------------- retraining and device
 def discard(members: Sequence[Member]) -> None:
     """Delete the runs of ``members`` (under their locks, so never one being trained) for --retrain."""
-    from .runstore import _clear, _locked
-
     for member in members:
         if member.dir.exists():
-            with _locked(member.dir):
-                _clear(member.dir)
+            with runstore.locked(member.dir):
+                runstore.clear_run(member.dir)
 
 
 def default_device_request(device: str | None, scale: str) -> str:
     """The explicit request, else ``$THEORYBENCH_DEVICE``, else "auto" at full scale, "cpu" at quick scale."""
-    import os
-
-    from .device import DEVICE_ENV
-
     return device or os.environ.get(DEVICE_ENV) or ("auto" if scale == "full" else "cpu")
-
-
-def _error(outcome: Outcome) -> str | None:
-    return None if outcome.status == "done" else (outcome.message or outcome.status)
-
-
-def _job_paths(job: Any) -> dict[str, str]:
-    paths = job.paths
-    return {"job_id": str(job.job_id), "stdout": str(paths.stdout), "stderr": str(paths.stderr),
-            "result": str(paths.result_pickle), "error": None}
 
 
 # ---------------------------------------------------------------------------------- submission record
@@ -314,15 +212,13 @@ def write_record(root: Path | str, name: str, scale: str, updates: dict[str, dic
                  merge: bool = True) -> None:
     """Put per-member entries into the sweep's record: a new submission replaces a member's entry
     (``merge=False``), what its jobs came to is merged into it."""
-    from .runstore import atomic_write_json
-
     path = record_path(root, name, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     members = read_record(root, name, scale)
     for key, entry in updates.items():
         members[key] = {**members.get(key, {}), **entry} if merge else dict(entry)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(path, {"sweep": name, "scale": scale, "updated_utc": now, "members": members})
+    runstore.atomic_write_json(path, {"sweep": name, "scale": scale, "updated_utc": now, "members": members})
 
 
 def job_error(entry: dict[str, Any]) -> str | None:
@@ -359,7 +255,7 @@ def format_status(name: str, scale: str, root: Path | str, states: Sequence[Memb
     counts = Counter(s.state for s in states)
     record = read_record(root, name, scale)
     lines = [f"sweep {name} (scale {scale}, {len(states)} members, run store {root}):",
-             "  " + _counts(counts)]
+             "  " + format_counts(counts)]
     for state in ("running", "partial", "failed", "damaged", "stale", "missing"):
         group = [s for s in states if s.state == state]
         for s in group[:limit] if state not in UNUSABLE else group:  # every unusable member is shown
@@ -386,29 +282,12 @@ def _describe(s: MemberStatus, entry: dict[str, Any]) -> str:
     return text
 
 
-def format_result(result: SweepResult) -> str:
-    """What a finished ``run_sweep`` prints: what ran, the final counts, every failure with its message."""
-    counts = Counter(s.state for s in result.after)
-    lines = []
-    if not result.started:
-        lines.append(f"sweep {result.name}: nothing to run ({len(result.before)} members: "
-                     + ", ".join(f"{counts[s]} {s}" for s in (*STATES, *EXTRA_STATES) if counts.get(s)) + ")")
-    else:
-        resumed = sum(1 for s in result.before if s.state == "partial")
-        lines.append(f"sweep {result.name}: started {len(result.started)} of {len(result.before)} members"
-                     + (f" ({resumed} resumed from their checkpoints)" if resumed else ""))
-        lines.append("  now: " + _counts(counts))
-    for key, message in result.failures:
-        lines.append(f"  failed: {key}: {message}")
-    return "\n".join(lines)
-
-
-def _counts(counts: Counter) -> str:
+def format_counts(counts: Counter) -> str:
+    """``done 3 · running 0 · …``: every state, and damaged and stale where some member is in them."""
     shown = [*STATES, *(state for state in EXTRA_STATES if counts.get(state))]
     return " · ".join(f"{state} {counts.get(state, 0)}" for state in shown)
 
 
-__all__ = ["EXECUTORS", "STATES", "SweepInterrupted", "discard", "Member", "MemberStatus", "Outcome", "SweepError",
-           "SweepResult",
-           "default_device_request", "expand", "format_result", "format_status", "member_status", "read_record",
-           "run_sweep", "statuses", "to_run", "train_member"]
+__all__ = ["EXTRA_STATES", "STATES", "UNUSABLE", "Member", "MemberStatus", "Outcome", "SweepInterrupted",
+           "default_device_request", "discard", "expand", "format_counts", "format_status", "member_status",
+           "read_record", "statuses", "to_run", "train_member", "write_record"]

@@ -24,9 +24,14 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from tqdm import tqdm
 
+from .device import resolve_device
+from .progress import show_progress
+from .runstore import checkpoint_step
 from .sweep import Member, Outcome, train_member
+from .train import TrainingInterrupted
 
 _WORKER: dict[str, object] = {}
 
@@ -41,15 +46,9 @@ def usable_cores() -> int:
 
 def worker_devices(device: str) -> list[str]:
     """The devices the workers use: one per visible GPU for "cuda", the one named for "cuda:N", else cpu."""
-    from .device import resolve_device
-
     resolved = resolve_device(device)
-    if resolved.type != "cuda":
+    if resolved.type != "cuda" or resolved.index is not None:
         return [str(resolved)]
-    if resolved.index is not None:
-        return [str(resolved)]
-    import torch
-
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
@@ -69,7 +68,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
     jobs = jobs or (len(devices) if on_gpu else usable_cores())
     jobs = max(1, min(jobs, len(members)))
     threads = threads_per_job or max(1, usable_cores() // jobs)
-    show = _show(progress)
+    show = show_progress(progress)
     bar = tqdm(total=len(members), desc=desc, unit="run", disable=not show, dynamic_ncols=True)
     outcomes: list[Outcome] = []
     try:
@@ -127,8 +126,6 @@ def _collect(futures: dict, outcomes: list[Outcome], bar) -> None:
 
 
 def _interrupted(member: Member, err: BaseException) -> Outcome:
-    from .runstore import checkpoint_step
-
     try:
         step = checkpoint_step(member.dir)
     except Exception:  # noqa: BLE001 - only for the message
@@ -177,8 +174,6 @@ def _init_worker(queue, threads: int, stop) -> None:
 
 
 def _work(config, root: str, precision: str, accept_stale: bool = False) -> Outcome:
-    from .train import TrainingInterrupted
-
     if _WORKER["stop"].is_set():  # the sweep was interrupted before this member began
         raise TrainingInterrupted("not started")
     return train_member(config, root, precision, _WORKER["device"], _WORKER["threads"], accept_stale)
@@ -189,12 +184,6 @@ def _advance(bar, outcomes: list[Outcome]) -> None:
     if bad:
         bar.set_postfix(failed=bad, refresh=False)
     bar.update(1)
-
-
-def _show(progress: bool | None) -> bool:
-    import sys
-
-    return sys.stderr.isatty() if progress is None else bool(progress)
 
 
 __all__ = ["run_local", "usable_cores", "worker_devices"]

@@ -70,7 +70,6 @@ import os
 import platform
 import random
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,7 @@ from .code_version import code_version
 from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
 from .experiment import ExperimentConfig, derive_seed, frozen_parameter_names
 from .optim import build_optimizer, build_scheduler
+from .progress import show_progress
 from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
                        Run, RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save,
                        atomic_write_json, atomic_write_metrics, check_precision_record, check_stored_config, checksums,
@@ -129,7 +129,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
     if not (run_dir / CONFIG_FILE).exists():
         atomic_write_json(run_dir / CONFIG_FILE, cfg.to_dict())
     with _preserve_global_rngs(), matmul_precision(precision), _compile_settings(cfg), _stop_on_sigint() as stop:
-        _Trainer(cfg, run_dir, resolved, precision).run(_show_progress(progress), stop)
+        _Trainer(cfg, run_dir, resolved, precision).run(show_progress(progress), stop)
 
 
 def build_model(cfg: ExperimentConfig) -> Transformer:
@@ -560,10 +560,6 @@ def _stop_on_sigint():
         signal.signal(signal.SIGINT, previous)
     if stop.get("requested"):
         raise TrainingInterrupted("interrupted after the run finished")
-
-
-def _show_progress(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else bool(progress)
 
 
 __all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "load_snapshot", "snapshot_path",

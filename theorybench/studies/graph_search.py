@@ -26,9 +26,7 @@ decay 0.1, ``theorybench.optim.SignMomentum``); AdamW is offered beside it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -170,18 +168,11 @@ def _register_experiments() -> None:
 _register_experiments()
 
 
-def runs_root() -> Path:
-    """Where this family's runs live: $THEORYBENCH_RUNS, read when called (so tests can redirect it), else runs/."""
-    from theorybench.runstore import DEFAULT_ROOT
-
-    return Path(os.environ.get("THEORYBENCH_RUNS", DEFAULT_ROOT))
-
-
 def trained(cfg):
-    """The finished run of ``cfg`` (trained now if absent), under ``runs_root()``."""
-    from theorybench.runstore import get_or_train
+    """The finished run of ``cfg`` (trained now if absent) in the run store (``$THEORYBENCH_RUNS`` read now)."""
+    from theorybench.runs import get_or_train
 
-    return get_or_train(cfg, root=runs_root())
+    return get_or_train(cfg)
 
 
 # ---------------------------------------------------------------------------------------- evaluation

@@ -127,7 +127,7 @@ def garg_curves(scale: str) -> dict:
     ``ref_pred`` {name: [prompts, N+1]} with k-step GD for every k ≤ 40 tuned per k and N, ``targets``,
     ``runs``, ``batch``, ``size``)."""
     from theory.icl.references import reference_predictors
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from theorybench.studies.icl_garg_claims import GD_K_MAX
     from theorybench.studies.icl_transformer import (eval_batch, model_prefix_predictions,
                                                      predictor_prefix_predictions, tuned_gd_prefix_predictions)

@@ -187,7 +187,7 @@ def _baseline_errors(batch: dict, fns: dict, grid, second_moment: float) -> dict
 def measure(cls: str, scale: str) -> dict:
     """Train (or reuse) every seed, then on one set of held-out prompts: each seed's normalized error at
     every N ([seeds, N + 1]) and each baseline's at the grid ({name: [len(grid)]})."""
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from theorybench.studies.icl_transformer import eval_batch, model_prefix_predictions
 
     sizes, size = SIZES[scale], SIZES[scale][cls]

@@ -102,7 +102,7 @@ def diversity_curves(scale: str) -> dict:
     gives the seed-averaged means."""
     import dataclasses
 
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from theorybench.studies.icl_transformer import eval_batch
 
     size = SIZES[scale]

@@ -33,7 +33,8 @@ from theorybench.claims import Claim, Criterion, not_measured, t_interval
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig, derive_seed
 from theorybench.registry import (ExperimentSpec, FigureResult, FigureSpec, SweepSpec, register_experiment,
                                   register_figure, register_sweep)
-from theorybench.runstore import Run, get_or_train
+from theorybench.runs import get_or_train
+from theorybench.runstore import Run
 from theorybench.threads import single_thread
 from theorybench.train import build_model, load_snapshot, snapshot_steps
 from toy_models import ConfigError

@@ -230,7 +230,7 @@ CLAIMS = tuple(shift_claim(s) for s in SHIFTS if s.key != "in_distribution")
 
 def ood_curves(scale: str) -> dict:
     """Every seed of the Garg sweep evaluated under every shift: {shift key: [per-seed errors or None]}."""
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from theorybench.studies.icl_transformer import transformer_experiment
 
     size = SIZES[scale]

@@ -71,7 +71,7 @@ CLAIMS = (
 
 def probe_model(scale: str):
     """The seed-0 run of the Garg transformer at ``scale`` (trained if absent) and an untrained twin."""
-    from theorybench.runstore import get_or_train
+    from theorybench.runs import get_or_train
     from theorybench.studies.icl_transformer import transformer_experiment
     from toy_models import Transformer
 

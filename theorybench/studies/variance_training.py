@@ -41,9 +41,7 @@ Definitions (all per run, on the training config's own data):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -162,34 +160,22 @@ LR_SWEEP = register_sweep(SweepSpec("variance_training_lr", "variance", lr_membe
 
 
 # ------------------------------------------------------------------------------------------ runs
-def runs_root() -> Path:
-    """$THEORYBENCH_RUNS if set now (tests point it at a temporary folder), else the run store's default."""
-    from theorybench.runstore import DEFAULT_ROOT
-
-    return Path(os.environ["THEORYBENCH_RUNS"]) if os.environ.get("THEORYBENCH_RUNS") else DEFAULT_ROOT
-
-
 def fetch(cfg, root: Path | None = None):
-    """The run of ``cfg`` (trained if absent). A run that hits a NaN/Inf is a result: it is returned with
-    status "failed" (the first time ``get_or_train`` raises the trainer's NonFiniteError, which the
-    run store has recorded; asking again returns the recorded run)."""
-    from theorybench.runstore import get_or_train
-    from theorybench.train import NonFiniteError
+    """The run of ``cfg`` in the run store (``root``, default ``$THEORYBENCH_RUNS`` read now), trained if
+    absent. A run that hits a NaN/Inf is a result: it is returned with status "failed", its
+    ``stored_failure`` the trainer's message and step."""
+    from theorybench.runs import get_or_train
 
-    root = runs_root() if root is None else root
-    try:
-        return get_or_train(cfg, root, progress=False, allow_failed=True)
-    except NonFiniteError:
-        return get_or_train(cfg, root, progress=False, allow_failed=True)
+    return get_or_train(cfg, root, progress=False, allow_failed=True)
 
 
 def fetch_all(configs: list, desc: str, root: Path | None = None) -> dict:
     """{config name: run} for every member, with a progress bar on a terminal."""
-    import sys
-
     from tqdm import tqdm
 
-    return {c.name: fetch(c, root) for c in tqdm(configs, desc=desc, disable=not sys.stderr.isatty(), unit="run")}
+    from theorybench.progress import show_progress
+
+    return {c.name: fetch(c, root) for c in tqdm(configs, desc=desc, disable=not show_progress(None), unit="run")}
 
 
 def model_at(cfg, step: int, root: Path | None = None):
@@ -283,11 +269,8 @@ def outcome(run) -> dict[str, float | bool | str]:
     metrics = run.metrics
     spikes = len(loss_spikes(metrics["train_loss"].to_numpy())) if len(metrics) else 0
     if run.status == "failed":
-        from theorybench.runstore import FAILED_FILE
-
-        step = json.loads((run.dir / FAILED_FILE).read_text())["step"]
         return dict(diverged=True, kind="non-finite", spikes=spikes, eval_loss=math.nan, bayes_loss=math.nan,
-                    unigram_loss=math.nan, failed_step=float(step))
+                    unigram_loss=math.nan, failed_step=float(run.stored_failure.step))
     last = metrics.iloc[-1]
     unigram = eval_unigram_loss(run)
     collapsed = bool(last["eval_loss"] >= unigram)
@@ -327,4 +310,4 @@ def paired_difference_ci(a, b, level: float = 0.95) -> tuple[float, float, float
 
 __all__ = ["SIZES", "PLACEMENTS", "DEPTH_SWEEP", "LR_SWEEP", "run_config", "depth_members", "lr_members", "fetch",
            "fetch_all", "model_at", "probe_batch", "measure", "loss_spikes", "outcome", "lr_run_config", "LR_PLACEMENTS",
-           "eval_unigram_loss", "paired_difference_ci", "growth_from_init", "fisher_exact_p", "runs_root", "check_size"]
+           "eval_unigram_loss", "paired_difference_ci", "growth_from_init", "fisher_exact_p", "check_size"]
