@@ -10,6 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import theorybench.device_estimate as estimate_module
+import theorybench.train as train_module
 from _train_worker import tiny_config
 from theorybench.device_estimate import estimate_cpu, parameter_count, run_flops, step_flops
 from theorybench.experiment import ExperimentConfig, TrainConfig
@@ -96,3 +97,22 @@ def test_a_step_too_large_to_time_gives_a_lower_bound(monkeypatch):
     est = estimate_cpu([(cfg, 0)])
     assert est.measured_step_s is None and est.seconds == pytest.approx(run_flops(cfg) / est.peak_flops, rel=1e-12)
     assert "at least" in est.message("x") and "a lower bound" in est.message("x")
+
+
+def test_the_timed_step_is_the_trainers_own(monkeypatch):
+    """The estimate times ``theorybench.train``'s step, not a copy of it: every timed call (and the warm-up) runs
+    the trainer's update, and the caller's random streams are left as they were."""
+    calls = []
+    original = train_module._Stepper._train_step
+
+    def counted(self, checked):
+        calls.append((self.step, checked))
+        return original(self, checked)
+
+    monkeypatch.setattr(train_module._Stepper, "_train_step", counted)
+    before = torch.get_rng_state()
+    seconds = estimate_module.measure_step_seconds(tiny_config(steps=100), budget_s=0.0, max_steps=3)
+    assert seconds > 0
+    assert calls == [(1, False), (2, False)]  # the warm-up, then one timed step (budget 0 stops after the first)
+    assert torch.equal(torch.get_rng_state(), before)
+

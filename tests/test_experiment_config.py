@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from theorybench.experiment import (ExperimentConfig, OptimConfig, OverrideError, TrainConfig, apply_overrides,
                                     derive_seed, valid_keys)
 from toy_models.config import ConfigError, TransformerConfig
+from toy_models.initial_states import INITIAL_STATES
 from toy_models.tasks.markov import MarkovConfig
 
 
@@ -112,12 +113,19 @@ def _every_field_variant():
             if section == "model" and name in fixed_by_task:
                 continue
             key = f"{section}.{name}"
-            yield pytest.param(key, section, name, _alternatives(getattr(obj, name), tp), id=key)
+            candidates = SET_VALUES.get(key) or _alternatives(getattr(obj, name), tp)
+            yield pytest.param(key, section, name, candidates, id=key)
     yield pytest.param("seed", None, "seed", [1, 2], id="seed")
 
 
+# Fields whose values are names or patterns that must fit the model: a value that does.
+SET_VALUES = {"train.init_state": ["test_no_change"], "train.frozen": [("blocks.0.attn.W_Q",)]}
+
+
 @pytest.mark.parametrize("key, section, name, candidates", list(_every_field_variant()))
-def test_config_hash_changes_with_every_field(key, section, name, candidates):
+def test_config_hash_changes_with_every_field(key, section, name, candidates, monkeypatch):
+    # A registered state that fits any model (changes nothing): the hash must still record that one was named.
+    monkeypatch.setitem(INITIAL_STATES, "test_no_change", lambda model, cfg, seed: None)
     cfg = hash_base()
     changed = []
     for value in candidates:

@@ -16,9 +16,10 @@ forward and twice that backward: 12·T²·H·d_head. With T = n_ctx and batch B:
 ``tests/test_device_estimate.py`` checks this count against ``torch.utils.flop_counter`` exactly.
 
 **Time.** The largest member (by F_step) is timed on this CPU with the torch threads each run would
-get: one warm-up step, then up to 5 timed steps of the real training step (batch draw, forward,
-loss, backward, optimizer update) within about 2 s, so data generation and every non-matmul op are
-included. Its effective rate F_step / t_step scales the other members by their F_step (smaller
+get: one warm-up step, then up to 5 timed steps within about 2 s of the trainer's own step
+(``theorybench.train.training_steps``: batch draw, forward, loss, backward, clipping, optimizer and
+scheduler update, from the run's initial state with its frozen parameters), so data generation and
+every non-matmul op are included. Its effective rate F_step / t_step scales the other members by their F_step (smaller
 models use the CPU less well, so for them this underestimates), and ``parallel`` runs at a time
 divide the total (a local pool of that many workers). A step predicted to take over 10 s at the measured
 matmul peak (``benchmarks/matmul_peak.py``'s method, n = 1024) is not timed (the prompt stays
@@ -131,35 +132,17 @@ def measure_step_seconds(cfg: "ExperimentConfig", budget_s: float = MEASURE_BUDG
 
 
 def _time_steps(cfg: "ExperimentConfig", budget_s: float, max_steps: int) -> float:
-    import torch
+    # Imported here: the command line imports this module, and the trainer pulls in torch (start-up time).
+    from .train import training_steps
 
-    from toy_models import Transformer
-    from toy_models.tasks.base import model_inputs
-
-    from .optim import build_optimizer
-
-    cfg = cfg.resolved()
-    task = cfg.task.build()
-    model = Transformer(cfg.model)
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
-    dtype = getattr(torch, cfg.model.dtype)
-    generator = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        batch = {k: v.to(dtype) if v.is_floating_point() else v
-                 for k, v in task.sample(cfg.train.batch_size, generator).items()}
-        loss = task.loss(model(batch["inputs"], **model_inputs(batch)), batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step()
-    times: list[float] = []
-    start_all = time.perf_counter()
-    while len(times) < max_steps and (not times or time.perf_counter() - start_all < budget_s):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    with training_steps(cfg, device="cpu") as step:
+        step()  # warm-up
+        times: list[float] = []
+        start_all = time.perf_counter()
+        while len(times) < max_steps and (not times or time.perf_counter() - start_all < budget_s):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 

@@ -20,6 +20,7 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import importlib
 import json
@@ -29,9 +30,13 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import torch
+
 import toy_models.tasks as tasks_pkg
 from theory.errors import is_real
+from toy_models import Transformer
 from toy_models.config import ConfigError, TransformerConfig
+from toy_models.initial_states import apply_initial_state, initial_state
 from toy_models.tasks.base import TASKS
 
 OptimName = Literal["adamw", "sgd", "sign_momentum", "normalized_gd"]
@@ -105,7 +110,19 @@ class TrainConfig:
     long before it reaches Inf; None turns the rule off.
 
     ``compile``: train through ``torch.compile`` (``theorybench.train``); the results agree with eager
-    training within floating-point reordering, not bit for bit, so it is part of the run's identity."""
+    training within floating-point reordering, not bit for bit, so it is part of the run's identity.
+
+    ``init_state``: the name of a registered initial state (``toy_models.initial_states``) applied to
+    the model after its init scheme and before step 1, e.g. a construction's fixed read-in; None: the
+    init scheme alone. ``frozen``: parameter names or ``fnmatch`` patterns ("embed.*",
+    "blocks.*.attn.W_K") whose parameters keep their initial values: their ``requires_grad`` is off and
+    the optimizer never sees them. Each pattern must match a parameter of the model
+    (``ExperimentConfig`` checks it).
+
+    ``snapshot_every`` k: keep the weights at step 0, every k steps and at the last step, for analyses
+    of the training trajectory (``theorybench.train.load_snapshot``); None keeps only the final weights.
+    It changes no number of the run, but a run without snapshots cannot serve one that reads them, so
+    it is part of the identity when set."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -115,11 +132,23 @@ class TrainConfig:
     log_every: int = 10
     diverge_factor: float | None = 100.0
     compile: bool = False
+    init_state: str | None = None
+    frozen: tuple[str, ...] = ()
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "compile":
+            if f.name == "init_state":
+                if value is not None:
+                    initial_state(value)  # refuses an unregistered name, listing the registered ones
+            elif f.name == "frozen":
+                _check_frozen_patterns(self)
+            elif f.name == "snapshot_every":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                    raise ConfigError(f.name, value, "a positive integer (keep the weights every this many steps), "
+                                                     "or None")
+            elif f.name == "compile":
                 if not isinstance(value, bool):
                     raise ConfigError(f.name, value, "true or false")
             elif f.name == "diverge_factor":
@@ -157,6 +186,8 @@ class ExperimentConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", self.seed, "a non-negative integer")
         self.resolved_model()  # a task incompatible with the model is refused here, before any work
+        if self.train.init_state is not None or self.train.frozen:
+            self.frozen_parameters()  # likewise an initial state or a frozen pattern that does not fit the model
 
     # ------------------------------------------------------------------ resolution and identity
     def task_fields(self) -> dict[str, Any]:
@@ -174,6 +205,18 @@ class ExperimentConfig:
             raise ConfigError(f"model.{err.field_name}", err.value,
                               f"{err.allowed} (with the fields task {self.task.task_name!r} sets: "
                               f"{self.task_fields()})") from None
+
+    def frozen_parameters(self) -> set[str]:
+        """The names of the parameters ``train.frozen`` freezes. Checked on a model without storage (the
+        meta device): each pattern must match a parameter, and ``train.init_state`` must fit the model."""
+        with torch.device("meta"):
+            model = Transformer(self.resolved_model())
+        if self.train.init_state is not None:
+            try:
+                apply_initial_state(self.train.init_state, model, model.cfg, 0)
+            except ConfigError as err:
+                raise ConfigError(f"train.{err.field_name}", err.value, err.allowed) from None
+        return frozen_parameter_names(self.train.frozen, [n for n, _ in model.named_parameters()])
 
     def resolved(self) -> "ExperimentConfig":
         """The config the trainer uses: model fields from the task, model seed from ``seed``, the name
@@ -391,12 +434,38 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
 
 
 def _train_dict(train: TrainConfig) -> dict[str, Any]:
-    """``train``'s fields; ``compile`` only when true. It came after runs had been stored, and at its
-    default (eager) a config trains what it trained before, so it keeps the hash it had."""
+    """``train``'s fields; ``compile`` only when true, ``init_state`` and ``snapshot_every`` only when set
+    and ``frozen`` only when not empty. They came after runs had been stored, and at their defaults
+    (eager, the init scheme alone, nothing frozen, no snapshots) a config trains and stores what it did
+    before, so it keeps the hash it had."""
     out = _fields_to_dict(train)
-    if not out["compile"]:
-        del out["compile"]
+    for key, default in (("compile", False), ("init_state", None), ("frozen", []), ("snapshot_every", None)):
+        if out[key] == default:
+            del out[key]
     return out
+
+
+def _check_frozen_patterns(train: TrainConfig) -> None:
+    """``frozen``: a tuple of non-empty strings, stored sorted and without repeats (the order of the
+    patterns freezes nothing different, so it must not change the hash)."""
+    value = train.frozen
+    items = tuple(value) if isinstance(value, (tuple, list)) else None
+    if items is None or not all(isinstance(p, str) and p.strip() for p in items):
+        raise ConfigError("frozen", value, "a tuple of parameter names or fnmatch patterns, e.g. embed.W_E,unembed.*")
+    object.__setattr__(train, "frozen", tuple(sorted(set(p.strip() for p in items))))
+
+
+def frozen_parameter_names(patterns: tuple[str, ...], names: list[str], field_name: str = "train.frozen") -> set[str]:
+    """The names among ``names`` that match one of ``patterns`` (``fnmatch``, case-sensitive); a
+    ConfigError naming the first pattern that matches none, with the names allowed."""
+    matched: set[str] = set()
+    for pattern in patterns:
+        hits = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            raise ConfigError(field_name, pattern, f"a parameter name or fnmatch pattern matching at least one of the "
+                                                   f"model's parameters: {', '.join(names)}")
+        matched |= hits
+    return matched
 
 
 def _allows_float_not_int(tp: Any) -> bool:

@@ -2,7 +2,10 @@
 
 Randomness, all derived from ``cfg.seed`` (``derive_seed``):
 
-- model init: ``model.seed`` (set in ``ExperimentConfig.resolved``);
+- model init: ``model.seed`` (set in ``ExperimentConfig.resolved``), then the named initial state
+  ``train.init_state`` if any (``toy_models.initial_states``), seeded by ``derive_seed(seed, "init_state")``;
+  the parameters ``train.frozen`` matches keep those values: ``requires_grad`` off, never given to the
+  optimizer (``build_model``);
 - training batches: one ``torch.Generator`` passed to ``task.sample``;
 - evaluation batches: drawn once per run from a generator with a fixed seed, the same for every seed
   and run, so evaluation curves of different seeds are measured on the same data;
@@ -27,6 +30,10 @@ steps it ran, so the failure names the same step and tensor as a check on every 
 Ctrl-C (SIGINT) while training, in the main thread, does not tear the step apart: the trainer
 finishes the step, writes a checkpoint and the metrics, and raises ``TrainingInterrupted`` (a
 ``KeyboardInterrupt``), so that the run resumes from exactly that step.
+
+``train.snapshot_every`` k keeps the weights at step 0, every k steps and the last step as top-level
+files of the run (``snapshot_path``), written before that step's checkpoint, so a resumed run writes
+the same bytes; ``load_snapshot`` reads them back.
 
 At the end, done.json records the sha256 of every file of the run and the code version
 (``theorybench.code_version``); runtime.json records the code version of every start or resume.
@@ -73,19 +80,21 @@ from tqdm import tqdm
 
 from toy_models import Transformer
 from toy_models.compile import compile_model
+from toy_models.initial_states import apply_initial_state
 from toy_models.tasks.base import model_inputs
 
 from .code_version import code_version
 from .device import DEFAULT_PRECISION, autocast, check_precision, describe_device, matmul_precision, resolve_device
-from .experiment import ExperimentConfig, derive_seed
+from .experiment import ExperimentConfig, derive_seed, frozen_parameter_names
 from .optim import build_optimizer, build_scheduler
 from .progress import show_progress
 from .runstore import (CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, FAILED_FILE, METRICS_FILE, RUNTIME_FILE, WEIGHTS_FILE,
-                       RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save, atomic_write_json,
-                       atomic_write_metrics, check_precision_record, check_stored_config, checksums, load_checkpoint,
-                       read_json, remove_temp_files, save_weights, sealed)
+                       Run, RunConfigMismatchError, RunDamagedError, RunStoreError, atomic_torch_save,
+                       atomic_write_json, atomic_write_metrics, check_precision_record, check_stored_config, checksums,
+                       load_checkpoint, load_weights, read_json, remove_temp_files, save_weights, sealed)
 
 EVAL_SEED = derive_seed(0, "eval")
+SNAPSHOT_PREFIX = "snapshot-step"
 CHECKPOINT_FORMAT = 1
 
 
@@ -123,13 +132,50 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
         _Trainer(cfg, run_dir, resolved, precision).run(show_progress(progress), stop)
 
 
-class _Trainer:
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device,
-                 precision: str = DEFAULT_PRECISION):
-        self.cfg, self.dir, self.device, self.precision = cfg, run_dir, device, precision
+def build_model(cfg: ExperimentConfig) -> Transformer:
+    """The model a run of the resolved ``cfg`` starts from, on the CPU: its init scheme (``model.init``,
+    seeded by ``model.seed``), then the initial state ``train.init_state`` if one is named (seeded by
+    ``derive_seed(seed, "init_state")``), with the parameters ``train.frozen`` matches set to
+    ``requires_grad=False`` (the optimizer is built over the others only)."""
+    model = Transformer(cfg.model)
+    if cfg.train.init_state is not None:
+        apply_initial_state(cfg.train.init_state, model, cfg.model, derive_seed(cfg.seed, "init_state"))
+    if cfg.train.frozen:
+        frozen = frozen_parameter_names(cfg.train.frozen, [n for n, _ in model.named_parameters()])
+        for name, p in model.named_parameters():
+            if name in frozen:
+                p.requires_grad_(False)
+    return model
+
+
+@contextlib.contextmanager
+def training_steps(cfg: ExperimentConfig, device: str | None = None, precision: str = DEFAULT_PRECISION):
+    """Yields ``step()``: one training step of ``cfg`` exactly as the trainer runs it between two checked
+    steps (batch draw, forward, loss, backward, clipping, optimizer and scheduler update), on a fresh
+    model in memory and with nothing written; for timing it (``theorybench.device_estimate``). The
+    caller's random generators are restored afterwards."""
+    cfg = cfg.resolved()
+    resolved = resolve_device(device)
+    check_precision(precision, resolved, cfg.model.dtype)
+    with _preserve_global_rngs(), matmul_precision(precision), _compile_settings(cfg):
+        stepper = _Stepper(cfg, resolved, precision)
+
+        def step() -> None:
+            stepper.step += 1
+            stepper._train_step(checked=False)
+
+        yield step
+
+
+class _Stepper:
+    """What one optimizer update needs (task, model, optimizer, scheduler, seeded generators) and the
+    update itself; ``_Trainer`` adds the evaluation, the checks between steps and the run folder."""
+
+    def __init__(self, cfg: ExperimentConfig, device: torch.device, precision: str = DEFAULT_PRECISION):
+        self.cfg, self.device, self.precision = cfg, device, precision
         self.task = cfg.task.build()
         self.has_set_step = hasattr(self.task, "set_step")
-        self.model = Transformer(cfg.model).to(device)
+        self.model = build_model(cfg).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.train.steps)
@@ -137,15 +183,70 @@ class _Trainer:
         torch.manual_seed(derive_seed(cfg.seed, "torch"))
         np.random.seed(derive_seed(cfg.seed, "numpy"))
         random.seed(derive_seed(cfg.seed, "python"))
-        eval_gen = torch.Generator().manual_seed(EVAL_SEED)
-        self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
-        self.step, self.rows, self.loss_count = 0, [], 0
+        self.step, self.loss_count = 0, 0
         # Summed on the device in float64, as a Python float would be: no sync per step, same bits.
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.steps_since_check = 0  # unchecked steps whose state has not been tested for NaN/Inf yet
         self.train_forward = compile_model(self.model, dynamic=False) if cfg.train.compile else self.model
+
+    def _train_step(self, checked: bool) -> None:
+        """One optimizer update. ``checked``: test the loss, the gradients and the parameters for
+        NaN/Inf as they are made (a sync); otherwise nothing here waits for the device."""
+        if self.has_set_step:  # step-dependent tasks (curricula) see the step of the batch drawn next
+            self.task.set_step(self.step)
+        batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        output = self._forward(batch, self.train_forward)
+        loss = self.task.loss(output, batch)
+        if checked:
+            loss_value = loss.item()
+            if not np.isfinite(loss_value):
+                raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if checked:
+            self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters()
+                                               if p.grad is not None})
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if checked:
+            self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+        self.steps_since_check = 0 if checked else self.steps_since_check + 1
+
+    def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
+        # One fused reduction per step; the per-tensor search runs only once something is wrong.
+        name = _first_non_finite(tensors)
+        if name is not None:
+            kind = "nan" if tensors[name].isnan().any() else "inf"
+            raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
+
+    def _forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
+        outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
+        with autocast(self.precision, self.device):
+            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
+        return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move a batch to the device; floating tensors take the model's dtype (float32 or float64)."""
+        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                for k, v in batch.items()}
+
+
+class _Trainer(_Stepper):
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, device: torch.device,
+                 precision: str = DEFAULT_PRECISION):
+        super().__init__(cfg, device, precision)
+        self.dir = run_dir
+        eval_gen = torch.Generator().manual_seed(EVAL_SEED)
+        self.eval_set = [self.task.sample(cfg.train.batch_size, eval_gen) for _ in range(cfg.train.eval_batches)]
+        self.rows: list[dict[str, Any]] = []
+        self.initial_loss: float | None = None  # the loss of step 1, the reference of diverge_factor
         # Where a replay starts while no checkpoint exists: a copy of the start (one model's worth of memory).
         self.origin: dict[str, Any] | None = None
         if (run_dir / CHECKPOINT_FILE).exists():
@@ -168,6 +269,8 @@ class _Trainer:
         bar = tqdm(total=tc.steps, initial=self.step, desc=self.cfg.name, disable=not show_progress,
                    dynamic_ncols=True, unit="step")
         self.model.train()
+        if self.step == 0 and tc.snapshot_every is not None:
+            save_weights(snapshot_path(self.dir, 0), self.model.state_dict())
         try:
             while self.step < tc.steps:
                 if self._advance(stop):
@@ -207,46 +310,14 @@ class _Trainer:
             self.initial_loss = float(self.loss_sum) / self.loss_count
         if row:
             self._log_row(evaluate=s % tc.eval_every == 0 or last)
+        if tc.snapshot_every is not None and (s % tc.snapshot_every == 0 or last) and not replaying:
+            # Before the checkpoint of this step: a resume from an earlier one writes the same bits again.
+            save_weights(snapshot_path(self.dir, s), self.model.state_dict())
         if save or (stop.get("requested") and not replaying):
             self._verify_unchecked_steps()  # a checkpoint holds only tested state
             self._save_checkpoint()
             atomic_write_metrics(self.dir / METRICS_FILE, self.rows)
         return row
-
-    def _train_step(self, checked: bool) -> None:
-        """One optimizer update. ``checked``: test the loss, the gradients and the parameters for
-        NaN/Inf as they are made (a sync); otherwise nothing here waits for the device."""
-        if self.has_set_step:  # step-dependent tasks (curricula) see the step of the batch drawn next
-            self.task.set_step(self.step)
-        batch = self._to_device(self.task.sample(self.cfg.train.batch_size, self.data_gen))
-        self.lr = self.optimizer.param_groups[0]["lr"]
-        output = self._forward(batch, self.train_forward)
-        loss = self.task.loss(output, batch)
-        if checked:
-            loss_value = loss.item()
-            if not np.isfinite(loss_value):
-                raise NonFiniteError(f"step {self.step}: loss is {loss_value}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if checked:
-            self._check_finite("gradient of", {n: p.grad for n, p in self.model.named_parameters()
-                                               if p.grad is not None})
-        if self.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        if checked:
-            self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
-        self.loss_sum += loss.detach()
-        self.loss_count += 1
-        self.steps_since_check = 0 if checked else self.steps_since_check + 1
-
-    def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
-        # One fused reduction per step; the per-tensor search runs only once something is wrong.
-        name = _first_non_finite(tensors)
-        if name is not None:
-            kind = "nan" if tensors[name].isnan().any() else "inf"
-            raise NonFiniteError(f"step {self.step}: {what} {name} contains {kind}{suffix}")
 
     # ------------------------------------------------------------------ NaN/Inf between checked steps
     def _verify_unchecked_steps(self) -> None:
@@ -318,18 +389,6 @@ class _Trainer:
                 totals[k] = totals.get(k, 0.0) + float(v)
         return {k: v / len(self.eval_set) for k, v in totals.items()}
 
-    def _forward(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> torch.Tensor:
-        """The output of ``model`` (default the eager model), under bf16 autocast if asked; lower-precision
-        outputs are cast up to the model's dtype so that losses and metrics are reduced in float32."""
-        with autocast(self.precision, self.device):
-            output = (self.model if model is None else model)(batch["inputs"], **model_inputs(batch))
-        return output.to(self.dtype) if output.is_floating_point() and output.dtype != self.dtype else output
-
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Move a batch to the device; floating tensors take the model's dtype (float32 or float64)."""
-        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                for k, v in batch.items()}
-
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self) -> None:
         atomic_torch_save(self.dir / CHECKPOINT_FILE, self._state())
@@ -378,6 +437,32 @@ class _Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(numpy_state_from_tensors(rng["numpy"]))
         random.setstate(python_state_from_tensors(rng["python"]))
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.snapshot_every`` keeps the weights after ``step`` (0: the start): a top-level file of
+    the run, so done.json checksums it like the final weights."""
+    return Path(run_dir) / f"{SNAPSHOT_PREFIX}{step:09d}.safetensors"
+
+
+def snapshot_steps(run_dir: Path) -> list[int]:
+    """The steps whose snapshot the run holds, ascending."""
+    return sorted(int(p.name[len(SNAPSHOT_PREFIX):-len(".safetensors")])
+                  for p in Path(run_dir).glob(f"{SNAPSHOT_PREFIX}*.safetensors"))
+
+
+def load_snapshot(run: Run, step: int) -> Transformer:
+    """The model of ``run`` (a done or incomplete run of the store) with its weights after ``step``,
+    in eval mode; the run's files are verified against done.json first. A step the run has no snapshot
+    of is refused, naming the steps it has."""
+    path = snapshot_path(run.dir, step)
+    if not path.exists():
+        raise RunStoreError(f"{run.dir}: no snapshot of step {step}; snapshots held: {snapshot_steps(run.dir)} "
+                            f"(train.snapshot_every={run.config.train.snapshot_every})")
+    run.verify()
+    model = Transformer(run.config.resolved().model)
+    model.load_state_dict(load_weights(path))
+    return model.eval()
 
 
 def _first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -477,4 +562,5 @@ def _stop_on_sigint():
         raise TrainingInterrupted("interrupted after the run finished")
 
 
-__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "train"]
+__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "load_snapshot", "snapshot_path",
+           "snapshot_steps", "train", "training_steps"]

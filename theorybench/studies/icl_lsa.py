@@ -17,9 +17,11 @@ affine in x_q, so its gradient is the layer's implicit weight vector exactly). E
 at step 0 and at the end: from a random start the agreement must be learned, not inherited (the ZFB
 initialization, kept for the notebook, is already a scaled GD step, so its cosine is 1 at step 0).
 
-The trainer (``theorybench.train``) builds its model from a config with a named init scheme, so it
-cannot start from a hand-set state or freeze chosen parameters; the short loop below does, with the
-repo's optimizer and schedule (``theorybench.optim``) and the task's sampler.
+Every model is trained by the trainer (``theorybench.train``) into the run store, so runs are cached,
+resumed and swept (``theorybench sweep icl_lsa_seeds``): each init is a config whose ``train.init_state``
+(``toy_models.initial_states``) sets the fixed read-in/read-out or ZFB's start, whose ``train.frozen``
+keeps those fixed, and whose ``train.snapshot_every`` keeps the weights at every evaluation step, from
+which the trajectory is measured.
 """
 
 from __future__ import annotations
@@ -28,8 +30,17 @@ import numpy as np
 import torch
 
 from theorybench.claims import Claim, Criterion, not_measured, t_interval
-from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig, derive_seed
+from theorybench.registry import (ExperimentSpec, FigureResult, FigureSpec, SweepSpec, register_experiment,
+                                  register_figure, register_sweep)
+from theorybench.runs import get_or_train
+from theorybench.runstore import Run
 from theorybench.threads import single_thread
+from theorybench.train import build_model, load_snapshot, snapshot_steps
+from toy_models import ConfigError
+from toy_models.constructions.lsa import lsa_config
+from toy_models.initial_states import ZFB_INIT_SCALE
+from toy_models.tasks.icl_regression import ICLRegressionConfig
 
 # "tiny" is what the test suite renders (tests/test_studies.py). Dimension, prompt length, batch, Adam steps
 # (cosine-decayed lr), evaluation cadence, held-out prompts, seeds per depth and the depths trained.
@@ -45,7 +56,6 @@ SIZES = {
 }
 
 LSA_INITS = ("random_qkvo", "zfb", "toy_fixed_io", "toy_zfb_shaped", "toy_normal")
-ZFB_INIT_SCALE = 0.1  # σ of the ZFB initialization (small, as their theorem asks)
 FIXED_IO_INIT_STD = 0.3  # generic random Q, K, V, O under the fixed read-in / read-out
 NORMAL_INIT_STD = 0.1  # the toy's generic init="normal" that did not converge (kept as the diagnostic)
 LSA_LABELS = {"random_qkvo": f"Q,K,V,O from normal({FIXED_IO_INIT_STD}); W_E = I, W_U = −e_y fixed",
@@ -53,6 +63,16 @@ LSA_LABELS = {"random_qkvo": f"Q,K,V,O from normal({FIXED_IO_INIT_STD}); W_E = I
               "toy_fixed_io": f"toy Q,K,V,O from normal({FIXED_IO_INIT_STD}); W_E = I, W_U = e_y fixed",
               "toy_zfb_shaped": "toy, all weights trained, ZFB-shaped init",
               "toy_normal": f"toy, all weights trained, normal({NORMAL_INIT_STD}) init"}
+# Per init: the model's init scheme and σ, the initial state set on top (toy_models.initial_states) and the
+# parameters kept fixed (train.frozen).
+READ_IN_OUT = ("embed.*", "unembed.W_U")
+INIT_SETUPS = {
+    "random_qkvo": ("normal", FIXED_IO_INIT_STD, "lsa_gd_readout", READ_IN_OUT),
+    "zfb": ("zero", None, "lsa_zfb", READ_IN_OUT + ("blocks.0.attn.W_K", "blocks.0.attn.W_V")),
+    "toy_fixed_io": ("normal", FIXED_IO_INIT_STD, "lsa_identity_readout", READ_IN_OUT),
+    "toy_zfb_shaped": ("zero", None, "lsa_zfb_shaped", ()),
+    "toy_normal": ("normal", NORMAL_INIT_STD, None, ()),
+}
 GD_GRID = 400  # step-size grid of the tuned GD references: adjacent steps differ by ~1.8 %
 
 # Claims, fixed before any run. Thresholds: with ŷ_GD the optimum of the linear-moment class, a perturbation
@@ -92,7 +112,8 @@ CLAIMS = (
 
 
 def lsa_learner(d: int, N: int, init: str, seed: int = 0, dtype: str = "float32", n_layers: int = 1):
-    """A linear-self-attention toy model (``lsa_config``), initialized by name for training.
+    """A linear-self-attention toy model (``lsa_config``), initialized by name for training: the model the
+    run of ``lsa_experiment`` starts from (``seed`` is the experiment's seed; the model's is derived from it).
 
     Toy conventions (``toy_models.constructions.lsa``): token j receives
     Σ_i (e_jᵀ W_Q W_Kᵀ e_i)/N · e_iᵀ W_V W_O on top of its residual, read out through W_U.
@@ -117,58 +138,33 @@ def lsa_learner(d: int, N: int, init: str, seed: int = 0, dtype: str = "float32"
       steps of GD are representable by k layers at every depth (with W_U = +e_{d+1} they are not beyond
       one layer: the context's residuals and the query's prediction would need opposite signs).
     """
-    from toy_models import ConfigError, Transformer
-    from toy_models.constructions.lsa import lsa_config
+    return build_model(lsa_experiment(dict(d=d, N=N, batch=1, steps=1, lr=1e-2, eval_every=1), init, n_layers,
+                                      seed, dtype).resolved())
 
+
+def lsa_experiment(size: dict, init: str = "random_qkvo", n_layers: int = 1, seed: int = 0,
+                   dtype: str = "float32") -> ExperimentConfig:
+    """The run that trains ``lsa_learner(d, N, init, seed, n_layers=n_layers)`` with AdamW (no decay, lr
+    cosine-decayed to 0) on the noiseless stacked task, ``size`` giving d, N, batch, steps, lr and
+    eval_every: its weights are kept at step 0, every ``eval_every`` steps and at the end
+    (``train.snapshot_every``), where ``lsa_result`` measures them."""
     if init not in LSA_INITS:
         raise ConfigError("init", init, f"one of {', '.join(map(repr, LSA_INITS))}")
     if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1 or (
             n_layers > 1 and init != "random_qkvo"):
         raise ConfigError("n_layers", n_layers, "a positive integer; above 1 only with init='random_qkvo'")
-    cfg = lsa_config(d, n_layers=n_layers, n_ctx=N + 1, dtype=dtype)
-    if init == "random_qkvo":
-        model = Transformer(cfg.replace(init="normal", init_std=FIXED_IO_INIT_STD, seed=seed))
-        with torch.no_grad():
-            model.embed.W_E.copy_(torch.eye(d + 1))
-            model.unembed.W_U.zero_()
-            model.unembed.W_U[d, 0] = -1.0
-        for p in (model.embed.W_E, model.embed.b_E, model.unembed.W_U):
-            p.requires_grad_(False)
-        return model
-    if init == "toy_normal":
-        return Transformer(cfg.replace(init="normal", init_std=NORMAL_INIT_STD, seed=seed))
-    if init == "toy_fixed_io":
-        model = Transformer(cfg.replace(init="normal", init_std=FIXED_IO_INIT_STD, seed=seed))
-        with torch.no_grad():
-            model.embed.W_E.copy_(torch.eye(d + 1))
-            model.unembed.W_U.zero_()
-            model.unembed.W_U[d, 0] = 1.0
-        for p in (model.embed.W_E, model.embed.b_E, model.unembed.W_U):
-            p.requires_grad_(False)  # b_E is already 0 (biases start at 0 in every scheme)
-        return model
-    model = Transformer(cfg)  # init="zero": every weight starts at 0, the entries below are set
-    D, s = d + 1, ZFB_INIT_SCALE
-    theta = torch.eye(d, dtype=torch.float64) / d**0.25  # ‖ΘΘᵀ‖_F = ‖I/√d‖_F = 1
-    attn = model.blocks[0].attn
-    with torch.no_grad():
-        model.embed.W_E.copy_(torch.eye(D))
-        model.unembed.W_U[d, 0] = 1.0
-        if init == "zfb":
-            attn.W_K[0] = torch.eye(D)
-            attn.W_V[0] = torch.eye(D)
-            attn.W_Q[0, :d, :d] = s * theta @ theta.T
-            attn.W_O[0, d, d] = s
-        else:
-            attn.W_Q[0, :d, :d] = s**0.5 * theta
-            attn.W_K[0, :d, :d] = s**0.5 * theta
-            attn.W_V[0, d, d] = s**0.5
-            attn.W_O[0, d, d] = s**0.5
-    if init == "zfb":
-        for name, p in model.named_parameters():
-            p.requires_grad_(name in ("blocks.0.attn.W_Q", "blocks.0.attn.W_O"))
-    return model
-
-
+    scheme, std, state, frozen = INIT_SETUPS[init]
+    d, N, steps, every = size["d"], size["N"], size["steps"], size["eval_every"]
+    model = lsa_config(d, n_layers=n_layers, n_ctx=N + 1, dtype=dtype)
+    if scheme == "normal":
+        model = model.replace(init="normal", init_std=std)
+    # The trainer's own evaluation (task.metrics, on its fixed set) once, at the end: the figure measures the
+    # snapshots on its own held-out prompts.
+    train = TrainConfig(steps=steps, batch_size=size["batch"], eval_every=steps, eval_batches=1,
+                        checkpoint_every=every, log_every=every, init_state=state, frozen=frozen, snapshot_every=every)
+    return ExperimentConfig(name=f"icl_lsa_{init}", seed=seed, model=model, train=train,
+                            task=ICLRegressionConfig(d=d, n_points=N, tokenization="stacked", dtype=dtype),
+                            optim=OptimConfig(name="adamw", lr=size["lr"], schedule="cosine"))
 
 
 def layer_readouts(model, batch: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -231,59 +227,38 @@ def compare_layers(model, batch: dict, refs: dict) -> dict:
                 y_model=preds[-1], y_gd=refs["y"][L])
 
 
-def _train_loop(model, task, optimizer, scheduler, data_gen, batch, steps, eval_every, record, init, progress):
-    """``steps`` updates on fresh batches, with ``record(step)`` at step 0 and every ``eval_every`` steps."""
-    from tqdm.auto import tqdm
-
-    record(0)
-    for step in tqdm(range(1, steps + 1), desc=f"icl LSA ({init})", leave=False, disable=not progress):
-        b = task.sample(batch, data_gen)
-        loss = ((model(b["inputs"], attn_mask=b["attn_mask"])[:, -1, 0] - b["y_query"]) ** 2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if step % eval_every == 0 and step != steps:
-            record(step)
-
-
 def train_lsa(d: int, N: int, init: str, batch: int, steps: int, lr: float, eval_every: int,
               eval_prompts: int, seed: int = 0, progress: bool = False, n_layers: int = 1, **_) -> dict:
-    """Train ``lsa_learner(d, N, init, n_layers=n_layers)`` with AdamW (no decay, lr cosine-decayed to 0) on
-    the noiseless stacked task; every ``eval_every`` steps compare each layer with tuned k-step GD on
-    held-out prompts (``compare_layers``).
+    """Train (or reuse from the run store) ``lsa_experiment`` for these sizes and measure it (``lsa_result``)."""
+    cfg = lsa_experiment(dict(d=d, N=N, batch=batch, steps=steps, lr=lr, eval_every=eval_every), init, n_layers, seed)
+    with single_thread():  # a few hundred weights: extra intra-op threads only cost
+        return lsa_result(get_or_train(cfg, progress=progress), eval_prompts)
 
-    Returns the model, the trace (step, mse, rel_diff, cosine of the last layer; rel_diff_layers,
+
+def lsa_result(run: Run, eval_prompts: int) -> dict:
+    """Every snapshot of a run of ``lsa_experiment`` compared layer by layer with tuned k-step GD on
+    ``eval_prompts`` held-out prompts (``compare_layers``; drawn from the run's seed).
+
+    Returns the final model, the trace (step, mse, rel_diff, cosine of the last layer; rel_diff_layers,
     cosine_layers per layer), the final ``compare_layers``, ``start`` (the step-0 one), the references
     (``gd_references``) and ``eta`` (the tuned step of plain L-step GD).
     """
-    from theorybench.experiment import OptimConfig, derive_seed
-    from theorybench.optim import build_optimizer, build_scheduler
-    from toy_models.tasks.icl_regression import ICLRegressionConfig
-
-    task = ICLRegressionConfig(d=d, n_points=N, tokenization="stacked", dtype="float32").build()
-    held_out = task.sample(eval_prompts, torch.Generator().manual_seed(derive_seed(seed, "icl_lsa_eval")))
-    data_gen = torch.Generator().manual_seed(derive_seed(seed, "icl_lsa_data"))
-    model = lsa_learner(d, N, init, seed=derive_seed(seed, "model"), n_layers=n_layers)
+    cfg = run.config
+    n_layers = cfg.model.n_layers
+    held_out = cfg.task.build().sample(eval_prompts, torch.Generator().manual_seed(derive_seed(cfg.seed,
+                                                                                                "icl_lsa_eval")))
     refs = gd_references(held_out, n_layers)
-    optim_cfg = OptimConfig(name="adamw", lr=lr, schedule="cosine")
-    optimizer = build_optimizer(model.parameters(), optim_cfg)  # only parameters with requires_grad
-    scheduler = build_scheduler(optimizer, optim_cfg, steps)
     keys = ("mse", "rel_diff", "cosine", "rel_diff_layers", "cosine_layers")
     trace: dict = {"step": [], **{k: [] for k in keys}}
-
-    def record(step: int) -> dict:
-        result = compare_layers(model, held_out, refs)
-        for key in keys:
-            trace[key].append(result[key])
-        trace["step"].append(step)
-        return result
-
-    with single_thread():  # a few hundred weights: extra intra-op threads only cost
-        _train_loop(model, task, optimizer, scheduler, data_gen, batch, steps, eval_every, record, init, progress)
-        final = record(steps)
+    with single_thread():
+        for step in snapshot_steps(run.dir):
+            model = load_snapshot(run, step)
+            result = compare_layers(model, held_out, refs)
+            for key in keys:
+                trace[key].append(result[key])
+            trace["step"].append(step)
     start = {k: trace[k][0] for k in keys}
-    return {"model": model.eval(), "trace": trace, "final": final, "start": start, "refs": refs,
+    return {"model": model, "trace": trace, "final": result, "start": start, "refs": refs,
             "eta": float(refs["gd_eta"][n_layers])}
 
 
@@ -297,11 +272,30 @@ def zfb_effective_matrix(model) -> torch.Tensor:
 
 
 
-def lsa_runs(scale: str) -> dict:
-    """{depth: [train_lsa result per seed]} for the ``"random_qkvo"`` init at every depth of SIZES[scale]."""
+def lsa_members(scale: str) -> list[ExperimentConfig]:
+    """Trained LSA from random Q, K, V, O: every depth × seed the figure icl_lsa_trained_vs_gd reads."""
     size = SIZES[scale]
-    return {L: [train_lsa(init="random_qkvo", n_layers=L, seed=s, **size) for s in range(size["seeds"])]
-            for L in size["depths"]}
+    return [lsa_experiment(size, "random_qkvo", L, s) for L in size["depths"] for s in range(size["seeds"])]
+
+
+def lsa_one_layer(scale: str) -> ExperimentConfig:
+    """One linear self-attention layer trained from random Q, K, V, O (von Oswald et al. 2023), seed 0."""
+    return lsa_experiment(SIZES[scale], "random_qkvo", 1, 0)
+
+
+register_experiment(ExperimentSpec("icl_lsa", "icl", lsa_one_layer))
+LSA_SWEEP = register_sweep(SweepSpec("icl_lsa_seeds", "icl", lsa_members))
+
+
+def lsa_runs(scale: str) -> dict:
+    """{depth: [``lsa_result`` per seed]} for the ``"random_qkvo"`` init at every depth of SIZES[scale],
+    trained or reused from the run store (sweep ``icl_lsa_seeds``)."""
+    eval_prompts = SIZES[scale]["eval_prompts"]
+    runs: dict = {}
+    with single_thread():  # a few hundred weights: extra intra-op threads only cost
+        for cfg in LSA_SWEEP.members(scale):
+            runs.setdefault(cfg.model.n_layers, []).append(lsa_result(get_or_train(cfg), eval_prompts))
+    return runs
 
 
 def undertrained(runs: list) -> str:
