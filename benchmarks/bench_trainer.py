@@ -44,8 +44,8 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # before inductor l
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from theorybench.studies.icl import SIZES  # noqa: E402
-from theorybench.studies.icl_transformer import transformer_experiment  # noqa: E402
+from theorybench.studies.icl.estimator_errors import SIZES  # noqa: E402
+from theorybench.studies.icl.common import transformer_experiment  # noqa: E402
 from theorybench.train import train  # noqa: E402
 from toy_models import Transformer  # noqa: E402
 from toy_models.tasks.icl_regression import interleave_tokens  # noqa: E402

@@ -37,7 +37,8 @@ from theory.icl import expected_error as ee
 from theory.icl import predictors as P
 from theorybench.registry import default_scale
 from theorybench.runstore import get_or_train, store_root
-from theorybench.studies import icl, icl_lsa
+from theorybench.studies.icl import estimator_errors as icl
+from theorybench.studies.icl import lsa_trained_vs_gd as icl_lsa
 from theorybench.style import apply_style
 from toy_models.constructions.lsa import gd_lsa, lsa_inputs
 from toy_models.tasks.icl_regression import ICLRegressionConfig
@@ -152,7 +153,7 @@ plt.show()
 
 # %%
 from theory.icl.references import reference_predictors  # noqa: E402
-from theorybench.studies.icl_transformer import (  # noqa: E402
+from theorybench.studies.icl.common import (  # noqa: E402
     eval_batch,
     estimator_prefix_errors,
     model_prefix_errors,

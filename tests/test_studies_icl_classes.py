@@ -8,7 +8,7 @@ import torch
 
 from theorybench import registry
 from theorybench.claims import judge_all
-from theorybench.studies import icl_classes as C
+from theorybench.studies.icl import function_classes as C
 
 CLASSES = C.CLASSES
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from theorybench.claims import judge_all
-from theorybench.studies import icl_diversity as D
+from theorybench.studies.icl import task_diversity as D
 
 
 def test_members_cover_the_grid_with_one_pool_per_M():

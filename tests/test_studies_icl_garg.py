@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from theorybench.runstore import get_or_train
-from theorybench.studies import icl
-from theorybench.studies.icl_transformer import eval_batch, model_prefix_errors, transformer_experiment
+from theorybench.studies.icl import estimator_errors as icl
+from theorybench.studies.icl.common import eval_batch, model_prefix_errors, transformer_experiment
 from theorybench.threads import single_thread
 
 
@@ -79,7 +79,7 @@ def test_a_least_squares_level_model_meets_both_criteria_and_a_gd_like_one_does_
     passes the 0.02 bar, but it is closer to 10-step GD than to least squares: the closeness criterion (the
     one that tells least squares from ~10 GD steps) must fail, and name 10-step GD."""
     from theorybench.claims import judge
-    from theorybench.studies import icl_garg_claims as G
+    from theorybench.studies.icl import garg_claims as G
 
     targets, refs = _refs()
     good = G.per_seed_quantities(_model_like(refs, "least squares", 0.05), targets, refs, d=3)
@@ -93,7 +93,7 @@ def test_a_least_squares_level_model_meets_both_criteria_and_a_gd_like_one_does_
 
 def test_a_scale_not_sized_for_the_claim_leaves_it_inconclusive():
     from theorybench.claims import judge
-    from theorybench.studies import icl_garg_claims as G
+    from theorybench.studies.icl import garg_claims as G
 
     targets, refs = _refs()
     q = G.per_seed_quantities(_model_like(refs, "averaging", 0.0), targets, refs, d=3)  # far from least squares

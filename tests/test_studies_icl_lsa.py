@@ -16,7 +16,7 @@ import torch
 from theory.icl import predictors as P
 from theory.icl.predictors import zfb_gamma
 from theorybench.claims import judge_all
-from theorybench.studies import icl_lsa
+from theorybench.studies.icl import lsa_trained_vs_gd as icl_lsa
 from toy_models.constructions.lsa import gd_lsa
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 

@@ -8,7 +8,7 @@ from test_studies import render_tiny
 from probes.icl_linear import linear_probe_residuals
 from probes.icl_mlp import mlp_probe_residuals
 from theorybench.claims import judge_all
-from theorybench.studies import icl_probes
+from theorybench.studies.icl import probe_r2 as icl_probes
 from theorybench.threads import single_thread
 
 

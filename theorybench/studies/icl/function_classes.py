@@ -119,7 +119,7 @@ def class_task(cls: str, size: dict):
 
 def class_experiment(cls: str, scale: str, seed: int = 0):
     """The transformer of ``icl_transformer`` (same model, optimizer, schedule) on class ``cls``'s prompts."""
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
 
     size = SIZES[scale][cls]
     # Built as the linear-regression experiment, then given this class's task: the model, optimizer and
@@ -188,7 +188,7 @@ def measure(cls: str, scale: str) -> dict:
     """Train (or reuse) every seed, then on one set of held-out prompts: each seed's normalized error at
     every N ([seeds, N + 1]) and each baseline's at the grid ({name: [len(grid)]})."""
     from theorybench.runstore import get_or_train
-    from theorybench.studies.icl_transformer import eval_batch, model_prefix_predictions
+    from theorybench.studies.icl.common import eval_batch, model_prefix_predictions
 
     sizes, size = SIZES[scale], SIZES[scale][cls]
     with single_thread():
@@ -287,7 +287,7 @@ def measurements(cls: str, data: dict) -> dict:
 
 # ---------------------------------------------------------------------------------- figure
 def _plot(ax, cls: str, data: dict) -> None:
-    from theorybench.studies.icl_transformer import seed_band
+    from theorybench.studies.icl.common import seed_band
     from theorybench.style import band
 
     size = data["size"]

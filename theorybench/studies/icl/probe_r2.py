@@ -30,8 +30,8 @@ from theorybench.claims import Claim, Criterion, bootstrap_interval, not_measure
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from . import icl
-from . import icl_garg_claims as G
+from . import estimator_errors as icl
+from . import garg_claims as G
 
 # "tiny" is what the test suite renders (tests/test_studies.py). ``garg`` is figure 1's size dict (the
 # same object, so the same runs); probe_prompts: prompts for the probes (half fit, half held out);
@@ -72,7 +72,7 @@ CLAIMS = (
 def probe_model(scale: str):
     """The seed-0 run of the Garg transformer at ``scale`` (trained if absent) and an untrained twin."""
     from theorybench.runstore import get_or_train
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
     from toy_models import Transformer
 
     cfg = transformer_experiment(SIZES[scale]["garg"], seed=0, name=icl.GARG_NAME)
@@ -83,7 +83,7 @@ def probe_model(scale: str):
 def probe_r2_frame(model, task_cfg, prompts: int, seed: int = 0):
     """``residual_probe_r2`` at the query token for w, Xᵀy, XᵀX on ``prompts`` fresh prompts."""
     from probes.icl_linear import regression_targets, residual_probe_r2
-    from theorybench.studies.icl_transformer import eval_batch
+    from theorybench.studies.icl.common import eval_batch
 
     batch = eval_batch(task_cfg, prompts, seed=seed)
     dtype = next(model.parameters()).dtype
@@ -138,7 +138,7 @@ def reference_distances(model, batch: dict, d: int) -> dict:
     error curve. Returns {"dist": {name: [prompts]}, "err": [N + 1], "err_ls": float}."""
     from theory.icl import predictors as P
     from theory.icl.references import knn_capped
-    from theorybench.studies.icl_transformer import (model_prefix_predictions, predictor_prefix_predictions,
+    from theorybench.studies.icl.common import (model_prefix_predictions, predictor_prefix_predictions,
                                                      tuned_gd_prefix_predictions)
 
     model_pred = model_prefix_predictions(model, batch).numpy()
@@ -175,7 +175,7 @@ def family_margin(dist: dict):
 def icl_probe_r2(scale: str) -> FigureResult:
     import matplotlib.pyplot as plt
 
-    from theorybench.studies.icl_transformer import eval_batch
+    from theorybench.studies.icl.common import eval_batch
 
     size = SIZES[scale]
     garg = size["garg"]

@@ -22,7 +22,7 @@ from theorybench.claims import Claim, Criterion
 from theorybench.claims import exact as exact_measurement
 from theorybench.registry import (ExperimentSpec, FigureResult, FigureSpec, SweepSpec, register_experiment,
                                   register_figure, register_sweep)
-from theorybench.studies.icl_garg_claims import CLAIM as G_CLAIM
+from theorybench.studies.icl.garg_claims import CLAIM as G_CLAIM
 from theorybench.threads import single_thread
 
 # "tiny" is what the test suite renders (tests/test_studies.py); "quick", "medium" and "full" are the user
@@ -103,14 +103,14 @@ def _closed_forms(d: int, N: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------------- trained transformer (Garg)
 def garg_experiment(scale: str):
     """Softmax transformer trained on noiseless interleaved prompts (Garg et al. 2022), seed 0."""
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
 
     return transformer_experiment(SIZES[scale]["garg"], seed=0, name=GARG_NAME)
 
 
 def garg_seeds(scale: str):
     """The Garg transformer at every seed the right panel of icl_estimator_errors averages."""
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
 
     size = SIZES[scale]["garg"]
     return [transformer_experiment(size, seed=s, name=GARG_NAME) for s in range(size["seeds"])]
@@ -128,8 +128,8 @@ def garg_curves(scale: str) -> dict:
     ``runs``, ``batch``, ``size``)."""
     from theory.icl.references import reference_predictors
     from theorybench.runstore import get_or_train
-    from theorybench.studies.icl_garg_claims import GD_K_MAX
-    from theorybench.studies.icl_transformer import (eval_batch, model_prefix_predictions,
+    from theorybench.studies.icl.garg_claims import GD_K_MAX
+    from theorybench.studies.icl.common import (eval_batch, model_prefix_predictions,
                                                      predictor_prefix_predictions, tuned_gd_prefix_predictions)
 
     size = SIZES[scale]["garg"]
@@ -154,8 +154,8 @@ GARG_SHOWN = ("least squares", "ridge λ = 0.1", "one GD step, tuned η", "10-st
 
 
 def _garg_panel(ax, curves: dict, scale: str) -> tuple[dict, dict]:
-    from theorybench.studies import icl_garg_claims as G
-    from theorybench.studies.icl_transformer import seed_band
+    from theorybench.studies.icl import garg_claims as G
+    from theorybench.studies.icl.common import seed_band
     from theorybench.style import band
 
     size, d = curves["size"], curves["size"]["d"]

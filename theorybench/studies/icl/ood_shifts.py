@@ -37,8 +37,8 @@ from theorybench.claims import Claim, Criterion, not_measured, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from . import icl
-from . import icl_garg_claims as G
+from . import estimator_errors as icl
+from . import garg_claims as G
 
 F64 = torch.float64
 SURVIVAL_MARGIN = 0.05
@@ -231,7 +231,7 @@ CLAIMS = tuple(shift_claim(s) for s in SHIFTS if s.key != "in_distribution")
 def ood_curves(scale: str) -> dict:
     """Every seed of the Garg sweep evaluated under every shift: {shift key: [per-seed errors or None]}."""
     from theorybench.runstore import get_or_train
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
 
     size = SIZES[scale]
     # The Garg sweep's members, built from this module's size dict (the same object as icl.SIZES[scale]["garg"],

@@ -58,7 +58,7 @@ def member_name(M: int | None) -> str:
 
 def diversity_members(scale: str):
     """A softmax transformer per pretraining task count M (pool fixed by pool_seed 0; None: w ~ N(0, I))."""
-    from theorybench.studies.icl_transformer import transformer_experiment
+    from theorybench.studies.icl.common import transformer_experiment
 
     size = SIZES[scale]
     return [transformer_experiment(size, seed=s, name=member_name(M), n_tasks=M, pool_seed=0)
@@ -75,7 +75,7 @@ def per_prompt_comparisons(model, batch: dict, pool, noise_std: float) -> dict[s
     ``diff_dMMSE``), and the references' own difference ``gap`` = (ŷ_dMMSE − ŷ_ridge)² / d. Arrays
     [prompts]; the dMMSE entries only when ``pool`` is given."""
     from theory.icl import predictors as P
-    from theorybench.studies.icl_transformer import model_prefix_predictions, predictor_prefix_predictions
+    from theorybench.studies.icl.common import model_prefix_predictions, predictor_prefix_predictions
 
     d = batch["X"].shape[-1]
     y = batch["targets"].double()[:, 1:]
@@ -103,7 +103,7 @@ def diversity_curves(scale: str) -> dict:
     import dataclasses
 
     from theorybench.runstore import get_or_train
-    from theorybench.studies.icl_transformer import eval_batch
+    from theorybench.studies.icl.common import eval_batch
 
     size = SIZES[scale]
     with single_thread():
