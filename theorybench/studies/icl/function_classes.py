@@ -7,9 +7,10 @@ task-specific learners — the Lasso on sparse linear functions, greedy tree lea
 decision trees, a two-layer network trained by gradient descent on ReLU networks — and beat the
 generic ones (least squares, averaging, 3-NN).
 
-Per class: a sweep of softmax transformers over seeds (``icl_transformer.transformer_experiment``'s
+Per class: a sweep of softmax transformers over seeds (``experiments.transformer_experiment``'s
 model and optimizer, with the class's task: ``toy_models.tasks.{sparse_linear, decision_tree,
-relu_network}``), trained through the run store; a figure ``icl_<class>`` of the normalized error
+relu_network}``), trained through the run store; a figure ``icl_<class>`` (its own module, here the
+measuring, drawing and judging they share) of the normalized error
 (ŷ − y)²/E[y²] (Garg et al.'s normalization: s, 1 and d; predicting 0 scores 1) against the number of
 in-context examples N, the transformer (mean ± std over seeds, every N) and the baselines (on a grid
 of N) on the same held-out prompts.
@@ -28,16 +29,19 @@ numbers that failed, i.e. inconclusive, not a failure.
 
 from __future__ import annotations
 
-import dataclasses
-from functools import partial
-
 import numpy as np
 import torch
 
+from theory.icl import baselines_nn as NN
+from theory.icl import predictors as P
+from theory.icl.references import knn_capped
 from theorybench.claims import Claim, Criterion, not_measured, t_interval
-from theorybench.registry import ExperimentSpec, FigureResult, FigureSpec, SweepSpec, register_experiment
-from theorybench.registry import register_figure, register_sweep
+from theorybench.runstore import get_or_train
 from theorybench.threads import single_thread
+
+from .common import eval_batch, model_prefix_predictions, seed_band
+from .experiments import class_configs
+from .sizes import FunctionClass, FunctionClasses
 
 SOURCE = "What Can Transformers Learn In-Context? A Case Study of Simple Function Classes, Fig. 4"
 MARGIN = 0.05  # "matches": within 5% of the trivial (predict-0) error of the best baseline, fixed before any run
@@ -46,119 +50,20 @@ STILL_IMPROVING = 0.10  # relative fall of the held-out loss over the last quart
 # Rise of the error from its best N in the window to N max tolerated as sampling noise: ~2 standard errors of a
 # mean over 300 prompts whose per-prompt normalized error has a standard deviation ≈ 1.
 RISE_SLACK = 0.1
-CLASSES = ("sparse_linear", "decision_tree", "relu_network")
-
-# Per class: the task (d, N and the class's parameter), the model and training keys of
-# ``icl_transformer`` (layers, width, heads, batch, steps, lr, warmup, init; curriculum = (every,
-# d_start, d_inc, n_start, n_inc)), seeds, held-out prompts, the grid of N the baselines are run at, the
-# claim windows [lo, hi] of N, and ``decides`` (whether this scale's models are trained enough to decide).
-_TINY_MODEL = dict(layers=1, width=16, heads=2, batch=32, steps=20, lr=3e-3, warmup=2, init="fan_in")
-_QUICK_MODEL = dict(layers=2, width=32, heads=4, batch=64, steps=500, lr=3e-3, warmup=25, init="fan_in")
-# Medium: the size believed (not measured end to end on this machine) to decide the claims in ≈ 20 min per
-# class on 2 free CPU cores: 3 seeds × 5000 steps of a 2-layer width-64 model, with a curriculum that
-# starts at 2 active dimensions (without it, a sparse-linear pilot at d = 8 sat on the predict-zero plateau
-# for 1000 steps; with it, it left the plateau after ~500).
-_MEDIUM_MODEL = dict(layers=2, width=64, heads=4, batch=64, steps=5000, lr=3e-3, warmup=100, init="fan_in")
-# Garg et al.: GPT-2 with 12 layers, width 256, 8 heads; Adam at 1e-4, batch 64, 500k steps.
-_FULL_MODEL = dict(layers=12, width=256, heads=8, batch=64, steps=500_000, lr=1e-4, warmup=1000, init="fan_in")
-
-SIZES = {
-    "tiny": dict(
-        sparse_linear=dict(d=3, N=6, sparsity=1, **_TINY_MODEL, grid=(1, 2, 3, 6), window=(2, 3)),
-        decision_tree=dict(d=2, N=6, depth=1, **_TINY_MODEL, grid=(1, 3, 6), window=(3, 6)),
-        relu_network=dict(d=2, N=6, hidden=4, **_TINY_MODEL, grid=(1, 3, 6), window=(3, 6)),
-        seeds=2, eval_prompts=12, decides=False),
-    "quick": dict(
-        sparse_linear=dict(d=6, N=12, sparsity=2, **_QUICK_MODEL, grid=(1, 2, 3, 4, 5, 8, 12), window=(3, 5)),
-        decision_tree=dict(d=4, N=24, depth=2, **_QUICK_MODEL, grid=(1, 4, 8, 16, 24), window=(12, 24)),
-        relu_network=dict(d=3, N=24, hidden=20, **_QUICK_MODEL, grid=(1, 4, 8, 16, 24), window=(12, 24)),
-        seeds=2, eval_prompts=100, decides=False),
-    # Sparse-linear windows end below N = d: the claim is about the regime where least squares cannot
-    # identify w and sparsity is what helps (at N ≥ d noiseless least squares is exact).
-    "medium": dict(
-        sparse_linear=dict(d=8, N=16, sparsity=2, **_MEDIUM_MODEL, curriculum=(200, 2, 1, 6, 2),
-                           grid=(1, 2, 4, 5, 6, 7, 10, 16), window=(4, 7)),
-        decision_tree=dict(d=5, N=24, depth=3, **_MEDIUM_MODEL, curriculum=(200, 2, 1, 8, 2),
-                           grid=(1, 4, 8, 12, 16, 20, 24), window=(12, 24)),
-        relu_network=dict(d=4, N=24, hidden=50, **_MEDIUM_MODEL, curriculum=(200, 2, 1, 8, 2),
-                          grid=(1, 4, 8, 12, 16, 20, 24), window=(12, 24)),
-        seeds=3, eval_prompts=300, decides=True),
-    # The paper's sizes and curricula (points 11 → 41 by 2, or 26 → 101 by 5; dimensions 5 → 20 by 1;
-    # every 2000 steps): a GPU's work.
-    "full": dict(
-        sparse_linear=dict(d=20, N=40, sparsity=3, **_FULL_MODEL, curriculum=(2000, 5, 1, 11, 2),
-                           grid=(1, 3, 6, 10, 15, 19, 30, 40), window=(6, 19)),
-        decision_tree=dict(d=20, N=100, depth=4, **_FULL_MODEL, curriculum=(2000, 5, 1, 26, 5),
-                           grid=(1, 10, 25, 50, 75, 100), window=(50, 100)),
-        relu_network=dict(d=20, N=100, hidden=100, **_FULL_MODEL, curriculum=(2000, 5, 1, 26, 5),
-                          grid=(1, 10, 25, 50, 75, 100), window=(50, 100)),
-        seeds=3, eval_prompts=1000, decides=True),
-}
-
-
-# ---------------------------------------------------------------------------------- runs
-def class_task(cls: str, size: dict):
-    """The task config of class ``cls`` at a class size dict (final size and optional curriculum)."""
-    # Imports inside the builders here and below: ``theorybench list`` imports every study module at start-up.
-    from toy_models.tasks.decision_tree import DecisionTreeConfig
-    from toy_models.tasks.relu_network import ReluNetworkConfig
-    from toy_models.tasks.sparse_linear import SparseLinearConfig
-
-    curriculum = {}
-    if size.get("curriculum"):
-        every, d_start, d_inc, n_start, n_inc = size["curriculum"]
-        curriculum = dict(curriculum_every=every, curriculum_d_start=d_start, curriculum_d_inc=d_inc,
-                          curriculum_n_start=n_start, curriculum_n_inc=n_inc)
-    common = dict(d=size["d"], n_points=size["N"], **curriculum)
-    if cls == "sparse_linear":
-        return SparseLinearConfig(sparsity=size["sparsity"], **common)
-    if cls == "decision_tree":
-        return DecisionTreeConfig(depth=size["depth"], **common)
-    return ReluNetworkConfig(hidden=size["hidden"], **common)
-
-
-def class_experiment(cls: str, scale: str, seed: int = 0):
-    """The transformer of ``icl_transformer`` (same model, optimizer, schedule) on class ``cls``'s prompts."""
-    from theorybench.studies.icl.common import transformer_experiment
-
-    size = SIZES[scale][cls]
-    # Built as the linear-regression experiment, then given this class's task: the model, optimizer and
-    # schedule stay those of the Garg figure of ``icl.py`` by construction.
-    base = transformer_experiment({k: v for k, v in size.items() if k != "curriculum"}, seed=seed,
-                                  name=f"icl_{cls}_transformer")
-    return dataclasses.replace(base, task=class_task(cls, size))
-
-
-def _seeds(cls: str, scale: str):
-    return [class_experiment(cls, scale, s) for s in range(SIZES[scale]["seeds"])]
-
-
-LABELS = {"sparse_linear": "sparse linear", "decision_tree": "decision-tree", "relu_network": "two-layer ReLU network"}
-SWEEPS = {}
-for _cls in CLASSES:
-    _first = partial(class_experiment, _cls, seed=0)
-    _first.__doc__ = f"Softmax transformer on interleaved {LABELS[_cls]} prompts (Garg et al. 2022), seed 0."
-    register_experiment(ExperimentSpec(f"icl_{_cls}_transformer", "icl", _first))
-    _all = partial(_seeds, _cls)
-    _all.__doc__ = f"The {LABELS[_cls]} transformer at every seed its figure averages."
-    SWEEPS[_cls] = register_sweep(SweepSpec(f"icl_{_cls}_seeds", "icl", _all))
-
 
 # ---------------------------------------------------------------------------------- baselines
-def class_baselines(cls: str, size: dict) -> dict:
+def class_baselines(cls: str, size: FunctionClass) -> dict:
     """Label → ``fn(X, y, x_q) -> Prediction``: the baselines Garg et al. plot for the class, plus OMP."""
-    from theory.icl import baselines_nn as NN
+    # Start-up time: scikit-learn and XGBoost load in seconds, and ``theorybench list`` imports every study.
     from theory.icl import baselines_sparse as S
     from theory.icl import baselines_trees as T
-    from theory.icl import predictors as P
-    from theory.icl.references import knn_capped
 
     if cls == "sparse_linear":
         return {f"Lasso α = {S.GARG_LASSO_ALPHA:g}": S.lasso,
-                f"OMP, {size['sparsity']} atoms": lambda X, y, q: S.omp(X, y, q, size["sparsity"]),
+                f"OMP, {size.sparsity} atoms": lambda X, y, q: S.omp(X, y, q, size.sparsity),
                 "least squares": P.least_squares, "averaging": P.averaging, "3-NN": knn_capped(3)}
     if cls == "decision_tree":
-        return {f"greedy tree, depth {size['depth']}": lambda X, y, q: T.greedy_tree(X, y, q, size["depth"]),
+        return {f"greedy tree, depth {size.depth}": lambda X, y, q: T.greedy_tree(X, y, q, size.depth),
                 "greedy tree, unlimited depth": lambda X, y, q: T.greedy_tree(X, y, q, None),
                 "XGBoost": T.boosted_trees, "2-layer NN, GD": NN.two_layer_nn_gd,
                 "least squares": P.least_squares, "3-NN": knn_capped(3)}
@@ -184,25 +89,22 @@ def _baseline_errors(batch: dict, fns: dict, grid, second_moment: float) -> dict
     return out
 
 
-def measure(cls: str, scale: str) -> dict:
-    """Train (or reuse) every seed, then on one set of held-out prompts: each seed's normalized error at
-    every N ([seeds, N + 1]) and each baseline's at the grid ({name: [len(grid)]})."""
-    from theorybench.runstore import get_or_train
-    from theorybench.studies.icl.common import eval_batch, model_prefix_predictions
-
-    sizes, size = SIZES[scale], SIZES[scale][cls]
+def measure(cls: str, sizes: FunctionClasses) -> dict:
+    """Train (or reuse) every seed of class ``cls``, then on one set of held-out prompts: each seed's normalized
+    error at every N ([seeds, N + 1]) and each baseline's at the grid ({name: [len(grid)]})."""
+    size = sizes.of(cls)
     with single_thread():
-        runs = [get_or_train(cfg) for cfg in SWEEPS[cls].members(scale)]
+        runs = [get_or_train(cfg) for cfg in class_configs(cls, sizes)]
         task_cfg = runs[0].config.task
-        batch = eval_batch(task_cfg, sizes["eval_prompts"])
+        batch = eval_batch(task_cfg, sizes.eval_prompts)
         m2 = task_cfg.build().label_second_moment()
         targets = batch["targets"].double()
         model = np.stack([((model_prefix_predictions(r.load_model(), batch) - targets) ** 2 / m2).mean(0).numpy()
                           for r in runs])
-        refs = _baseline_errors(batch, class_baselines(cls, size), size["grid"], m2)
-    return dict(model=model, refs={k: v.mean(0) for k, v in refs.items()}, grid=np.array(size["grid"]),
-                size=size, decides=sizes["decides"],
-                adequacy=training_adequacy(model, [r.metrics for r in runs], size["window"][0]))
+        refs = _baseline_errors(batch, class_baselines(cls, size), size.grid, m2)
+    return dict(model=model, refs={k: v.mean(0) for k, v in refs.items()}, grid=np.array(size.grid),
+                size=size, decides=sizes.decides,
+                adequacy=training_adequacy(model, [r.metrics for r in runs], size.window[0]))
 
 
 def training_adequacy(model: np.ndarray, histories: list, window_start: int) -> str:
@@ -227,7 +129,9 @@ def training_adequacy(model: np.ndarray, histories: list, window_start: int) -> 
 
 
 # ---------------------------------------------------------------------------------- claims
-def _claims(cls: str, statement_match: str, statement_weak: str) -> tuple[Claim, ...]:
+def class_claims(cls: str, statement_match: str, statement_weak: str) -> tuple[Claim, ...]:
+    """The two claims of class ``cls``' figure: it matches the best strong baseline within ``MARGIN``, and beats
+    every weak one; criteria fixed here, before any run."""
     weak = WEAK[cls]
     return (
         Claim(key=f"{cls}_matches_best", statement=statement_match, source=SOURCE,
@@ -242,38 +146,25 @@ def _claims(cls: str, statement_match: str, statement_weak: str) -> tuple[Claim,
     )
 
 
+def criterion_keys(cls: str) -> list[str]:
+    """The criterion keys of ``class_claims(cls, …)``, in order."""
+    return [f"{cls}_gap_best"] + [f"{cls}_gain_{_key(w)}" for w in WEAK[cls]]
+
+
 def _key(label: str) -> str:
     return {"least squares": "ls", "averaging": "avg", "3-NN": "knn", "2-layer NN, GD": "nn_gd"}[label]
 
 
-CLAIMS = {
-    "sparse_linear": _claims(
-        "sparse_linear",
-        f"On s-sparse linear functions a trained transformer's error is within {MARGIN} (normalized) of the Lasso's",
-        "… and below least squares, averaging and 3-NN while N is below d (sparsity is what it exploits)"),
-    "decision_tree": _claims(
-        "decision_tree",
-        f"On random depth-k decision trees a trained transformer's error is within {MARGIN} (normalized) of the "
-        "best of greedy tree learning and XGBoost, or below it",
-        "… and below 3-NN and a two-layer network trained on the prompt"),
-    "relu_network": _claims(
-        "relu_network",
-        f"On random two-layer ReLU networks a trained transformer's error is within {MARGIN} (normalized) of a "
-        "two-layer network trained on the prompt by gradient descent",
-        "… and below least squares and 3-NN"),
-}
-
-
 def measurements(cls: str, data: dict) -> dict:
     """A Measurement per criterion of the class's claims (``not_measured`` where the scale cannot decide)."""
-    keys = [c.key for claim in CLAIMS[cls] for c in claim.criteria]
+    keys = criterion_keys(cls)
     if not data["decides"]:
-        reason = (f"the {data['size']['steps']}-step model of this scale is undertrained by design; "
+        reason = (f"the {data['size'].steps}-step model of this scale is undertrained by design; "
                   "medium and full decide")
         return {k: not_measured(reason) for k in keys}
     if data["adequacy"]:
         return {k: not_measured(f"undertrained: {data['adequacy']}") for k in keys}
-    grid, (lo, hi) = data["grid"], data["size"]["window"]
+    grid, (lo, hi) = data["grid"], data["size"].window
     cols = (grid >= lo) & (grid <= hi)
     model = data["model"][:, grid[cols]]  # [seeds, window]
     refs = {name: curve[cols] for name, curve in data["refs"].items()}
@@ -286,61 +177,40 @@ def measurements(cls: str, data: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------- figure
-def _plot(ax, cls: str, data: dict) -> None:
-    from theorybench.studies.icl.common import seed_band
-    from theorybench.style import band
+TITLES = {"sparse_linear": "sparse linear, d = {d}, s = {sparsity}", "decision_tree": "decision trees, d = {d}, depth {depth}",
+          "relu_network": "2-layer ReLU networks, d = {d}, {hidden} units"}
+
+
+def plot(cls: str, data: dict):
+    """The transformer's error at every N (mean ± std over seeds) beside the baselines at their grid."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
+
+    from theorybench.style import band  # start-up time: matplotlib
 
     size = data["size"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name, curve in data["refs"].items():
         strong = name.startswith(STRONG[cls])
         ax.plot(data["grid"], curve, marker="o", ms=3, lw=1.6 if strong else 1.0, ls="-" if strong else "--",
                 label=name)
     mean, std = seed_band(list(data["model"]))
-    band(ax, np.arange(size["N"] + 1), mean, std, color="k",
+    band(ax, np.arange(size.n_points + 1), mean, std, color="k",
          label=f"transformer ({len(data['model'])} seeds, mean ± std)")
-    lo, hi = size["window"]
+    lo, hi = size.window
     ax.axvspan(lo, hi, color="0.9", zorder=0, label="claim window")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.set_ylim(0, 1.4)
     ax.set_xlabel("in-context examples N")
     ax.set_ylabel("normalized squared error  (ŷ − y)² / E[y²]")
     ax.legend(fontsize=6.5)
+    ax.set_title(TITLES[cls].format(**vars(size)) + f"  ({size.n_layers} layers, width {size.d_model}, "
+                                                    f"{size.steps} steps)", fontsize=9)
+    return fig
 
 
-TITLES = {"sparse_linear": "sparse linear, d = {d}, s = {sparsity}", "decision_tree": "decision trees, d = {d}, depth {depth}",
-          "relu_network": "2-layer ReLU networks, d = {d}, {hidden} units"}
-
-
-def make(cls: str, scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
-
-    data = measure(cls, scale)
+def numbers(data: dict) -> dict:
     size = data["size"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    _plot(ax, cls, data)
-    ax.set_title(TITLES[cls].format(**size) + f"  ({size['layers']} layers, width {size['width']}, "
-                                              f"{size['steps']} steps)", fontsize=9)
-    N = size["N"]
-    numbers = {"transformer error at N max (mean over seeds)": round(float(data["model"][:, N].mean()), 4)}
-    numbers.update({f"{name} error at N max": round(float(curve[-1]), 4) for name, curve in data["refs"].items()})
-    numbers["training steps"] = size["steps"]
-    return FigureResult(fig, numbers=numbers, measured=measurements(cls, data))
-
-
-CAPTIONS = {
-    "sparse_linear": ("Transformers trained on interleaved prompts of s-sparse linear functions learn them in "
-                      "context about as well as the Lasso, far better than least squares below N = d "
-                      "('What Can Transformers Learn In-Context?', Garg et al. 2022, figure 4)."),
-    "decision_tree": ("Transformers trained on prompts of random decision trees (sign-of-coordinate splits, "
-                      "Gaussian leaves) match or beat greedy tree learning and XGBoost fit on the prompt "
-                      "('What Can Transformers Learn In-Context?', Garg et al. 2022, figure 4)."),
-    "relu_network": ("Transformers trained on prompts of random two-layer ReLU networks match a two-layer "
-                     "network trained on the prompt by gradient descent, and beat least squares and 3-NN "
-                     "('What Can Transformers Learn In-Context?', Garg et al. 2022, figure 4)."),
-}
-
-for _cls in CLASSES:
-    _make = partial(make, _cls)
-    _make.__module__ = __name__  # tests/test_studies.py finds SIZES through the maker's module
-    register_figure(FigureSpec(name=f"icl_{_cls}", family="icl", claim=CAPTIONS[_cls], make=_make,
-                               claims=CLAIMS[_cls]))
+    out = {"transformer error at N max (mean over seeds)": round(float(data["model"][:, size.n_points].mean()), 4)}
+    out.update({f"{name} error at N max": round(float(curve[-1]), 4) for name, curve in data["refs"].items()})
+    out["training steps"] = size.steps
+    return out

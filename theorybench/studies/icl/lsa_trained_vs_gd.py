@@ -31,18 +31,8 @@ from theorybench.claims import Claim, Criterion, not_measured, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-# "tiny" is what the test suite renders (tests/test_studies.py). Dimension, prompt length, batch, Adam steps
-# (cosine-decayed lr), evaluation cadence, held-out prompts, seeds per depth and the depths trained.
-# Quick ≈ 3 seeds × (1 + 2 layers) × 600 steps of a few hundred weights: well under a minute a run.
-SIZES = {
-    "quick": dict(d=5, N=20, batch=256, steps=600, lr=1e-2, eval_every=25, eval_prompts=2048, seeds=3, depths=(1, 2)),
-    # Medium (estimate, not yet run): 5 seeds × depths 1–3 × 1500 steps, ~5 core-minutes.
-    "medium": dict(d=5, N=20, batch=256, steps=1500, lr=1e-2, eval_every=50, eval_prompts=4096, seeds=5,
-                   depths=(1, 2, 3)),
-    "full": dict(d=10, N=40, batch=1024, steps=4000, lr=1e-2, eval_every=50, eval_prompts=8192, seeds=5,
-                 depths=(1, 2, 3, 4)),
-    "tiny": dict(d=2, N=8, batch=128, steps=300, lr=1e-2, eval_every=100, eval_prompts=1024, seeds=2, depths=(1, 2)),
-}
+from .sizes import TRAINED_LSA as SIZES
+from .sizes import TrainedLSA
 
 LSA_INITS = ("random_qkvo", "zfb", "toy_fixed_io", "toy_zfb_shaped", "toy_normal")
 ZFB_INIT_SCALE = 0.1  # σ of the ZFB initialization (small, as their theorem asks)
@@ -297,11 +287,16 @@ def zfb_effective_matrix(model) -> torch.Tensor:
 
 
 
-def lsa_runs(scale: str) -> dict:
-    """{depth: [train_lsa result per seed]} for the ``"random_qkvo"`` init at every depth of SIZES[scale]."""
-    size = SIZES[scale]
-    return {L: [train_lsa(init="random_qkvo", n_layers=L, seed=s, **size) for s in range(size["seeds"])]
-            for L in size["depths"]}
+def train_at(size: TrainedLSA, init: str, n_layers: int = 1, seed: int = 0, progress: bool = False) -> dict:
+    """``train_lsa`` with the dimensions, batch, schedule and evaluation of ``size``."""
+    return train_lsa(d=size.d, N=size.n_points, init=init, batch=size.batch_size, steps=size.steps, lr=size.lr,
+                     eval_every=size.eval_every, eval_prompts=size.eval_prompts, seed=seed, progress=progress,
+                     n_layers=n_layers)
+
+
+def lsa_runs(size: TrainedLSA) -> dict:
+    """{depth: [train_lsa result per seed]} for the ``"random_qkvo"`` init at every depth of ``size``."""
+    return {L: [train_at(size, "random_qkvo", n_layers=L, seed=s) for s in range(size.seeds)] for L in size.depths}
 
 
 def undertrained(runs: list) -> str:
@@ -333,12 +328,17 @@ def lsa_measurements(runs: dict) -> dict:
     return out
 
 
-def lsa_trained_vs_gd(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+def measure(size: TrainedLSA) -> dict:
+    """``runs``: {depth: [``train_lsa`` result per seed]} (``lsa_runs``), and the ``size``."""
+    return {"runs": lsa_runs(size), "size": size}
 
-    size = SIZES[scale]
-    d, N = size["d"], size["N"]
-    runs = lsa_runs(scale)
+
+def plot(data: dict):
+    """Held-out error over training, the last layer's agreement over training, and layer by layer at the end."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
+
+    size, runs = data["size"], data["runs"]
+    d, N = size.d, size.n_points
     depths = sorted(runs)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
@@ -383,28 +383,37 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
     ax.set_ylabel("‖ŷ_l − ŷ_ref,l‖ / ‖ŷ_ref,l‖  (step l of tuned GD++)")
     ax.set_title(f"layer by layer, {depths[-1]}-layer LSA")
     ax.legend(fontsize=6.5)
+    return fig
 
-    numbers: dict = {}
-    for L in depths:
+
+def numbers(data: dict) -> dict:
+    size, runs = data["size"], data["runs"]
+    out: dict = {}
+    for L in sorted(runs):
         fin = np.array([r["final"]["rel_diff_layers"] for r in runs[L]])
         cos = np.array([r["final"]["cosine_layers"] for r in runs[L]])
         st = np.array([r["start"]["rel_diff_layers"] for r in runs[L]])
         st_cos = np.array([r["start"]["cosine_layers"] for r in runs[L]])
-        numbers[f"{L}-layer: rel. difference per layer, step 0 → trained (mean over seeds)"] = ", ".join(
+        out[f"{L}-layer: rel. difference per layer, step 0 → trained (mean over seeds)"] = ", ".join(
             f"{a:.3g} → {b:.3g}" for a, b in zip(st.mean(0), fin.mean(0)))
-        numbers[f"{L}-layer: sensitivity cosine per layer, step 0 → trained (mean over seeds)"] = ", ".join(
+        out[f"{L}-layer: sensitivity cosine per layer, step 0 → trained (mean over seeds)"] = ", ".join(
             f"{a:.3g} → {b:.4g}" for a, b in zip(st_cos.mean(0), cos.mean(0)))
         refs = runs[L][0]["refs"]
-        numbers[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-layer GD++ / tuned {L}-step GD"] = (
+        out[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-layer GD++ / tuned {L}-step GD"] = (
             f"{np.mean([r['final']['mse'] for r in runs[L]]):.4g} / {float(refs['mse'][L]):.4g} / "
             f"{float(refs['gd_mse'][L]):.4g}")
         gd_rel = [float((r["final"]["y_model"] - r["refs"]["gd_y"][L]).norm() / r["refs"]["gd_y"][L].norm())
                   for r in runs[L]]
-        numbers[f"{L}-layer: last layer's rel. difference to plain {L}-step GD (mean over seeds)"] = round(
+        out[f"{L}-layer: last layer's rel. difference to plain {L}-step GD (mean over seeds)"] = round(
             float(np.mean(gd_rel)), 4)
-    numbers["training steps"] = size["steps"]
-    numbers["seeds per depth"] = size["seeds"]
-    return FigureResult(fig, numbers, lsa_measurements(runs))
+    out["training steps"] = size.steps
+    out["seeds per depth"] = size.seeds
+    return out
+
+
+def make(scale: str) -> FigureResult:
+    data = measure(SIZES[scale])
+    return FigureResult(plot(data), numbers(data), lsa_measurements(data["runs"]))
 
 
 register_figure(FigureSpec(
@@ -416,6 +425,6 @@ register_figure(FigureSpec(
            "In-Context', Zhang, Frei, Bartlett 2024); for several layers von Oswald et al. found GD++, GD steps that "
            "also condition the data. Here from random Q, K, V, O, several seeds per depth, each layer compared with "
            "step l of tuned L-layer GD++ (plain L-step GD shown); every metric shown from its step-0 value."),
-    make=lsa_trained_vs_gd,
+    make=make,
     claims=CLAIMS,
 ))
