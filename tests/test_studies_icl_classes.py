@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from theory.icl.predictors import Prediction
 from theorybench import registry
 from theorybench.claims import judge_all
 from theorybench.studies.icl import decision_tree, relu_network, sparse_linear
@@ -43,8 +44,6 @@ def test_every_scale_has_every_class_with_windows_on_its_grid(scale):
 
 def test_baseline_errors_are_normalized_squared_errors_at_the_next_point():
     """A predictor that returns x_q's first coordinate: its error at k examples must be (x_{k+1,0} − y_{k+1})²/m2."""
-    from theory.icl.predictors import Prediction
-
     g = torch.Generator().manual_seed(0)
     X, x_q = torch.randn(5, 4, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
     y, y_q = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)

@@ -17,6 +17,7 @@ from theory.icl import predictors as P
 from theory.icl.predictors import zfb_gamma
 from theorybench.claims import judge_all
 from theorybench.studies.icl import lsa_trained_vs_gd as icl_lsa
+from toy_models import ConfigError
 from toy_models.constructions.lsa import gd_lsa
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 
@@ -127,8 +128,6 @@ def test_undertrained_depths_are_not_judged():
 
 
 def test_unknown_init_and_deep_non_random_inits_are_refused():
-    from toy_models import ConfigError
-
     with pytest.raises(ConfigError, match="init"):
         icl_lsa.lsa_learner(2, 4, "xavier")
     with pytest.raises(ConfigError, match="n_layers"):
