@@ -44,8 +44,7 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # before inductor l
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from theorybench.studies.icl import SIZES  # noqa: E402
-from theorybench.studies.icl_transformer import transformer_experiment  # noqa: E402
+from theorybench.studies.icl.experiments import garg_experiment  # noqa: E402
 from theorybench.train import train  # noqa: E402
 from toy_models import Transformer  # noqa: E402
 from toy_models.tasks.icl_regression import interleave_tokens  # noqa: E402
@@ -56,7 +55,7 @@ MAX_RATIO = 1.15
 def quick_icl_config(steps: int, compile: bool = False):
     """The quick ICL run's config with ``steps`` steps and the real run's cadences (rows every 30 steps,
     evaluations and checkpoints every 300)."""
-    cfg = transformer_experiment(SIZES["quick"]["garg"], seed=0, name="bench_trainer")
+    cfg = dataclasses.replace(garg_experiment("quick"), name="bench_trainer")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, compile=compile))
 
 

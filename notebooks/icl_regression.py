@@ -38,7 +38,9 @@ from theory.icl import predictors as P
 from theorybench.registry import default_scale
 from theorybench.runs import get_or_train
 from theorybench.runstore import store_root
-from theorybench.studies import icl, icl_lsa
+from theorybench.studies.icl import lsa_trained_vs_gd as icl_lsa
+from theorybench.studies.icl.sizes import GARG as GARG_SIZES
+from theorybench.studies.icl.sizes import GARG_FAST
 from theorybench.style import apply_style
 from toy_models.constructions.lsa import gd_lsa, lsa_inputs
 from toy_models.tasks.icl_regression import ICLRegressionConfig
@@ -50,8 +52,8 @@ torch.set_num_threads(1)
 SCALE = default_scale()
 # The notebook trains the small "tiny" size at quick scale (seconds), the figure's quick size at full.
 SIZE = icl_lsa.SIZES["tiny" if SCALE == "quick" else "quick"]
-d, N = SIZE["d"], SIZE["N"]
-print(f"scale={SCALE}: d={d}, N={N}, {SIZE['steps']} Adam steps of batch {SIZE['batch']}")
+d, N = SIZE.d, SIZE.n_points
+print(f"scale={SCALE}: d={d}, N={N}, {SIZE.steps} Adam steps of batch {SIZE.batch_size}")
 
 # %% [markdown]
 # ## Part I. Linear self-attention
@@ -92,7 +94,7 @@ for path in ("reference", "kernel"):
 # %% [markdown]
 # ## 3. Training
 #
-# `icl_lsa.train_lsa` trains a one-layer LSA toy model with AdamW (lr cosine-decayed to 0) on fresh
+# `icl_lsa.train_at` (`train_lsa` at a size) trains a one-layer LSA toy model with AdamW (lr cosine-decayed to 0) on fresh
 # noiseless prompts. `init="zfb"` is the ZFB parametrization and initialization: identity read-in,
 # W_K = W_V = I and read-out e_y frozen, W_Q = (W^{KQ})ᵀ and W_O = (W^{PV})ᵀ trained from
 # W^{PV}(0) = σ e_y e_yᵀ, W^{KQ}(0) = σ [[ΘΘᵀ, 0], [0, 0]]. (At that init the model is already a
@@ -101,7 +103,7 @@ for path in ("reference", "kernel"):
 # and read-out included: the configuration that did not converge.
 
 # %%
-runs = {init: icl_lsa.train_lsa(init=init, **SIZE) for init in ("zfb", "toy_normal")}
+runs = {init: icl_lsa.train_at(SIZE, init) for init in ("zfb", "toy_normal")}
 for init, run in runs.items():
     f = run["final"]
     print(f"{init:10s}: held-out MSE {f['mse']:.4f} (tuned GD {f['gd_mse']:.4f}), "
@@ -143,9 +145,9 @@ plt.show()
 #
 # ## 6. Train (or reuse) the run
 #
-# `icl_transformer.transformer_experiment` builds the `ExperimentConfig` (task, model, optimizer,
-# training) from a size dict; `get_or_train` trains it once into the run store and returns the stored
-# run afterwards. At quick scale the notebook uses `icl.GARG_FAST` (d = 3, a few seconds of training: it
+# `icl.experiments.transformer_experiment` builds the `ExperimentConfig` (task, model, optimizer,
+# training) from a typed size (`icl.sizes`); `get_or_train` trains it once into the run store and returns the
+# stored run afterwards. At quick scale the notebook uses `GARG_FAST` (d = 3, a few seconds of training: it
 # learns in context, not yet to least-squares accuracy); at full scale the figure's quick model
 # (`theorybench figures icl_estimator_errors` trains the same runs). The Pre-LN model uses the `fan_in`
 # init: with GPT-2's 0.02 init it stays on the predict-zero plateau for thousands of steps (measured:
@@ -153,15 +155,16 @@ plt.show()
 
 # %%
 from theory.icl.references import reference_predictors  # noqa: E402
-from theorybench.studies.icl_transformer import (  # noqa: E402
+from theorybench.studies.icl.common import (  # noqa: E402
     eval_batch,
     estimator_prefix_errors,
     model_prefix_errors,
-    transformer_experiment,
 )
+from theorybench.studies.icl.experiments import GARG_NAME, transformer_experiment  # noqa: E402
 
-GARG = icl.GARG_FAST if SCALE == "quick" else icl.SIZES["quick"]["garg"]
-cfg = transformer_experiment(GARG, seed=0, name="icl_garg_fast" if SCALE == "quick" else icl.GARG_NAME)
+GARG = GARG_FAST if SCALE == "quick" else GARG_SIZES["quick"]
+cfg = transformer_experiment(GARG, seed=0, name="icl_garg_fast" if SCALE == "quick" else GARG_NAME,
+                             noise_std=GARG.noise_std)
 print(cfg.task)
 # `theorybench.load` reads a stored run back (by Run, folder or folder name): config, metrics, model.
 print(f"run store: {store_root()}")  # $THEORYBENCH_RUNS, else the repository's runs/, from any working folder
@@ -177,7 +180,7 @@ print(loaded.metrics.dropna().tail(3)[["step", "train_loss", "eval_nse"]].to_str
 # beside the reference estimators on the same prompts (Garg et al.'s figure).
 
 # %%
-dg, Ng = GARG["d"], GARG["N"]
+dg, Ng = GARG.d, GARG.n_points
 held_out = eval_batch(cfg.task, 1000)
 model_err = model_prefix_errors(trained, held_out).mean(0)
 ref_err = {k: v.mean(0) for k, v in estimator_prefix_errors(held_out, reference_predictors(0.0, ridge_lam=0.1)).items()}

@@ -6,16 +6,20 @@ import pandas as pd
 import pytest
 import torch
 
+from theory.icl.predictors import Prediction
 from theorybench import registry
 from theorybench.claims import judge_all
-from theorybench.studies import icl_classes as C
+from theorybench.studies.icl import decision_tree, relu_network, sparse_linear
+from theorybench.studies.icl import function_classes as C
+from theorybench.studies.icl.experiments import CLASS_SWEEPS, CLASSES, class_experiment
+from theorybench.studies.icl.sizes import FUNCTION_CLASSES
 
-CLASSES = C.CLASSES
+CLAIMS = {m.CLS: m.CLAIMS for m in (sparse_linear, decision_tree, relu_network)}
 
 
 @pytest.mark.parametrize("cls", CLASSES)
 def test_full_scale_keeps_the_papers_sizes(cls):
-    cfg = C.class_experiment(cls, "full")
+    cfg = class_experiment(cls, "full")
     assert (cfg.task.d, cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads) == (20, 12, 256, 8)
     assert cfg.task.n_points == (40 if cls == "sparse_linear" else 100)
     assert cfg.task.curriculum_every == 2000 and cfg.task.curriculum_d_start == 5
@@ -31,17 +35,15 @@ def test_full_scale_keeps_the_papers_sizes(cls):
 @pytest.mark.parametrize("scale", ["tiny", "quick", "medium", "full"])
 def test_every_scale_has_every_class_with_windows_on_its_grid(scale):
     for cls in CLASSES:
-        size = C.SIZES[scale][cls]
-        lo, hi = size["window"]
-        grid = np.array(size["grid"])
-        assert grid.max() == size["N"] and ((grid >= lo) & (grid <= hi)).sum() >= 2
-        assert len(C.SWEEPS[cls].members(scale)) == C.SIZES[scale]["seeds"]
+        size = FUNCTION_CLASSES[scale].of(cls)
+        lo, hi = size.window
+        grid = np.array(size.grid)
+        assert grid.max() == size.n_points and ((grid >= lo) & (grid <= hi)).sum() >= 2
+        assert len(CLASS_SWEEPS[cls].members(scale)) == FUNCTION_CLASSES[scale].seeds
 
 
 def test_baseline_errors_are_normalized_squared_errors_at_the_next_point():
     """A predictor that returns x_q's first coordinate: its error at k examples must be (x_{k+1,0} − y_{k+1})²/m2."""
-    from theory.icl.predictors import Prediction
-
     g = torch.Generator().manual_seed(0)
     X, x_q = torch.randn(5, 4, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
     y, y_q = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
@@ -54,11 +56,11 @@ def test_baseline_errors_are_normalized_squared_errors_at_the_next_point():
 def _synthetic(cls, model_offset, seeds=3):
     """Decided-scale data: baselines constant in N; the transformer = the best strong baseline + offset
     (plus a small per-seed spread), at every N."""
-    size = dict(C.SIZES["medium"][cls])
-    grid = np.array(size["grid"])
+    size = FUNCTION_CLASSES["medium"].of(cls)
+    grid = np.array(size.grid)
     refs = {name: np.full(len(grid), 0.5 + 0.1 * i) for i, name in enumerate(C.class_baselines(cls, size))}
     best = min(v[0] for n, v in refs.items() if n.startswith(C.STRONG[cls]))
-    model = np.array([np.full(size["N"] + 1, best + model_offset + 0.001 * s) for s in range(seeds)])
+    model = np.array([np.full(size.n_points + 1, best + model_offset + 0.001 * s) for s in range(seeds)])
     return dict(model=model, refs=refs, grid=grid, size=size, decides=True, adequacy="")
 
 
@@ -68,7 +70,7 @@ def test_a_transformer_at_the_best_baseline_reproduces_both_claims(cls):
     # Every weak baseline must be worse than the best strong one for the synthetic "beats weak" to hold.
     weak_min = min(data["refs"][w][0] for w in C.WEAK[cls])
     assert weak_min > data["model"].max()
-    verdicts = judge_all(C.CLAIMS[cls], C.measurements(cls, data), f"icl_{cls}")
+    verdicts = judge_all(CLAIMS[cls], C.measurements(cls, data), f"icl_{cls}")
     assert [v.verdict for v in verdicts] == ["reproduced", "reproduced"]
 
 
@@ -77,16 +79,16 @@ def test_a_transformer_far_above_the_best_baseline_fails_the_match(cls):
     data = _synthetic(cls, model_offset=3 * C.MARGIN)
     measured = C.measurements(cls, data)
     assert measured[f"{cls}_gap_best"].value == pytest.approx(3 * C.MARGIN + 0.001, abs=1e-12)
-    assert judge_all(C.CLAIMS[cls], measured, f"icl_{cls}")[0].verdict == "not reproduced"
+    assert judge_all(CLAIMS[cls], measured, f"icl_{cls}")[0].verdict == "not reproduced"
 
 
 def test_only_the_window_counts():
     """The transformer is bad outside the window only: the match must still hold."""
     data = _synthetic("relu_network", model_offset=0.0)
-    lo, hi = data["size"]["window"]
-    outside = [n for n in range(data["size"]["N"] + 1) if not lo <= n <= hi]
+    lo, hi = data["size"].window
+    outside = [n for n in range(data["size"].n_points + 1) if not lo <= n <= hi]
     data["model"][:, outside] += 10.0
-    assert judge_all(C.CLAIMS["relu_network"], C.measurements("relu_network", data))[0].verdict == "reproduced"
+    assert judge_all(CLAIMS["relu_network"], C.measurements("relu_network", data))[0].verdict == "reproduced"
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -95,7 +97,7 @@ def test_undertrained_scales_measure_nothing_and_stay_inconclusive(cls):
     data["decides"] = False
     measured = C.measurements(cls, data)
     assert all(not m.measured for m in measured.values())
-    assert {v.verdict for v in judge_all(C.CLAIMS[cls], measured)} == {"inconclusive"}
+    assert {v.verdict for v in judge_all(CLAIMS[cls], measured)} == {"inconclusive"}
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -134,7 +136,7 @@ def test_an_undertrained_run_at_a_deciding_scale_is_inconclusive(cls):
     data["adequacy"] = "seed 0 error at N max 0.950 > 0.9 (on the plateau)"
     measured = C.measurements(cls, data)
     assert all("undertrained" in m.note for m in measured.values())
-    assert {v.verdict for v in judge_all(C.CLAIMS[cls], measured)} == {"inconclusive"}
+    assert {v.verdict for v in judge_all(CLAIMS[cls], measured)} == {"inconclusive"}
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -142,7 +144,7 @@ def test_experiment_is_the_first_sweep_member_and_seeds_differ(cls):
     registry.load_studies()
     members = registry.get_sweep(f"icl_{cls}_seeds").members("medium")
     assert registry.get_experiment(f"icl_{cls}_transformer").build("medium").config_hash() == members[0].config_hash()
-    assert [m.seed for m in members] == list(range(C.SIZES["medium"]["seeds"]))
+    assert [m.seed for m in members] == list(range(FUNCTION_CLASSES["medium"].seeds))
     cfg = members[0].resolved()
     assert cfg.model.attention == "softmax" and cfg.model.attention_dir == "causal"
     assert cfg.model.n_ctx == 2 * cfg.task.n_points + 1 and cfg.task.curriculum_every is not None

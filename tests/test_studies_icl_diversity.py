@@ -5,24 +5,26 @@ The transition itself is measured, not asserted: the figure reports M* with its 
 found, or (undertrained) that it cannot be read.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from theorybench.claims import judge_all
-from theorybench.studies import icl_diversity as D
+from theorybench.studies.icl import task_diversity as D
+from theorybench.studies.icl.experiments import DIVERSITY_SWEEP
 
 
 def test_members_cover_the_grid_with_one_pool_per_M():
     for scale in ("quick", "medium"):
         sizes = D.SIZES[scale]
-        members = D.SWEEP.members(scale)
-        assert [m.task.n_tasks for m in members] == [M for M in sizes["task_counts"] for _ in range(sizes["seeds"])]
+        members = DIVERSITY_SWEEP.members(scale)
+        assert [m.task.n_tasks for m in members] == [M for M in sizes.task_counts for _ in range(sizes.seeds)]
         assert {m.task.pool_seed for m in members} == {0}  # one stream: pool M is the prefix of pool M' > M
-        assert len({m.name for m in members}) == len(sizes["task_counts"])
+        assert len({m.name for m in members}) == len(sizes.task_counts)
         assert all(m.task.noise_std > 0 for m in members)  # dMMSE needs label noise
-    assert max(M for M in D.SIZES["medium"]["task_counts"] if M) == D.M_GRID_TOP and D.SIZES["medium"]["seeds"] >= 2
+    assert max(M for M in D.SIZES["medium"].task_counts if M) == D.M_GRID_TOP and D.SIZES["medium"].seeds >= 2
 
 
 def _seed(position, gap=1.0, n=400, noise=0.05, seed=0, model_mse=1.0, ridge_mse=1.0):
@@ -63,7 +65,7 @@ def test_transition_is_the_first_ridge_like_M_with_no_dmmse_like_M_above():
 def _curves(ratio):
     new = {1: [_seed(-0.95), _seed(-0.9, seed=1)], 16: [_seed(0.9), _seed(0.85, seed=1)],
            None: [_seed(1.0, model_mse=ratio), _seed(1.0, seed=1, model_mse=ratio)]}
-    return {"new": new, "size": dict(steps=100)}
+    return {"new": new, "size": dataclasses.replace(D.SIZES["tiny"], steps=100)}
 
 
 def test_an_undertrained_unlimited_pool_model_leaves_every_claim_inconclusive():
@@ -81,7 +83,7 @@ def test_a_trained_sweep_decides_both_claims():
     assert measured["threshold_m"].value == 16.0 and measured["threshold_m"].low == 1.0
 
 
-def test_single_task_model_predicts_like_dmmse_not_ridge(monkeypatch):
+def test_single_task_model_predicts_like_dmmse_not_ridge():
     """M = 1: dMMSE's posterior is the one pool task, ŷ = w₁ᵀx_q, which a model learns without any in-context
     skill (60 steps suffice at the tiny size). Ridge instead estimates w from the k ≤ N = 4 noisy examples:
     on pool prompts its predictions differ from w₁ᵀx_q by its estimation error, ≳ σ²/(k + 1) per
@@ -89,8 +91,7 @@ def test_single_task_model_predicts_like_dmmse_not_ridge(monkeypatch):
     k = 0, shrinking as k grows). The model is required to be closer to dMMSE than to ridge on both — the
     claim's comparison, each a mean over 300 prompts × 4 prefixes. Measured at quick scale (1500 steps):
     0.001 vs 0.47 on pool prompts, 0.002 vs 3.1 on new tasks."""
-    monkeypatch.setitem(D.SIZES, "quick", D.SIZES["tiny"])  # the figure's tiny runs
-    curves = D.diversity_curves("quick")
+    curves = D.measure(D.SIZES["tiny"])  # the figure's tiny runs
     for key in ("new", "pool"):
         m1 = D.mean_over(curves[key][1])
         assert m1["diff_dMMSE"] < m1["diff_ridge"], (key, m1)
@@ -100,12 +101,12 @@ def test_every_M_is_evaluated_on_the_same_new_task_prompts():
     """Ridge does not depend on the model and every M is evaluated on the same new-task prompts, so ridge's
     per-prompt error on new tasks is the same array at every M and seed (evaluating on the pool batch, or on
     another draw per M, breaks it); and the figure's numbers are its measurements' read-outs."""
-    curves = D.diversity_curves("tiny")
+    curves = D.measure(D.SIZES["tiny"])
     ridge = [c["ridge_mse"] for per_seed in curves["new"].values() for c in per_seed]
     for r in ridge[1:]:
         np.testing.assert_array_equal(r, ridge[0])
     measured, numbers = D.diversity_measurements(curves)
-    result = D.task_diversity("tiny")
+    result = D.make("tiny")
     assert set(result.measured) == {c.key for claim in D.CLAIMS for c in claim.criteria} == set(measured)
     for key, value in numbers.items():
         assert result.numbers[key] == value

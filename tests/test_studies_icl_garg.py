@@ -10,16 +10,21 @@ import dataclasses
 import numpy as np
 import pytest
 
+from theorybench import registry
+from theorybench.claims import judge
 from theorybench.runs import get_or_train
-from theorybench.studies import icl
-from theorybench.studies.icl_transformer import eval_batch, model_prefix_errors, transformer_experiment
+from theorybench.studies.icl import estimator_errors as E
+from theorybench.studies.icl.common import eval_batch, model_prefix_errors
+from theorybench.studies.icl.experiments import transformer_experiment
+from theorybench.studies.icl.sizes import GARG, GARG_FAST
 from theorybench.threads import single_thread
 
 
 def _errors(size, root, seed=0):
     with single_thread():
-        run = get_or_train(transformer_experiment(size, seed=seed, name="icl_garg_test"), root=root, progress=False)
-        batch = eval_batch(run.config.task, size["eval_prompts"])
+        cfg = transformer_experiment(size, seed=seed, name="icl_garg_test", noise_std=size.noise_std)
+        run = get_or_train(cfg, root=root, progress=False)
+        batch = eval_batch(run.config.task, size.eval_prompts)
         return model_prefix_errors(run.load_model(), batch)
 
 
@@ -30,9 +35,9 @@ def test_fast_variant_learns_in_context(tmp_path):
     Required: error / d < 0.6 at every N ≥ 2d (measured ≈ 0.33). The mean over 2000 prompts has standard
     error ≈ 0.02 (per-prompt error / d has SD ≈ 1 here), so 0.6 is ≥ 20 SE below every context-free
     predictor and ≥ 10 SE above the measured value: neither side is decided by sampling noise."""
-    size = icl.GARG_FAST
+    size = GARG_FAST
     err = _errors(size, tmp_path)
-    d = size["d"]
+    d = size.d
     mean, se = err.mean(0), err.std(0, ddof=1) / np.sqrt(len(err))
     assert (se[2 * d:] < 0.03).all(), se  # the SE the threshold's margin was derived with
     assert mean[2 * d:].max() < 0.6, mean
@@ -47,9 +52,9 @@ def test_quick_scale_transformer_learns_in_context_beyond_one_gd_step():
     Not sized to reach least squares (the claim is decided at medium scale); what quick must show is an
     in-context learner past one tuned GD step, whose error / d at N = 2d is (d + 1)/(N + d + 1) = 0.4:
     required below it at N ≥ 2d for every seed (each mean over 2000 prompts, SE ≲ 0.01 at that level)."""
-    curves = icl.garg_curves("quick")
-    d, N = curves["size"]["d"], curves["size"]["N"]
-    assert curves["model"].shape == (curves["size"]["seeds"], N + 1)
+    curves = E.garg_curves(GARG["quick"])
+    d, N = curves["size"].d, curves["size"].n_points
+    assert curves["model"].shape == (curves["size"].seeds, N + 1)
     one_step = curves["refs"]["one GD step, tuned η"]
     assert (curves["model"][:, 2 * d:] < one_step[2 * d:]).all()
     assert curves["refs"]["least squares"][d + 1:].max() < 1e-20  # noiseless: LS is exact once N > d
@@ -78,38 +83,30 @@ def test_a_least_squares_level_model_meets_both_criteria_and_a_gd_like_one_does_
     (0.0025/d) is below that to 40-step GD (≈ (1/40² + 0.05²)/d). Model = 10-step GD: its error / d ≈ 0.01/3
     passes the 0.02 bar, but it is closer to 10-step GD than to least squares: the closeness criterion (the
     one that tells least squares from ~10 GD steps) must fail, and name 10-step GD."""
-    from theorybench.claims import judge
-    from theorybench.studies import icl_garg_claims as G
-
     targets, refs = _refs()
-    good = G.per_seed_quantities(_model_like(refs, "least squares", 0.05), targets, refs, d=3)
-    m = G.measurements(good, decides=True, scale="medium")
-    assert judge(G.CLAIM, m).verdict == "reproduced"
-    gd = G.per_seed_quantities(_model_like(refs, "10-step GD, tuned η", 0.0), targets, refs, d=3)
+    good = E.per_seed_quantities(_model_like(refs, "least squares", 0.05), targets, refs, d=3)
+    m = E.garg_measurements(good, decides=True, scale="medium")
+    assert judge(E.GARG_CLAIM, m).verdict == "reproduced"
+    gd = E.per_seed_quantities(_model_like(refs, "10-step GD, tuned η", 0.0), targets, refs, d=3)
     assert set(gd["closest_rival"]) == {"10-step GD, tuned η"}
-    outcomes = {p.criterion.key: p.outcome for p in judge(G.CLAIM, G.measurements(gd, True, "medium")).parts}
+    outcomes = {p.criterion.key: p.outcome for p in judge(E.GARG_CLAIM, E.garg_measurements(gd, True, "medium")).parts}
     assert outcomes == {"err_ls": "met", "closer_to_ls": "not met"}
 
 
 def test_a_scale_not_sized_for_the_claim_leaves_it_inconclusive():
-    from theorybench.claims import judge
-    from theorybench.studies import icl_garg_claims as G
-
     targets, refs = _refs()
-    q = G.per_seed_quantities(_model_like(refs, "averaging", 0.0), targets, refs, d=3)  # far from least squares
-    m = G.measurements(q, decides=False, scale="quick")
+    q = E.per_seed_quantities(_model_like(refs, "averaging", 0.0), targets, refs, d=3)  # far from least squares
+    m = E.garg_measurements(q, decides=False, scale="quick")
     assert not any(v.measured for v in m.values()) and "quick" in m["err_ls"].note
-    assert judge(G.CLAIM, m).verdict == "inconclusive"
-    assert icl.SIZES["quick"]["garg"]["decides"] is False and icl.SIZES["medium"]["garg"]["decides"] is True
+    assert judge(E.GARG_CLAIM, m).verdict == "inconclusive"
+    assert GARG["quick"].decides is False and GARG["medium"].decides is True
 
 
 def test_garg_experiment_and_sweep_are_registered_and_consistent():
-    from theorybench import registry
-
     registry.load_studies()
     spec, sweep = registry.get_experiment("icl_garg_transformer"), registry.get_sweep("icl_garg_seeds")
     members = sweep.members("quick")
-    assert [m.seed for m in members] == list(range(icl.SIZES["quick"]["garg"]["seeds"]))
+    assert [m.seed for m in members] == list(range(GARG["quick"].seeds))
     assert spec.build("quick").config_hash() == members[0].config_hash()
     cfg = spec.build("quick").resolved()
     assert cfg.model.attention == "softmax" and cfg.model.attention_dir == "causal"

@@ -1,7 +1,7 @@
 """Trained linear self-attention against k-step GD, layer by layer (von Oswald et al. 2023; Zhang, Frei,
 Bartlett 2024), at the tiny size.
 
-Thresholds are the claims' (``theorybench.studies.icl_lsa``): with ŷ_GD the optimum of the linear-moment
+Thresholds are the claims' (``theorybench.studies.icl.lsa_trained_vs_gd``): with ŷ_GD the optimum of the linear-moment
 class, a perturbation inside the class has excess risk E[(ŷ − ŷ_GD)²] = rel_diff² · E[ŷ_GD²], so
 rel_diff < 0.1 is within 1 % of E[ŷ_GD²] of the optimum; for sensitivities ŵ = ŵ_GD + δ with
 ‖δ_⊥‖/‖ŵ_GD‖ = r, cos = 1 − r²/2 + O(r⁴): cos > 0.99 allows the same 10 % off-direction error.
@@ -19,8 +19,9 @@ from theorybench.claims import judge_all
 from theorybench.experiment import OptimConfig, derive_seed
 from theorybench.optim import build_optimizer, build_scheduler
 from theorybench.runs import get_or_train
-from theorybench.studies import icl_lsa
+from theorybench.studies.icl import lsa_trained_vs_gd as icl_lsa
 from theorybench.train import _Trainer, snapshot_steps
+from toy_models import ConfigError
 from toy_models.constructions.lsa import gd_lsa
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 
@@ -35,7 +36,7 @@ def runs():
 def _run(runs, init, n_layers=1, seed=0):
     key = (init, n_layers, seed)
     if key not in runs:
-        runs[key] = icl_lsa.train_lsa(init=init, n_layers=n_layers, seed=seed, **TINY)
+        runs[key] = icl_lsa.train_at(TINY, init, n_layers=n_layers, seed=seed)
     return runs[key]
 
 
@@ -97,7 +98,7 @@ def test_zfb_blocks_reach_inverse_gamma(runs):
     step 0 here, so the test fails on a model that does not move; measured 0.018 after 300 steps). A relative error ε of this matrix moves
     ŷ_GD by about ε relative, so the same 10 % as the prediction threshold applies."""
     model = _run(runs, "zfb")["model"]
-    d, N = TINY["d"], TINY["N"]
+    d, N = TINY.d, TINY.n_points
     g_inv = torch.linalg.inv(zfb_gamma(torch.eye(d, dtype=torch.float64), N))
     M = icl_lsa.zfb_effective_matrix(model)
     assert float((M - g_inv).norm() / g_inv.norm()) < 0.1
@@ -107,7 +108,7 @@ def test_frozen_parameters_are_not_trained(runs):
     """The ZFB parametrization keeps the identity read-in, W_K = W_V = I and the read-out fixed; the random
     start keeps its identity read-in and von Oswald's read-out −e_y."""
     model = _run(runs, "zfb")["model"]
-    D = TINY["d"] + 1
+    D = TINY.d + 1
     assert torch.equal(model.embed.W_E, torch.eye(D)) and torch.equal(model.blocks[0].attn.W_K[0], torch.eye(D))
     assert torch.equal(model.unembed.W_U[:, 0], torch.eye(D)[-1])
     rand = _run(runs, "random_qkvo")["model"]
@@ -131,8 +132,6 @@ def test_undertrained_depths_are_not_judged():
 
 
 def test_unknown_init_and_deep_non_random_inits_are_refused():
-    from toy_models import ConfigError
-
     with pytest.raises(ConfigError, match="init"):
         icl_lsa.lsa_learner(2, 4, "xavier")
     with pytest.raises(ConfigError, match="n_layers"):
@@ -145,8 +144,7 @@ def test_quick_scale_one_layer_verdict_is_reproduced():
     Measured: relative difference 0.036 [0.026, 0.045], cosine 0.9997 [0.9995, 0.9999], moved 1.04 [0.83, 1.25]
     (95 % t intervals over the 3 seeds): reproduced. The 2-layer models are undertrained at 600 steps (MSE 1.65
     against 2-layer GD++'s ~0.5): that claim must come out inconclusive, never not reproduced."""
-    runs = {L: [icl_lsa.train_lsa(init="random_qkvo", n_layers=L, seed=s, **icl_lsa.SIZES["quick"])
-                for s in range(icl_lsa.SIZES["quick"]["seeds"])] for L in icl_lsa.SIZES["quick"]["depths"]}
+    runs = icl_lsa.lsa_runs(icl_lsa.SIZES["quick"])
     verdicts = {v.claim.key: v.verdict for v in judge_all(icl_lsa.CLAIMS, icl_lsa.lsa_measurements(runs))}
     assert verdicts["one_layer_is_one_gd_step"] == "reproduced"
     assert verdicts["layers_are_gd_steps"] != "not reproduced"
@@ -217,6 +215,6 @@ def test_the_figure_measures_every_snapshot_and_reuses_the_stored_run(tmp_path, 
 def test_the_sweep_holds_every_depth_and_seed_of_the_figure():
     members = icl_lsa.LSA_SWEEP.members("tiny")
     assert sorted((c.model.n_layers, c.seed) for c in members) == [
-        (L, s) for L in TINY["depths"] for s in range(TINY["seeds"])]
+        (L, s) for L in TINY.depths for s in range(TINY.seeds)]
     assert len({c.config_hash() for c in members}) == len(members)
     assert icl_lsa.lsa_one_layer("tiny").config_hash() in {c.config_hash() for c in members}

@@ -9,7 +9,7 @@ import torch
 
 from theory.icl import predictors as P
 from theorybench.claims import judge_all
-from theorybench.studies import icl_ood as O
+from theorybench.studies.icl import ood_shifts as O
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 
 F64 = torch.float64

@@ -8,29 +8,29 @@ from test_studies import render_tiny
 from probes.icl_linear import linear_probe_residuals
 from probes.icl_mlp import mlp_probe_residuals
 from theorybench.claims import judge_all
-from theorybench.studies import icl_probes
+from theorybench.studies.icl import probe_r2 as icl_probes
 from theorybench.threads import single_thread
 
 
-def test_embedding_layer_holds_nothing_about_the_context(monkeypatch):
+def test_embedding_layer_holds_nothing_about_the_context():
     """x_0 at the query token is the read-in of x_q plus its position: independent of w, Xᵀy and XᵀX (every
     target depends only on the context). A held-out R² on independent features has mean ≈ −p/(n − p − 1)
     (p = width = 16 features, n = 300 training prompts: −0.06) and SD ≈ √(2/n_test)(1 + p/n) ≈ 0.09; the
     bound |R²| < 0.4 is > 3.5 SD from that mean. A probe that read the wrong token (one that has seen the
     context) would pass it only by chance."""
-    monkeypatch.setitem(icl_probes.SIZES, "quick", icl_probes.SIZES["tiny"])
-    run, model, _ = icl_probes.probe_model("quick")
-    frame = icl_probes.probe_r2_frame(model, run.config.task, icl_probes.SIZES["tiny"]["probe_prompts"])
+    tiny = icl_probes.SIZES["tiny"]
+    run, model, _ = icl_probes.probe_model(tiny.garg)
+    frame = icl_probes.probe_r2_frame(model, run.config.task, tiny.probe_prompts)
     first = frame[frame.layer == 0]
     assert set(first.target) == {"w", "Xᵀy", "XᵀX"}
     assert (first.r2.abs() < 0.4).all(), first
 
 
-def test_probe_figure_measures_every_criterion_and_waits_for_a_least_squares_learner(monkeypatch):
+def test_probe_figure_measures_every_criterion_and_waits_for_a_least_squares_learner():
     """(Replaces the test that accepted any predictor name.) The tiny model is not a least-squares-level
     learner, so each claim must come out inconclusive with the reason, while the per-target numbers and the
     closest reference are still reported."""
-    spec, result = render_tiny("icl_probe_r2", monkeypatch)
+    spec, result = render_tiny("icl_probe_r2")
     for target in ("w", "Xᵀy", "XᵀX"):
         assert f"probe R² for {target}: best layer and probe above control" in result.numbers
     verdicts = judge_all(spec.claims, result.measured, spec.name)

@@ -273,11 +273,13 @@ def _minutes(seconds: float) -> str:
 
 def figure_sizes_hash(spec: FigureSpec, scale: str) -> str | None:
     """Hash of ``SIZES[scale]`` of the figure's module (None where it declares none): a committed result
-    whose sizes changed since is stale."""
+    whose sizes changed since is stale. A typed size (a dataclass) is hashed as its ``recorded()`` dict,
+    the plain form results were stamped with before sizes were typed, so those results stay current."""
     sizes = getattr(importlib.import_module(spec.make.__module__), "SIZES", None)
     if not isinstance(sizes, dict) or scale not in sizes:
         return None
-    return provenance.sizes_hash(sizes[scale])
+    size = sizes[scale]
+    return provenance.sizes_hash(size.recorded() if hasattr(size, "recorded") else size)
 
 
 def read_entries(out_dir: Path) -> dict[str, IndexEntry]:

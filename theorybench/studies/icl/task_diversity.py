@@ -7,8 +7,8 @@ predictor of its pretraining distribution, the dMMSE posterior mean over the poo
 tasks); past a threshold M* it behaves like ridge regression with λ = σ², the Bayes predictor for
 w ~ N(0, I_d), and solves new tasks — although ridge is not optimal for its pretraining data.
 
-Sweep ``icl_task_diversity``: one run per M in SIZES[scale]["task_counts"] (None = w ~ N(0, I_d),
-infinitely many tasks), each a softmax transformer of ``icl_transformer.transformer_experiment``.
+Sweep ``icl_task_diversity`` (``experiments``): one run per M in ``sizes.TaskDiversity.task_counts`` (None
+= w ~ N(0, I_d), infinitely many tasks), each a softmax transformer of ``experiments.transformer_experiment``.
 Figure ``icl_task_diversity``: on held-out prompts with NEW tasks w ~ N(0, I_d), per M, the model's
 error and its squared prediction difference from dMMSE (over its own pool) and from ridge, both
 averaged over the prefixes k = 1 … N and divided by d; and the same on prompts from the pool. The
@@ -20,52 +20,21 @@ within 10 % of ridge's error (an undertrained model leaves the claims inconclusi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
+from theory.icl import predictors as P
 from theorybench.claims import Claim, Criterion, Measurement, bootstrap_interval, not_measured
-from theorybench.registry import FigureResult, FigureSpec, SweepSpec, register_figure, register_sweep
+from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.runs import get_or_train
 from theorybench.threads import single_thread
 
-# "tiny" is what the test suite renders (tests/test_studies.py); "quick", "medium" and "full" are the user
-# scales. Keys of the model and training: see ``icl_transformer``'s module docstring; task_counts is the grid
-# of M (pools nested: ``toy_models.tasks.icl_regression.task_pool``).
-SIZES = {
-    "quick": dict(d=3, N=8, noise_std=0.5, layers=2, width=32, heads=4, batch=64, steps=1500, lr=1e-3, warmup=50,
-                  init="fan_in", seeds=1, eval_prompts=1000, task_counts=(1, 4, 16, 64, 256, None)),
-    # The paper's task (d = 8, N = 16, σ² = 0.25) and grid M = 2⁰ … 2²⁰, ∞; a model and budget sized for a GPU.
-    "full": dict(d=8, N=16, noise_std=0.5, layers=8, width=128, heads=4, batch=256, steps=200_000, lr=1e-3,
-                 warmup=2000, init="fan_in", seeds=2, eval_prompts=4000,
-                 task_counts=tuple(2**k for k in range(0, 21, 2)) + (None,)),
-    # Medium (the sweep not yet run): the issue's d = 3–4 and M = 2⁰ … 2¹² (every other power: 7 pools + ∞,
-    # 2 seeds = 16 runs). The quick model (2 layers, width 32) reached only 0.554 (1500 steps) and 0.431 (6000
-    # steps) against ridge's 0.332 with an unlimited pool. Measured trial of this model (3 layers, width 64,
-    # batch 128, M = ∞, seed 0) cut to 1500 steps: new-task error 0.372 against ridge's 0.337 (ratio 1.10),
-    # 0.068 s/step of CPU on the loaded 2-core machine; 4000 steps is the size believed to come within 10 %.
-    # ~16 × 4000 × 0.05–0.07 s ≈ 55–75 core-minutes. If the M = ∞ model misses ridge by more than 10 %, the
-    # figure says so and leaves both claims inconclusive.
-    "medium": dict(d=3, N=8, noise_std=0.5, layers=3, width=64, heads=4, batch=128, steps=4000, lr=2e-3, warmup=200,
-                   init="fan_in", seeds=2, eval_prompts=2000, task_counts=tuple(2**k for k in range(0, 13, 2)) + (None,)),
-    "tiny": dict(d=2, N=4, noise_std=0.5, layers=1, width=16, heads=2, batch=32, steps=60, lr=3e-3, warmup=5,
-                 init="fan_in", seeds=1, eval_prompts=300, task_counts=(1, 8, None)),
-}
-
-
-def member_name(M: int | None) -> str:
-    return f"icl_diversity_M{'inf' if M is None else M}"
-
-
-def diversity_members(scale: str):
-    """A softmax transformer per pretraining task count M (pool fixed by pool_seed 0; None: w ~ N(0, I))."""
-    from theorybench.studies.icl_transformer import transformer_experiment
-
-    size = SIZES[scale]
-    return [transformer_experiment(size, seed=s, name=member_name(M), n_tasks=M, pool_seed=0)
-            for M in size["task_counts"] for s in range(size["seeds"])]
-
-
-SWEEP = register_sweep(SweepSpec("icl_task_diversity", "icl", diversity_members))
+from .common import eval_batch, model_prefix_predictions, predictor_prefix_predictions
+from .experiments import diversity_configs
+from .sizes import TASK_DIVERSITY as SIZES
+from .sizes import TaskDiversity
 
 
 def per_prompt_comparisons(model, batch: dict, pool, noise_std: float) -> dict[str, np.ndarray]:
@@ -74,9 +43,6 @@ def per_prompt_comparisons(model, batch: dict, pool, noise_std: float) -> dict[s
     squared prediction differences from ridge λ = σ² and from dMMSE over its pool (``diff_ridge``,
     ``diff_dMMSE``), and the references' own difference ``gap`` = (ŷ_dMMSE − ŷ_ridge)² / d. Arrays
     [prompts]; the dMMSE entries only when ``pool`` is given."""
-    from theory.icl import predictors as P
-    from theorybench.studies.icl_transformer import model_prefix_predictions, predictor_prefix_predictions
-
     d = batch["X"].shape[-1]
     y = batch["targets"].double()[:, 1:]
     model_pred = model_prefix_predictions(model, batch)[:, 1:]
@@ -96,27 +62,21 @@ def per_prompt_comparisons(model, batch: dict, pool, noise_std: float) -> dict[s
     return out
 
 
-def diversity_curves(scale: str) -> dict:
+def measure(size: TaskDiversity) -> dict:
     """Train (or reuse) every member; measure ``per_prompt_comparisons`` on new tasks and on pool tasks per
     M and seed. Returns {"new": {M: [per-seed dicts]}, "pool": {M: [...]}, "size": ...}; ``mean_over``
     gives the seed-averaged means."""
-    import dataclasses
-
-    from theorybench.runs import get_or_train
-    from theorybench.studies.icl_transformer import eval_batch
-
-    size = SIZES[scale]
     with single_thread():
-        runs = [get_or_train(cfg) for cfg in SWEEP.members(scale)]
+        runs = [get_or_train(cfg) for cfg in diversity_configs(size)]
         fresh_cfg = dataclasses.replace(runs[0].config.task, n_tasks=None)
-        fresh = eval_batch(fresh_cfg, size["eval_prompts"], seed=1)
+        fresh = eval_batch(fresh_cfg, size.eval_prompts, seed=1)
         out: dict = {"new": {}, "pool": {}, "size": size}
-        for M in size["task_counts"]:
+        for M in size.task_counts:
             members = [r for r in runs if r.config.task.n_tasks == M]
             task = members[0].config.task.build()
-            pooled = eval_batch(members[0].config.task, size["eval_prompts"], seed=2) if M is not None else fresh
+            pooled = eval_batch(members[0].config.task, size.eval_prompts, seed=2) if M is not None else fresh
             for key, batch in (("new", fresh), ("pool", pooled)):
-                out[key][M] = [per_prompt_comparisons(r.load_model(), batch, task.pool, size["noise_std"])
+                out[key][M] = [per_prompt_comparisons(r.load_model(), batch, task.pool, size.noise_std)
                                for r in members]
     return out
 
@@ -237,7 +197,7 @@ def diversity_measurements(curves: dict) -> tuple[dict, dict]:
     numbers["M = ∞: model / ridge error on new tasks (worst seed)"] = round(ratio, 4)
     if upper > RIDGE_RATIO_MAX:
         reason = (f"unlimited-pool model's new-task error is {ratio:.3g}× ridge's (+2 SE: {upper:.3g}) > "
-                  f"{RIDGE_RATIO_MAX}: undertrained at {size['steps']} steps, its distances to dMMSE and ridge "
+                  f"{RIDGE_RATIO_MAX}: undertrained at {size.steps} steps, its distances to dMMSE and ridge "
                   "cannot show a transition")
         return {c.key: not_measured(reason) for claim in CLAIMS for c in claim.criteria}, numbers
     M_star = trans["M_star"]
@@ -250,16 +210,21 @@ def diversity_measurements(curves: dict) -> tuple[dict, dict]:
     return {"small_m_position": position(new[finite[0]]), "threshold_m": threshold}, numbers
 
 
-def task_diversity(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+def _positions(size: TaskDiversity) -> tuple[dict, list, list]:
+    """x position of every M (log2 M; ∞ two steps right of the largest), the grid in order, its finite Ms."""
+    finite = [M for M in size.task_counts if M is not None]
+    xs = {M: (math.log2(M) if M is not None else math.log2(max(finite)) + 2) for M in size.task_counts}
+    return xs, list(size.task_counts), finite
 
-    curves = diversity_curves(scale)
-    size, per_seed = curves["size"], curves
-    new = {M: mean_over(v) for M, v in per_seed["new"].items()}
-    pool = {M: mean_over(v) for M, v in per_seed["pool"].items()}
-    finite = [M for M in size["task_counts"] if M is not None]
-    xs = {M: (math.log2(M) if M is not None else math.log2(max(finite)) + 2) for M in size["task_counts"]}
-    order = list(size["task_counts"])
+
+def plot(data: dict):
+    """New-task errors, the squared prediction differences from dMMSE and ridge, and the model's position."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
+
+    size = data["size"]
+    new = {M: mean_over(v) for M, v in data["new"].items()}
+    pool = {M: mean_over(v) for M, v in data["pool"].items()}
+    xs, order, finite = _positions(size)
     x = np.array([xs[M] for M in order])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 
@@ -268,23 +233,23 @@ def task_diversity(scale: str) -> FigureResult:
     ax.plot([xs[M] for M in finite], [new[M]["dMMSE_mse"] for M in finite], "s--", label="dMMSE (its pool)")
     ax.plot(x, [new[M]["ridge_mse"] for M in order], "--", label="ridge, λ = σ²")
     ax.set_ylabel("error on new tasks  (ŷ − y)² / d")
-    ax.set_title(f"new tasks w ~ N(0, I), d = {size['d']}, N = {size['N']}, σ = {size['noise_std']}")
+    ax.set_title(f"new tasks w ~ N(0, I), d = {size.d}, N = {size.n_points}, σ = {size.noise_std}")
 
     ax = axes[1]
     for key, style in (("new", "-"), ("pool", ":")):
-        data = new if key == "new" else pool
-        ax.plot([xs[M] for M in finite], [data[M]["diff_dMMSE"] for M in finite], "s" + style, color="C0",
+        means = new if key == "new" else pool
+        ax.plot([xs[M] for M in finite], [means[M]["diff_dMMSE"] for M in finite], "s" + style, color="C0",
                 label=f"vs dMMSE ({key} tasks)")
-        ax.plot(x, [data[M]["diff_ridge"] for M in order], "o" + style, color="C1", label=f"vs ridge ({key} tasks)")
+        ax.plot(x, [means[M]["diff_ridge"] for M in order], "o" + style, color="C1", label=f"vs ridge ({key} tasks)")
     ax.plot([xs[M] for M in finite], [new[M]["gap"] for M in finite], "k--", lw=0.8, label="dMMSE vs ridge (new)")
     ax.set_yscale("log")
     ax.set_ylabel("(ŷ_a − ŷ_b)² / d")
     ax.set_title("squared prediction differences")
 
     ax = axes[2]
-    for s in range(len(per_seed["new"][finite[0]])):
+    for s in range(len(data["new"][finite[0]])):
         pos = [float((c[s]["diff_dMMSE"] - c[s]["diff_ridge"]).mean() / c[s]["gap"].mean())
-               for c in (per_seed["new"][M] for M in finite)]
+               for c in (data["new"][M] for M in finite)]
         ax.plot([xs[M] for M in finite], pos, "o-", label=f"seed {s}")
     for level in (GAP_FRACTION, -GAP_FRACTION):
         ax.axhline(level, color="0.5", lw=0.8, ls=":")
@@ -292,8 +257,7 @@ def task_diversity(scale: str) -> FigureResult:
     ax.set_ylabel("margin / gap  (−1: dMMSE, +1: ridge)")
     ax.set_title("position between the references (new tasks)")
 
-    measured, numbers = diversity_measurements(per_seed)
-    trans = transition(per_seed["new"])
+    trans = transition(data["new"])
     if math.isfinite(trans["M_star"]):
         for a in axes:
             a.axvline(math.log2(trans["M_star"]), color="0.5", lw=0.8, ls="-.")
@@ -302,9 +266,17 @@ def task_diversity(scale: str) -> FigureResult:
                      [("∞" if M is None else f"{M}") for M in (order if a is not axes[2] else finite)])
         a.set_xlabel("pretraining tasks M")
         a.legend(fontsize=7)
+    return fig
 
+
+def numbers(data: dict) -> dict:
+    size = data["size"]
+    new = {M: mean_over(v) for M, v in data["new"].items()}
+    _, order, finite = _positions(size)
+    _, out = diversity_measurements(data)
+    trans = transition(data["new"])
     big = max(finite)
-    numbers.update({
+    out.update({
         "transition M* (first ridge-like M, none dMMSE-like above)": trans["M_star"] if math.isfinite(trans["M_star"])
         else "not reached in the grid",
         f"new tasks, M = {min(finite)}: model error / d": round(new[min(finite)]["model_mse"], 4),
@@ -315,10 +287,15 @@ def task_diversity(scale: str) -> FigureResult:
             f"{new[min(finite)]['diff_dMMSE']:.3g} / {new[min(finite)]['diff_ridge']:.3g} / {new[min(finite)]['gap']:.3g}",
         f"new tasks, M = {big}: difference to dMMSE / to ridge / gap":
             f"{new[big]['diff_dMMSE']:.3g} / {new[big]['diff_ridge']:.3g} / {new[big]['gap']:.3g}",
-        "training steps per model": size["steps"],
-        "seeds": size["seeds"],
+        "training steps per model": size.steps,
+        "seeds": size.seeds,
     })
-    return FigureResult(fig, numbers, measured)
+    return out
+
+
+def make(scale: str) -> FigureResult:
+    data = measure(SIZES[scale])
+    return FigureResult(plot(data), numbers(data), diversity_measurements(data)[0])
 
 
 register_figure(FigureSpec(
@@ -330,6 +307,6 @@ register_figure(FigureSpec(
            "non-Bayesian in-context learning for regression', Raventós et al. 2023). Read only once the "
            "unlimited-pool model is within 10 % of ridge's error; the model is ridge-like (dMMSE-like) at M when "
            "its margin between the two exceeds 2 standard errors and half of their own gap, for every seed."),
-    make=task_diversity,
+    make=make,
     claims=CLAIMS,
 ))

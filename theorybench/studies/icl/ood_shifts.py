@@ -20,7 +20,7 @@ Claims, one per shift, fixed here: the model "survives" a shift when its excess 
 (mean of error/d over the shift's window of k) grows by at most ``SURVIVAL_MARGIN`` = 0.05 (5 % of the
 predict-zero error) from its in-distribution value, per seed, with a t interval over seeds. The paper's
 outcome per shift is NOT asserted here (not verified from the paper): the verdicts state the comparison.
-They are judged only for a least-squares-level learner (the Garg criteria of ``icl_garg_claims`` at a
+They are judged only for a least-squares-level learner (the Garg criteria of ``icl_estimator_errors`` at a
 scale sized for it); elsewhere not measured, with the numbers still shown.
 """
 
@@ -33,23 +33,23 @@ from typing import Callable
 import numpy as np
 import torch
 
+from theory.icl import predictors as P
+from theory.icl.references import knn_capped
 from theorybench.claims import Claim, Criterion, not_measured, t_interval
+from theorybench.experiment import derive_seed
 from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.runs import get_or_train
 from theorybench.threads import single_thread
+from toy_models.tasks.icl_regression import interleave_tokens
 
-from . import icl
-from . import icl_garg_claims as G
+from .common import GARG_SOURCE, LS_LEVEL, window
+from .experiments import garg_configs
+from .sizes import OOD_SHIFTS as SIZES
+from .sizes import OODShifts
 
 F64 = torch.float64
 SURVIVAL_MARGIN = 0.05
 NOISY_LABEL_STD = 1.0  # the authors' noisy evaluation uses σ = 1
-# "tiny" is what the test suite renders; prompts per shift, and the longer prompt's extra examples.
-SIZES = {
-    "quick": dict(garg=icl.SIZES["quick"]["garg"], prompts=1000, extra_examples=2),
-    "medium": dict(garg=icl.SIZES["medium"]["garg"], prompts=2000, extra_examples=2),
-    "full": dict(garg=icl.SIZES["full"]["garg"], prompts=4000, extra_examples=4),
-    "tiny": dict(garg=icl.SIZES["tiny"]["garg"], prompts=200, extra_examples=2),
-}
 
 
 # ------------------------------------------------------------------------------------------- tasks
@@ -70,9 +70,6 @@ def _draw_linear(B: int, d: int, gen: torch.Generator):
 
 
 def _linear_references(noise_std: float) -> dict:
-    from theory.icl import predictors as P
-    from theory.icl.references import knn_capped
-
     refs = {"least squares": P.least_squares, "averaging": P.averaging, "3-NN": knn_capped(3)}
     if noise_std > 0:
         refs[f"ridge λ = σ² = {noise_std**2:g}"] = lambda X, y, q: P.ridge(X, y, q, noise_std**2)
@@ -180,9 +177,6 @@ def evaluate_shift(model, task_cfg, shift: Shift, prompts: int, seed: int = 0, e
     noiseless label of the model and of every reference, [prompts, K + 1] arrays (column 0: no example,
     every predictor says 0). None when the model's context cannot hold the prompt (learned positions
     cover the trained length only)."""
-    from theorybench.experiment import derive_seed
-    from toy_models.tasks.icl_regression import interleave_tokens
-
     task = OOD_TASKS[task_cfg.task_name]
     d, N = task_cfg.d, task_cfg.n_points
     K = N + (extra if shift.extra_examples else 0)
@@ -218,7 +212,7 @@ def shift_claim(shift: Shift) -> Claim:
     return Claim(
         key=f"survives_{shift.key}",
         statement=f"The trained model stays as close to least squares under '{shift.label}' as in distribution",
-        source=G.SOURCE.replace("fig. 2", "section 4"),
+        source=GARG_SOURCE.replace("fig. 2", "section 4"),
         criteria=(Criterion(key=f"{shift.key}_growth",
                             quantity="growth of the model's excess error/d over least squares from in distribution, "
                                      "over the shift's window of k (per seed)",
@@ -228,20 +222,14 @@ def shift_claim(shift: Shift) -> Claim:
 CLAIMS = tuple(shift_claim(s) for s in SHIFTS if s.key != "in_distribution")
 
 
-def ood_curves(scale: str) -> dict:
-    """Every seed of the Garg sweep evaluated under every shift: {shift key: [per-seed errors or None]}."""
-    from theorybench.runs import get_or_train
-    from theorybench.studies.icl_transformer import transformer_experiment
-
-    size = SIZES[scale]
-    # The Garg sweep's members, built from this module's size dict (the same object as icl.SIZES[scale]["garg"],
-    # so the same runs; a test that resizes this module resizes them too).
-    members = [transformer_experiment(size["garg"], seed=s, name=icl.GARG_NAME) for s in range(size["garg"]["seeds"])]
+def measure(size: OODShifts) -> dict:
+    """Every seed of the Garg transformer of ``size.garg`` evaluated under every shift: {"curves": {shift key:
+    [per-seed errors or None]}, "task_cfg", "size"}."""
     with single_thread():
-        runs = [get_or_train(cfg) for cfg in members]
+        runs = [get_or_train(cfg) for cfg in garg_configs(size.garg)]
         task_cfg = runs[0].config.task
         models = [r.load_model() for r in runs]
-        curves = {s.key: [evaluate_shift(m, task_cfg, s, size["prompts"], seed=i, extra=size["extra_examples"])
+        curves = {s.key: [evaluate_shift(m, task_cfg, s, size.prompts, seed=i, extra=size.extra_examples)
                           for i, m in enumerate(models)] for s in SHIFTS}
     return {"curves": curves, "task_cfg": task_cfg, "size": size}
 
@@ -251,36 +239,36 @@ def ood_measurements(curves: dict, task_cfg, decides: bool, scale: str) -> tuple
     measured where the scale or the learner cannot decide it, or where the shift cannot be posed."""
     d, N = task_cfg.d, task_cfg.n_points
     baseline = OOD_TASKS[task_cfg.task_name].baseline
-    base_window = G.window(d, N)
+    base_window = window(d, N)
     inside = [excess_over_baseline(e, baseline, range(base_window.start, base_window.stop))
               for e in curves["in_distribution"]]
     err_ls = max(float(e["model"][:, base_window].mean(0).max()) for e in curves["in_distribution"])
     numbers: dict = {"in distribution: model excess error/d over least squares (mean over seeds)":
                      round(float(np.mean(inside)), 4)}
-    gate = "" if decides and err_ls <= G.LS_LEVEL else (
+    gate = "" if decides and err_ls <= LS_LEVEL else (
         f"the {scale} scale is not sized for a least-squares-level learner" if not decides else
-        f"the learner is not at least-squares level (error/d {err_ls:.3g} > {G.LS_LEVEL} in distribution)")
+        f"the learner is not at least-squares level (error/d {err_ls:.3g} > {LS_LEVEL} in distribution)")
     measured = {}
     for s in SHIFTS[1:]:
         key = f"{s.key}_growth"
-        window = s.window(d, N)
-        if any(e is None for e in curves[s.key]) or len(window) == 0:
+        ks = s.window(d, N)
+        if any(e is None for e in curves[s.key]) or len(ks) == 0:
             why = ("the model's learned positions cover the trained prompt length only" if s.extra_examples else
                    f"no k in the shift's window at d = {d}, N = {N}")
             measured[key] = not_measured(why)
             numbers[f"{s.label}: growth of excess error/d"] = "not measurable: " + why
             continue
-        growth = [excess_over_baseline(e, baseline, window) - inside[i] for i, e in enumerate(curves[s.key])]
+        growth = [excess_over_baseline(e, baseline, ks) - inside[i] for i, e in enumerate(curves[s.key])]
         numbers[f"{s.label}: growth of excess error/d (mean over seeds)"] = round(float(np.mean(growth)), 4)
         measured[key] = t_interval(growth) if not gate else not_measured(
             f"{gate}; measured growth {float(np.mean(growth)):.3g}")
     return measured, numbers
 
 
-def icl_ood_shifts(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+def plot(data: dict):
+    """Per shift: the model's and the references' error / d at every number of examples k."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
 
-    data = ood_curves(scale)
     curves, task_cfg = data["curves"], data["task_cfg"]
     d, N = task_cfg.d, task_cfg.n_points
     cols = 3
@@ -300,9 +288,9 @@ def icl_ood_shifts(scale: str) -> FigureResult:
             mean = np.mean([e[name].mean(0) for e in per_seed], 0)
             style = dict(color="k", lw=2) if name == "model" else dict(lw=1, ls="--" if name == "least squares" else "-")
             ax.plot(ks, mean, label="transformer (mean over seeds)" if name == "model" else name, **style)
-        window = list(s.window(d, N))
-        if window:
-            ax.axvspan(window[0], window[-1], color="0.9", zorder=-1)
+        shown = list(s.window(d, N))
+        if shown:
+            ax.axvspan(shown[0], shown[-1], color="0.9", zorder=-1)
         ax.set_yscale("log")
         ax.set_ylim(1e-4, 10)
         ax.legend(fontsize=5.5)
@@ -310,9 +298,19 @@ def icl_ood_shifts(scale: str) -> FigureResult:
         ax.axis("off")
     fig.suptitle(f"out-of-distribution prompts, d = {d}, trained N = {N} (grey: the criterion's window of k)",
                  fontsize=9)
-    measured, numbers = ood_measurements(curves, task_cfg, data["size"]["garg"].get("decides", False), scale)
-    numbers["prompts per shift and seed"] = data["size"]["prompts"]
-    return FigureResult(fig, numbers, measured)
+    return fig
+
+
+def numbers(data: dict, scale: str) -> dict:
+    _, out = ood_measurements(data["curves"], data["task_cfg"], data["size"].garg.decides, scale)
+    out["prompts per shift and seed"] = data["size"].prompts
+    return out
+
+
+def make(scale: str) -> FigureResult:
+    data = measure(SIZES[scale])
+    measured, _ = ood_measurements(data["curves"], data["task_cfg"], data["size"].garg.decides, scale)
+    return FigureResult(plot(data), numbers(data, scale), measured)
 
 
 register_figure(FigureSpec(
@@ -324,6 +322,6 @@ register_figure(FigureSpec(
            "examples, noisy labels and longer prompts, beside least squares, averaging and 3-NN (ridge for noisy "
            "labels); per shift, whether its excess error over least squares grows by at most 0.05 (error/d) from "
            "in distribution."),
-    make=icl_ood_shifts,
+    make=make,
     claims=CLAIMS,
 ))

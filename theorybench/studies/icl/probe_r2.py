@@ -18,7 +18,7 @@ interval; (2) w is decodable at the last layer: R² (best of linear and MLP) min
 control's ≥ 0.5 (most of w's variance explained beyond what the architecture alone gives); (3) Xᵀy is
 decodable at some layer by the same measure, ≥ 0.5. The claims are about a least-squares-level learner:
 they are measured only where the scale is sized for one and the seed-0 model reaches error/d ≤ 0.02 over
-N = d+1 … 2d (``icl_garg_claims``); elsewhere they are not measured (inconclusive), with the reason.
+N = d+1 … 2d (``common.LS_LEVEL``); elsewhere they are not measured (inconclusive), with the reason.
 """
 
 from __future__ import annotations
@@ -26,20 +26,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from probes._common import resid_hook_names
+from probes.icl_linear import linear_probe_residuals, regression_targets, residual_probe_r2
+from probes.icl_mlp import mlp_probe_residuals
+from theory.icl import predictors as P
+from theory.icl.references import knn_capped
 from theorybench.claims import Claim, Criterion, bootstrap_interval, not_measured
 from theorybench.registry import FigureResult, FigureSpec, register_figure
+from theorybench.runs import get_or_train
 from theorybench.threads import single_thread
+from toy_models import Transformer
 
-from . import icl
-from . import icl_garg_claims as G
+from .common import (GD_K_MAX, LS_LEVEL, eval_batch, model_prefix_predictions, predictor_prefix_predictions,
+                     tuned_gd_prefix_predictions, window)
+from .experiments import garg_configs
+from .sizes import PROBE_R2 as SIZES
+from .sizes import Garg, ProbeR2
 
-# "tiny" is what the test suite renders (tests/test_studies.py). ``garg`` is figure 1's size dict (the
-# same object, so the same runs); probe_prompts: prompts for the probes (half fit, half held out);
-# mlp_steps: full-batch Adam steps of each MLP probe.
-SIZES = {
-    scale: dict(garg=icl.SIZES[scale]["garg"], probe_prompts=p, mlp_steps=m)
-    for scale, p, m in (("quick", 4000, 300), ("medium", 8000, 500), ("full", 20000, 1000), ("tiny", 600, 50))
-}
 RIDGE_LAMS = (1e-3, 1e-2, 0.1, 0.3, 1.0)  # ridge over a λ grid (Akyürek et al. compare ridge at several λ)
 PROBE_TARGETS = ("w", "Xᵀy", "XᵀX")
 DECODABLE = 0.5  # R² above the untrained control: more than half of the target's variance
@@ -69,22 +72,14 @@ CLAIMS = (
 )
 
 
-def probe_model(scale: str):
-    """The seed-0 run of the Garg transformer at ``scale`` (trained if absent) and an untrained twin."""
-    from theorybench.runs import get_or_train
-    from theorybench.studies.icl_transformer import transformer_experiment
-    from toy_models import Transformer
-
-    cfg = transformer_experiment(SIZES[scale]["garg"], seed=0, name=icl.GARG_NAME)
-    run = get_or_train(cfg)
+def probe_model(garg: Garg):
+    """The seed-0 run of the Garg transformer of size ``garg`` (trained if absent) and an untrained twin."""
+    run = get_or_train(garg_configs(garg)[0])
     return run, run.load_model(), Transformer(run.config.resolved().model).eval()
 
 
 def probe_r2_frame(model, task_cfg, prompts: int, seed: int = 0):
     """``residual_probe_r2`` at the query token for w, Xᵀy, XᵀX on ``prompts`` fresh prompts."""
-    from probes.icl_linear import regression_targets, residual_probe_r2
-    from theorybench.studies.icl_transformer import eval_batch
-
     batch = eval_batch(task_cfg, prompts, seed=seed)
     dtype = next(model.parameters()).dtype
     targets = regression_targets(batch["X"], batch["y"], batch["w"])
@@ -95,10 +90,6 @@ def probe_r2_frame(model, task_cfg, prompts: int, seed: int = 0):
 def probe_rows(model, batch: dict, mlp_steps: int) -> dict:
     """{(kind, layer, target): (residual rows, total rows)} of linear and MLP probes (``kind``) from the
     residual stream x_l at the query token, l = 0 … L, on ``batch`` (half fit, half held out)."""
-    from probes._common import resid_hook_names
-    from probes.icl_linear import linear_probe_residuals, regression_targets
-    from probes.icl_mlp import mlp_probe_residuals
-
     names = resid_hook_names(model)
     dtype = next(model.parameters()).dtype
     _, cache = model.run_with_cache(batch["inputs"].to(dtype), names_filter=names)
@@ -136,19 +127,14 @@ def reference_distances(model, batch: dict, d: int) -> dict:
     """Per prompt, E(ŷ_model − ŷ_ref)²/d over N = d+1 … 2d for every reference: least squares, ridge on
     ``RIDGE_LAMS``, k-step GD for k ≤ 40 (tuned per k and N), averaging and 3-NN; and the model's
     error curve. Returns {"dist": {name: [prompts]}, "err": [N + 1], "err_ls": float}."""
-    from theory.icl import predictors as P
-    from theory.icl.references import knn_capped
-    from theorybench.studies.icl_transformer import (model_prefix_predictions, predictor_prefix_predictions,
-                                                     tuned_gd_prefix_predictions)
-
     model_pred = model_prefix_predictions(model, batch).numpy()
     targets = batch["targets"].double().numpy()
     refs = {"least squares": P.least_squares, "averaging": P.averaging, "3-NN": knn_capped(3)}
     refs.update({f"ridge λ = {lam:g}": (lambda X, y, q, lam=lam: P.ridge(X, y, q, lam)) for lam in RIDGE_LAMS})
     preds = {name: predictor_prefix_predictions(batch, fn).numpy() for name, fn in refs.items()}
-    gd = tuned_gd_prefix_predictions(batch, G.GD_K_MAX).numpy()
-    preds.update({f"{k}-step GD": gd[k] for k in range(1, G.GD_K_MAX + 1)})
-    win = G.window(d, targets.shape[1] - 1)
+    gd = tuned_gd_prefix_predictions(batch, GD_K_MAX).numpy()
+    preds.update({f"{k}-step GD": gd[k] for k in range(1, GD_K_MAX + 1)})
+    win = window(d, targets.shape[1] - 1)
     dist = {name: ((model_pred - p)[:, win] ** 2).mean(1) / d for name, p in preds.items()}
     err = ((model_pred - targets) ** 2).mean(0) / d
     return {"dist": dist, "err": err, "err_ls": float(err[win].max())}
@@ -172,23 +158,29 @@ def family_margin(dist: dict):
     return bootstrap_interval(samples, margin, method="percentile bootstrap over prompts")
 
 
-def icl_probe_r2(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
-
-    from theorybench.studies.icl_transformer import eval_batch
-
-    size = SIZES[scale]
-    garg = size["garg"]
-    d, N = garg["d"], garg["N"]
+def measure(size: ProbeR2) -> dict:
+    """On the seed-0 Garg transformer and its untrained twin: the probes' residual rows (``trained``, ``control``;
+    ``probe_rows``) and the model's distances to every reference (``refs``; ``reference_distances``)."""
+    garg = size.garg
     with single_thread():
-        run, model, untrained = probe_model(scale)
-        batch = eval_batch(run.config.task, size["probe_prompts"], seed=3)
-        trained = probe_rows(model, batch, size["mlp_steps"])
-        control = probe_rows(untrained, batch, size["mlp_steps"])
-        refs = reference_distances(model, eval_batch(run.config.task, garg["eval_prompts"], seed=4), d)
-    L = max(layer for _, layer, _ in trained)
-    layers = list(range(L + 1))
+        run, model, untrained = probe_model(garg)
+        batch = eval_batch(run.config.task, size.probe_prompts, seed=3)
+        trained = probe_rows(model, batch, size.mlp_steps)
+        control = probe_rows(untrained, batch, size.mlp_steps)
+        refs = reference_distances(model, eval_batch(run.config.task, garg.eval_prompts, seed=4), garg.d)
+    return {"size": size, "trained": trained, "control": control, "refs": refs}
 
+
+def _layers(data: dict) -> list[int]:
+    return list(range(max(layer for _, layer, _ in data["trained"]) + 1))
+
+
+def plot(data: dict):
+    """Left: probe R² per layer against the untrained control; right: the model's distance to each reference."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
+
+    garg, trained, control = data["size"].garg, data["trained"], data["control"]
+    layers = _layers(data)
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.4))
     ax = axes[0]
     for i, target in enumerate(PROBE_TARGETS):
@@ -202,12 +194,12 @@ def icl_probe_r2(scale: str) -> FigureResult:
     ax.set_xlabel("residual stream after layer  (0 = embedding)")
     ax.set_ylabel("held-out R²")
     ax.set_ylim(-0.1, 1.02)
-    ax.set_title(f"probes at the query token (d = {d}, N = {N}, seed 0)")
+    ax.set_title(f"probes at the query token (d = {garg.d}, N = {garg.n_points}, seed 0)")
     ax.legend(fontsize=6.5)
 
     ax = axes[1]
-    means = {name: float(v.mean()) for name, v in refs["dist"].items()}
-    ks = np.arange(1, G.GD_K_MAX + 1)
+    means = {name: float(v.mean()) for name, v in data["refs"]["dist"].items()}
+    ks = np.arange(1, GD_K_MAX + 1)
     ax.plot(ks, [means[f"{k}-step GD"] for k in ks], "o-", ms=3, color="C0", label="k-step GD, tuned η")
     for i, name in enumerate(n for n in means if not n.endswith("-step GD")):
         ax.axhline(means[name], color=f"C{i + 1}", lw=1.2, ls="--" if is_ls_family(name) else ":", label=name)
@@ -216,32 +208,54 @@ def icl_probe_r2(scale: str) -> FigureResult:
     ax.set_ylabel("E(ŷ_model − ŷ_ref)² / d over N = d+1 … 2d")
     ax.set_title("distance of the model to each reference")
     ax.legend(fontsize=6.5, ncol=2)
+    return fig
 
-    closest = min(means, key=means.get)
-    numbers = {
+
+def _closest(data: dict) -> str:
+    means = {name: float(v.mean()) for name, v in data["refs"]["dist"].items()}
+    return min(means, key=means.get)
+
+
+def numbers(data: dict) -> dict:
+    trained, control, refs = data["trained"], data["control"], data["refs"]
+    layers = _layers(data)
+    L = layers[-1]
+    means = {name: float(v.mean()) for name, v in refs["dist"].items()}
+    ks = np.arange(1, GD_K_MAX + 1)
+    out = {
         "seed-0 model: largest error / d over N = d+1 … 2d": round(refs["err_ls"], 4),
-        "closest reference (N = d+1 … 2d)": closest,
+        "closest reference (N = d+1 … 2d)": _closest(data),
         "closest k-step GD (k ≤ 40)": int(min(ks, key=lambda k: means[f"{k}-step GD"])),
         "distance to least squares / to 40-step GD": f"{means['least squares']:.3g} / {means['40-step GD']:.3g}",
     }
     for target in PROBE_TARGETS:
         for kind in ("linear", "mlp"):
-            numbers[f"probe R² for {target}, {kind}: last layer (trained / untrained)"] = (
+            out[f"probe R² for {target}, {kind}: last layer (trained / untrained)"] = (
                 f"{r2(trained[(kind, L, target)]):.3f} / {r2(control[(kind, L, target)]):.3f}")
         (layer, kind), _ = best_probe_gain(trained, control, layers, target)
-        numbers[f"probe R² for {target}: best layer and probe above control"] = f"layer {layer}, {kind}"
+        out[f"probe R² for {target}: best layer and probe above control"] = f"layer {layer}, {kind}"
+    return out
 
-    decides = garg.get("decides", False)
-    if not decides or refs["err_ls"] > G.LS_LEVEL:
+
+def measured(data: dict, scale: str) -> dict:
+    """A Measurement per criterion of ``CLAIMS``: not measured unless the scale is sized for a least-squares-level
+    learner and the seed-0 model is one."""
+    trained, control, refs = data["trained"], data["control"], data["refs"]
+    layers = _layers(data)
+    decides = data["size"].garg.decides
+    if not decides or refs["err_ls"] > LS_LEVEL:
         why = (f"the {scale} scale is not sized for a least-squares-level learner" if not decides else
-               f"the seed-0 model is not at least-squares level (error/d {refs['err_ls']:.3g} > {G.LS_LEVEL})")
-        note = f"{why}; measured here: closest reference {closest}, see the numbers"
-        measured = {c.key: not_measured(note) for claim in CLAIMS for c in claim.criteria}
-    else:
-        measured = {"family_margin": family_margin(refs["dist"]),
-                    "w_last_r2": best_probe_gain(trained, control, [L], "w")[1],
-                    "xty_best_r2": best_probe_gain(trained, control, layers, "Xᵀy")[1]}
-    return FigureResult(fig, numbers, measured)
+               f"the seed-0 model is not at least-squares level (error/d {refs['err_ls']:.3g} > {LS_LEVEL})")
+        note = f"{why}; measured here: closest reference {_closest(data)}, see the numbers"
+        return {c.key: not_measured(note) for claim in CLAIMS for c in claim.criteria}
+    return {"family_margin": family_margin(refs["dist"]),
+            "w_last_r2": best_probe_gain(trained, control, [layers[-1]], "w")[1],
+            "xty_best_r2": best_probe_gain(trained, control, layers, "Xᵀy")[1]}
+
+
+def make(scale: str) -> FigureResult:
+    data = measure(SIZES[scale])
+    return FigureResult(plot(data), numbers(data), measured(data, scale))
 
 
 register_figure(FigureSpec(
@@ -253,6 +267,6 @@ register_figure(FigureSpec(
            "transformer: linear and MLP probes per layer against the untrained model, and the model's distance to "
            "k-step GD for every k ≤ 40 (tuned), ridge over a λ grid, least squares, averaging and 3-NN. Judged "
            "only on a least-squares-level learner (error/d ≤ 0.02 over N = d+1 … 2d)."),
-    make=icl_probe_r2,
+    make=make,
     claims=CLAIMS,
 ))

@@ -42,18 +42,8 @@ from toy_models.constructions.lsa import lsa_config
 from toy_models.initial_states import ZFB_INIT_SCALE
 from toy_models.tasks.icl_regression import ICLRegressionConfig
 
-# "tiny" is what the test suite renders (tests/test_studies.py). Dimension, prompt length, batch, Adam steps
-# (cosine-decayed lr), evaluation cadence, held-out prompts, seeds per depth and the depths trained.
-# Quick ≈ 3 seeds × (1 + 2 layers) × 600 steps of a few hundred weights: well under a minute a run.
-SIZES = {
-    "quick": dict(d=5, N=20, batch=256, steps=600, lr=1e-2, eval_every=25, eval_prompts=2048, seeds=3, depths=(1, 2)),
-    # Medium (estimate, not yet run): 5 seeds × depths 1–3 × 1500 steps, ~5 core-minutes.
-    "medium": dict(d=5, N=20, batch=256, steps=1500, lr=1e-2, eval_every=50, eval_prompts=4096, seeds=5,
-                   depths=(1, 2, 3)),
-    "full": dict(d=10, N=40, batch=1024, steps=4000, lr=1e-2, eval_every=50, eval_prompts=8192, seeds=5,
-                 depths=(1, 2, 3, 4)),
-    "tiny": dict(d=2, N=8, batch=128, steps=300, lr=1e-2, eval_every=100, eval_prompts=1024, seeds=2, depths=(1, 2)),
-}
+from .sizes import TRAINED_LSA as SIZES
+from .sizes import TrainedLSA
 
 LSA_INITS = ("random_qkvo", "zfb", "toy_fixed_io", "toy_zfb_shaped", "toy_normal")
 FIXED_IO_INIT_STD = 0.3  # generic random Q, K, V, O under the fixed read-in / read-out
@@ -272,29 +262,41 @@ def zfb_effective_matrix(model) -> torch.Tensor:
 
 
 
+def size_fields(size: TrainedLSA) -> dict:
+    """The fields of ``size`` that ``lsa_experiment`` builds a run from, under its argument names."""
+    return dict(d=size.d, N=size.n_points, batch=size.batch_size, steps=size.steps, lr=size.lr,
+                eval_every=size.eval_every)
+
+
 def lsa_members(scale: str) -> list[ExperimentConfig]:
     """Trained LSA from random Q, K, V, O: every depth × seed the figure icl_lsa_trained_vs_gd reads."""
     size = SIZES[scale]
-    return [lsa_experiment(size, "random_qkvo", L, s) for L in size["depths"] for s in range(size["seeds"])]
+    return [lsa_experiment(size_fields(size), "random_qkvo", L, s) for L in size.depths for s in range(size.seeds)]
 
 
 def lsa_one_layer(scale: str) -> ExperimentConfig:
     """One linear self-attention layer trained from random Q, K, V, O (von Oswald et al. 2023), seed 0."""
-    return lsa_experiment(SIZES[scale], "random_qkvo", 1, 0)
+    return lsa_experiment(size_fields(SIZES[scale]), "random_qkvo", 1, 0)
 
 
 register_experiment(ExperimentSpec("icl_lsa", "icl", lsa_one_layer))
 LSA_SWEEP = register_sweep(SweepSpec("icl_lsa_seeds", "icl", lsa_members))
 
 
-def lsa_runs(scale: str) -> dict:
-    """{depth: [``lsa_result`` per seed]} for the ``"random_qkvo"`` init at every depth of SIZES[scale],
-    trained or reused from the run store (sweep ``icl_lsa_seeds``)."""
-    eval_prompts = SIZES[scale]["eval_prompts"]
+def train_at(size: TrainedLSA, init: str, n_layers: int = 1, seed: int = 0, progress: bool = False) -> dict:
+    """``train_lsa`` with the dimensions, batch, schedule and evaluation of ``size``."""
+    return train_lsa(init=init, eval_prompts=size.eval_prompts, seed=seed, progress=progress, n_layers=n_layers,
+                     **size_fields(size))
+
+
+def lsa_runs(size: TrainedLSA) -> dict:
+    """{depth: [``lsa_result`` per seed]} for the ``"random_qkvo"`` init at every depth of ``size``, trained or
+    reused from the run store (the members of sweep ``icl_lsa_seeds``)."""
     runs: dict = {}
     with single_thread():  # a few hundred weights: extra intra-op threads only cost
-        for cfg in LSA_SWEEP.members(scale):
-            runs.setdefault(cfg.model.n_layers, []).append(lsa_result(get_or_train(cfg), eval_prompts))
+        for L in size.depths:
+            runs[L] = [lsa_result(get_or_train(lsa_experiment(size_fields(size), "random_qkvo", L, s)),
+                                  size.eval_prompts) for s in range(size.seeds)]
     return runs
 
 
@@ -327,12 +329,17 @@ def lsa_measurements(runs: dict) -> dict:
     return out
 
 
-def lsa_trained_vs_gd(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
+def measure(size: TrainedLSA) -> dict:
+    """``runs``: {depth: [``train_lsa`` result per seed]} (``lsa_runs``), and the ``size``."""
+    return {"runs": lsa_runs(size), "size": size}
 
-    size = SIZES[scale]
-    d, N = size["d"], size["N"]
-    runs = lsa_runs(scale)
+
+def plot(data: dict):
+    """Held-out error over training, the last layer's agreement over training, and layer by layer at the end."""
+    import matplotlib.pyplot as plt  # start-up time: matplotlib
+
+    size, runs = data["size"], data["runs"]
+    d, N = size.d, size.n_points
     depths = sorted(runs)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     ax = axes[0]
@@ -377,28 +384,37 @@ def lsa_trained_vs_gd(scale: str) -> FigureResult:
     ax.set_ylabel("‖ŷ_l − ŷ_ref,l‖ / ‖ŷ_ref,l‖  (step l of tuned GD++)")
     ax.set_title(f"layer by layer, {depths[-1]}-layer LSA")
     ax.legend(fontsize=6.5)
+    return fig
 
-    numbers: dict = {}
-    for L in depths:
+
+def numbers(data: dict) -> dict:
+    size, runs = data["size"], data["runs"]
+    out: dict = {}
+    for L in sorted(runs):
         fin = np.array([r["final"]["rel_diff_layers"] for r in runs[L]])
         cos = np.array([r["final"]["cosine_layers"] for r in runs[L]])
         st = np.array([r["start"]["rel_diff_layers"] for r in runs[L]])
         st_cos = np.array([r["start"]["cosine_layers"] for r in runs[L]])
-        numbers[f"{L}-layer: rel. difference per layer, step 0 → trained (mean over seeds)"] = ", ".join(
+        out[f"{L}-layer: rel. difference per layer, step 0 → trained (mean over seeds)"] = ", ".join(
             f"{a:.3g} → {b:.3g}" for a, b in zip(st.mean(0), fin.mean(0)))
-        numbers[f"{L}-layer: sensitivity cosine per layer, step 0 → trained (mean over seeds)"] = ", ".join(
+        out[f"{L}-layer: sensitivity cosine per layer, step 0 → trained (mean over seeds)"] = ", ".join(
             f"{a:.3g} → {b:.4g}" for a, b in zip(st_cos.mean(0), cos.mean(0)))
         refs = runs[L][0]["refs"]
-        numbers[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-layer GD++ / tuned {L}-step GD"] = (
+        out[f"{L}-layer: held-out MSE (mean over seeds) / tuned {L}-layer GD++ / tuned {L}-step GD"] = (
             f"{np.mean([r['final']['mse'] for r in runs[L]]):.4g} / {float(refs['mse'][L]):.4g} / "
             f"{float(refs['gd_mse'][L]):.4g}")
         gd_rel = [float((r["final"]["y_model"] - r["refs"]["gd_y"][L]).norm() / r["refs"]["gd_y"][L].norm())
                   for r in runs[L]]
-        numbers[f"{L}-layer: last layer's rel. difference to plain {L}-step GD (mean over seeds)"] = round(
+        out[f"{L}-layer: last layer's rel. difference to plain {L}-step GD (mean over seeds)"] = round(
             float(np.mean(gd_rel)), 4)
-    numbers["training steps"] = size["steps"]
-    numbers["seeds per depth"] = size["seeds"]
-    return FigureResult(fig, numbers, lsa_measurements(runs))
+    out["training steps"] = size.steps
+    out["seeds per depth"] = size.seeds
+    return out
+
+
+def make(scale: str) -> FigureResult:
+    data = measure(SIZES[scale])
+    return FigureResult(plot(data), numbers(data), lsa_measurements(data["runs"]))
 
 
 register_figure(FigureSpec(
@@ -410,6 +426,6 @@ register_figure(FigureSpec(
            "In-Context', Zhang, Frei, Bartlett 2024); for several layers von Oswald et al. found GD++, GD steps that "
            "also condition the data. Here from random Q, K, V, O, several seeds per depth, each layer compared with "
            "step l of tuned L-layer GD++ (plain L-step GD shown); every metric shown from its step-0 value."),
-    make=lsa_trained_vs_gd,
+    make=make,
     claims=CLAIMS,
 ))
