@@ -1,7 +1,7 @@
-"""The sink-task study (theorybench.studies.variance: the sink sweep in experiments, sink_statistics in common, its two figures): the variants are the models
-they name, the sweep's snapshot members are exactly the prefix runs the figures read, the per-model
-measurements give hand-computed answers on planted models, and claims about trained models are not decided
-on undertrained runs."""
+"""The sink-task study (theorybench.studies.variance: the sink sweep in experiments, sink_statistics in
+common, its two figures): the variants are the models they name, the sweep's snapshot members are exactly
+the prefix runs the figures read, the per-model measurements give hand-computed answers on planted models,
+and claims about trained models are not decided on undertrained runs."""
 
 import dataclasses
 import math

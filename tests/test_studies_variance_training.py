@@ -1,5 +1,6 @@
 """Claims of the variance-growth training figures on the Markov language
-(theorybench.studies.variance: trained_growth, massive_activations_training, gradient_norms_early_training), measured as growth relative to initialization.
+(theorybench.studies.variance: trained_growth, massive_activations_training, gradient_norms_early_training),
+measured as growth relative to initialization.
 
 The claim ("Peri-LN: Revisiting Layer Normalization in the Transformer Architecture", Kim et al. 2025):
 in training, Pre-LN's hidden-state variance outgrows Peri-LN's, whose output norms keep it bounded. Placements

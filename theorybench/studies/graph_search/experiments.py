@@ -53,7 +53,8 @@ def optimizer(name: str, lr: float, warmup_steps: int = 0) -> OptimConfig:
     raise KeyError(f"optimizer={name!r} is not allowed: one of {', '.join(map(repr, OPTIMIZERS))}")
 
 
-def searcher_experiment(scale: str, distribution: str, optimizer_name: str | None = None, **overrides) -> ExperimentConfig:
+def searcher_experiment(scale: str, distribution: str, optimizer_name: str | None = None,
+                        **overrides) -> ExperimentConfig:
     """The ExperimentConfig of a searcher trained on ``distribution`` at ``scale``: ``searcher_config``
     with ``SIZES[scale]``."""
     return searcher_config(SIZES[scale], distribution, optimizer_name, **overrides)

@@ -15,7 +15,8 @@ from theorybench.claims import Claim, Criterion, Measurement
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import AT_INIT_WHERE, PLACEMENTS_AT_INIT, base_config, fixed_tokens, last_layer_grad_sq_monte_carlo, ratio_with_se
+from .common import (AT_INIT_WHERE, PLACEMENTS_AT_INIT, base_config, fixed_tokens, last_layer_grad_sq_monte_carlo,
+                     ratio_with_se)
 from .sizes import GRADIENT_SCALE_SIZES, GradientScaleSizes
 
 SIZES = GRADIENT_SCALE_SIZES  # what theorybench.figures hashes into each result's provenance
@@ -44,7 +45,8 @@ def measure(sizes: GradientScaleSizes) -> GradientScaleData:
     with single_thread():
         for placement, _ in _COMPARED:
             base = base_config(d, depths[0], placement)
-            samples[placement] = {L: last_layer_grad_sq_monte_carlo(base.replace(n_layers=L), tokens, S) for L in depths}
+            samples[placement] = {L: last_layer_grad_sq_monte_carlo(base.replace(n_layers=L), tokens, S)
+                                  for L in depths}
             predicted[placement] = np.array([last_layer_grad_ratio(base, L, depths[0], tokens.numpy()) for L in depths])
     return GradientScaleData(sizes, samples, predicted)
 

@@ -14,8 +14,8 @@ from theorybench.claims import Claim, Criterion, Measurement, exact, paired_diff
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (AT_INIT_WHERE, LABELS, N_CTX, N_SEQ, NORMALIZED, PLACEMENTS_AT_INIT, base_config, fixed_tokens, gap_in_se,
-                     per_seed_slope, residual_monte_carlo, theory_per_layer, uniform_attention_config)
+from .common import (AT_INIT_WHERE, LABELS, N_CTX, N_SEQ, NORMALIZED, PLACEMENTS_AT_INIT, base_config, fixed_tokens,
+                     gap_in_se, per_seed_slope, residual_monte_carlo, theory_per_layer, uniform_attention_config)
 from .sizes import RESIDUAL_SIZES, ResidualSizes
 
 SIZES = RESIDUAL_SIZES  # what theorybench.figures hashes into each result's provenance

@@ -19,8 +19,8 @@ from theorybench.claims import Claim, Criterion, Measurement
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (LABELS, SINK_CAPTION_SETUP, SinkRuns, band, colors, deep_half, growth_from_init, log_spaced, over_seeds, paired,
-                     sink_setup, undertrained)
+from .common import (LABELS, SINK_CAPTION_SETUP, SinkRuns, band, colors, deep_half, growth_from_init, log_spaced,
+                     over_seeds, paired, sink_setup, undertrained)
 from .experiments import SINK_VARIANTS, SNAPSHOT_VARIANTS, sink_configs
 from .sizes import SINK_SIZES, SinkSizes
 
@@ -101,7 +101,8 @@ def plot(data: SinkGrowthData):
         band(ax_layer, np.arange(L + 1), data.growth[v], color[v], LABELS[v], marker="o", ms=3)
         band(ax_ang, np.arange(L), data.angular[v], color[v], LABELS[v], marker="o", ms=3)
     for v in SNAPSHOT_VARIANTS:
-        band(ax_step, np.array(data.checkpoints, dtype=float), data.trajectory[v], color[v], LABELS[v], marker="o", ms=3)
+        band(ax_step, np.array(data.checkpoints, dtype=float), data.trajectory[v], color[v], LABELS[v], marker="o",
+             ms=3)
     for ax in (ax_layer, ax_step):
         ax.axhline(LN10, color="0.5", ls="--", lw=0.8)
         ax.axhline(0.0, color="0.8", lw=0.6)
