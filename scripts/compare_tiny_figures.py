@@ -16,6 +16,9 @@ computation on the same machine gives the same bits; the tolerance only absorbs 
 another float path) and strings, verdicts and hashes are equal when identical. A figure made on one side
 only, or failing on one side, is a difference too.
 
+``--ignore LEAF`` leaves one JSON leaf out (say why where you use it: the provenance's
+``sizes_hash`` changes when the sizes' fields are renamed, which is meant, while the numbers must not).
+
 Exit status 0 when nothing differs, 1 when something does (each difference is printed), 2 on a usage
 or checkout error.
 """
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the working tree as it is now")
     parser.add_argument("--family", action="append", default=[], help="only this family (repeatable)")
     parser.add_argument("--rel", type=float, default=1e-9, help="relative tolerance on floats (default 1e-9)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="LEAF",
+                        help="a JSON leaf not to compare, e.g. /provenance/sizes_hash where the sizes' fields were "
+                             "renamed on purpose (repeatable; listed in the summary)")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="keep each side's figures and run store under DIR (the checkouts are removed)")
     args = parser.parse_args(argv)
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         sides = {}
         for label, rev in (("before", args.before), ("after", args.after)):
             sides[label] = render_side(label, rev, work / label, args.family)
-        differences = compare_sides(sides["before"], sides["after"], args.rel)
+        differences = compare_sides(sides["before"], sides["after"], args.rel, tuple(args.ignore))
     except subprocess.CalledProcessError as err:
         print(f"error: {' '.join(map(str, err.cmd))} failed:\n{err.stderr or ''}", file=sys.stderr)
         return 2
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in differences:
         print(line)
     made = sorted(set(sides["before"]) & set(sides["after"]))
-    print(f"{len(made)} figure(s) compared at tiny; {len(differences)} difference(s)")
+    ignored = f" (not compared: {', '.join(args.ignore)})" if args.ignore else ""
+    print(f"{len(made)} figure(s) compared at tiny; {len(differences)} difference(s){ignored}")
     return 1 if differences else 0
 
 
@@ -106,8 +113,8 @@ def render_side(label: str, rev: str | None, where: Path, families: list[str]) -
     return results
 
 
-def compare_sides(before: dict, after: dict, rel: float) -> list[str]:
-    """Every difference between the two sides' figures, one line each."""
+def compare_sides(before: dict, after: dict, rel: float, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Every difference between the two sides' figures, one line each (leaves named in ``ignore`` left out)."""
     lines = [f"{name}: made only {side}" for side, a, b in (("before", before, after), ("after", after, before))
              for name in sorted(set(a) - set(b))]
     for name in sorted(set(before) & set(after)):
@@ -117,7 +124,7 @@ def compare_sides(before: dict, after: dict, rel: float) -> list[str]:
                 lines.append(f"{name}: before {a if isinstance(a, str) else 'made'}; after {b if isinstance(b, str) else 'made'}")
             continue
         flat_a, flat_b = _leaves(_comparable(a)), _leaves(_comparable(b))
-        for key in sorted(set(flat_a) | set(flat_b)):
+        for key in sorted((set(flat_a) | set(flat_b)) - set(ignore)):
             va, vb = flat_a.get(key, "<absent>"), flat_b.get(key, "<absent>")
             if not _equal(va, vb, rel):
                 lines.append(f"{name}: {key}: before {va!r}, after {vb!r}")
