@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.attention_svm import certify
 from theorybench.claims import Claim, Criterion, Measurement, not_measured, paired_difference, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 
@@ -46,6 +45,9 @@ def _final_corr(runs: tuple[SeedRun, ...], par: str, norm: str) -> np.ndarray:
 
 
 def numbers(runs: tuple[SeedRun, ...], sizes: SeedRunSizes) -> dict[str, float | str]:
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
+    from theory.attention_svm import certify
+
     out: dict[str, float | str] = {}
     for par in PARAMETERIZATIONS:
         for norm in NORM_LABELS:

@@ -36,8 +36,8 @@ import functools
 import math
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from theory.attention_svm import InfeasibleSVMError, solve_att_svm, svm_equivalence
 from theorybench.claims import (Claim, Criterion, Measurement, bootstrap_interval, not_measured,
                                 paired_difference, t_interval)
 from theorybench.registry import FigureResult, FigureSpec, register_figure
@@ -78,6 +78,9 @@ def _one_minus_corr(Ws: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 def _accept(inst: dict, Ws: np.ndarray, probs: np.ndarray) -> tuple[str | None, dict | None]:
     """The paper's filter, then the three predictors; (rejection reason, None) or (None, result)."""
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
+    from theory.attention_svm import InfeasibleSVMError, solve_att_svm, svm_equivalence
+
     if np.any((probs > DROP) & (probs <= KEEP)):
         return REASONS[0], None
     if not np.any(probs <= DROP):
@@ -103,9 +106,6 @@ def measure(sizes: NonlinearSizes) -> dict:
 @functools.lru_cache(maxsize=4)
 def nonlinear_runs(ds: tuple, instances: int, max_attempts: int) -> dict:
     """{d: {"accepted": [result dicts], "attempts": int, "redrawn": int, "rejected": {reason: count}}}."""
-    # tqdm here, not at the top: the command line imports every study and should start fast
-    from tqdm.auto import tqdm
-
     out = {}
     with single_thread():
         for d in ds:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.attention_svm import numerical_rank, support_inputs
 from theorybench.claims import Claim, Criterion, Measurement, exact, paired_difference, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 
@@ -66,10 +65,16 @@ def plot(runs: tuple[SeedRun, ...], sizes: SeedRunSizes):
 
 def _rank_law(runs: tuple[SeedRun, ...], sizes: SeedRunSizes) -> list[bool]:
     """Per seed: rank(W^fro) = min(d, inputs with a support token)."""
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
+    from theory.attention_svm import support_inputs
+
     return [r.svm["fro"].rank == min(sizes.d, int(support_inputs(r.svm["fro"]).sum())) for r in runs]
 
 
 def numbers(runs: tuple[SeedRun, ...], sizes: SeedRunSizes) -> dict[str, float | str]:
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
+    from theory.attention_svm import numerical_rank
+
     steps = sizes.steps
     k = np.arange(1, steps + 1)
     out: dict[str, float | str] = {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from theorybench.claims import Claim, Criterion, Measurement, bootstrap_interval, not_measured
 from theorybench.registry import FigureResult, FigureSpec, register_figure
@@ -94,9 +95,6 @@ class SizeSweepData:
 def measure(sizes: GraphSearchSizes) -> SizeSweepData:
     """Train (or reuse) every run of the size sweep with ``sizes`` and read its examples-to-learn and
     worst held-out accuracy (``test_examples_per_lookahead`` per lookahead)."""
-    # tqdm here, not at the top: the command line imports every study and should start fast
-    from tqdm.auto import tqdm
-
     sweep = sizes.sweep
     rows = []
     for cfg in tqdm(size_sweep_configs(sizes), desc="graph_search size sweep", unit="run", disable=None):

@@ -58,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from probes import (angular_distance, attention_sinks, gradient_norms, kurtosis, massive_activations,
                     residual_stats)
@@ -181,9 +182,6 @@ def fetch(cfg, root: Path | None = None):
 
 def fetch_all(configs: list, desc: str, root: Path | None = None) -> dict:
     """{config name: run} for every member, with a progress bar on a terminal."""
-    # tqdm here, not at the top: the command line imports every study and should start fast
-    from tqdm import tqdm
-
     return {c.name: fetch(c, root) for c in tqdm(configs, desc=desc, disable=not sys.stderr.isatty(), unit="run")}
 
 
