@@ -38,7 +38,7 @@ import torch
 
 from theory.attention_svm import InfeasibleSVMError, certify, correlation, numerical_rank, solve_att_svm
 from theorybench.registry import default_scale
-from theorybench.studies.attention_svm import correlation_curve, selected_mass
+from theorybench.studies.attention_svm.common import correlation_curve, selected_mass
 from theorybench.style import apply_style
 from toy_models.single_attention import SingleAttention
 from toy_models.svm_training import initialize_factors, train
@@ -237,7 +237,7 @@ assert numerical_rank(scs.W) == svm["nuc"].rank
 
 # %%
 from theory.attention_svm import solve_p_svm
-from theorybench.studies.attention_svm_prompt import R0, TOKENS, V, Y as Y_PROMPT, direction_error
+from theorybench.studies.attention_svm.prompt_geometry import R0, TOKENS, V, Y as Y_PROMPT, direction_error
 from toy_models.svm_training import train_prompt
 
 rays = {t: solve_p_svm(TOKENS, np.array([t])).value for t in (0, 2)}
@@ -274,7 +274,7 @@ plt.show()
 
 # %%
 from theory.attention_svm import svm_equivalence
-from theorybench.studies.attention_svm_nonlinear import paper_instance
+from theorybench.studies.attention_svm.nonlinear_head import paper_instance
 from toy_models.svm_training import train_relu_head
 
 for seed in range(1, 9):

@@ -38,8 +38,10 @@ from probes.reachability import reach_profile
 from theory.graph_search import bfs_distances, lookahead, path_merge, useful_steps
 from theorybench.registry import default_scale
 from theorybench.runstore import Run, run_dir, store_root
-from theorybench.studies import graph_search as gs
-from theorybench.studies import graph_search_mechanism as gsm
+from theorybench.studies.graph_search import common as gs_common
+from theorybench.studies.graph_search import experiments as gs
+from theorybench.studies.graph_search import reach_radius
+from theorybench.studies.graph_search.sizes import SIZES
 from theorybench.style import apply_style
 from toy_models.tasks.graph_search import collate
 
@@ -109,7 +111,7 @@ plt.show()
 # %%
 run = gs.trained(cfg)
 model = run.load_model()
-scores = gs.accuracy_by_lookahead(model, cfg.task, 200)
+scores = gs_common.accuracy_by_lookahead(model, cfg.task, 200)
 for s in scores:
     print(f"L={s.L}: accuracy {s.accuracy:.3f} (3σ Wilson lower bound {s.wilson_lower():.3f}), chance {s.chance:.3f}")
 
@@ -150,8 +152,8 @@ print("last layer, last position attends most to:", [(p, labels[p], round(float(
 # distance shells the stream carries: 0 at the embeddings, growing with depth.
 
 # %%
-n_train, n_test = gs.SIZES["tiny" if SCALE == "quick" else "quick"]["probe_graphs"]
-train_data, test_data = gsm.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
+n_train, n_test = SIZES["tiny" if SCALE == "quick" else "quick"].probe_graphs
+train_data, test_data = reach_radius.probe_data(model, cfg.task, 4 * n_train, 4 * n_test)
 profile = reach_profile(train_data, test_data)
 cols = ["layer", "direction", "precision", "recall", "radius"] + [c for c in profile.columns if c.startswith("auc_")]
 print(profile[cols].round(3).to_string(index=False))

@@ -40,7 +40,7 @@ import torch
 from probes import residual_stats
 from theory.variance import last_layer_grad_ratio, score_variance, variance_profile
 from theorybench.registry import default_scale
-from theorybench.studies.variance import (
+from theorybench.studies.variance.common import (
     base_config,
     fixed_tokens,
     residual_monte_carlo,
@@ -187,7 +187,7 @@ for dtype, bound in (("float64", 1e-10), ("float32", 1e-5)):  # the issue's boun
 # per update; Pre-LN's depends on the weights' scale), so a trained model is compared with *its own*
 # initialization: the growth log Var[x_l](trained) − log Var[x_l](init). We train both placements on the
 # Markov language (`toy_models.tasks.markov`) with the training study's config
-# (`theorybench.studies.variance_training.run_config`: fan_in init, AdamW at a constant learning rate)
+# (`theorybench.studies.variance.experiments.training_run_config`: fan_in init, AdamW at a constant learning rate)
 # through the run store, so the runs are reused by the `variance_trained_growth` figure. fan_in, because
 # at GPT-2 init and width 32 the sublayer outputs have variance ≈ `norm_eps`, where Peri-LN's output
 # norms neither give unit variance nor pass gradients unscaled; `theory.variance.peri_eps_ratio` states
@@ -195,21 +195,24 @@ for dtype, bound in (("float64", 1e-10), ("float32", 1e-5)):  # the issue's boun
 
 # %%
 from theory.variance import peri_eps_ratio
-from theorybench.studies import variance_training as vt
+from theorybench.studies.variance import common as vt
+from theorybench.studies.variance.experiments import training_run_config
+from theorybench.studies.variance.sizes import TRAINING_SIZES
 
-size = vt.SIZES[SCALE if SCALE in vt.SIZES else "quick"]
-DEPTH_T, LR_T = min(size["depths"]), size["lr"]
-batch = vt.probe_batch(size)  # the fixed sequences every model is probed on
+size = TRAINING_SIZES[SCALE if SCALE in TRAINING_SIZES else "quick"]
+DEPTH_T, LR_T = min(size.n_layers), size.lr
+batch = vt.training_probe_batch(size)  # the fixed sequences every model is probed on
 trained = {}
 with single_thread():
     for placement in ("pre", "peri"):
-        cfg_t = vt.run_config(size, placement, DEPTH_T, LR_T, seed=0)
+        cfg_t = training_run_config(size, placement, DEPTH_T, LR_T, seed=0)
         run = vt.fetch(cfg_t)  # trains once, then reads the stored run
-        trained[placement] = run, vt.measure(vt.model_at(cfg_t, 0), batch), vt.measure(run.load_model(), batch)
+        trained[placement] = (run, vt.training_statistics(vt.model_at(cfg_t, 0), batch),
+                              vt.training_statistics(run.load_model(), batch))
         out = vt.outcome(run)
         print(f"{placement:>4}: {run.status}, final eval loss {out['eval_loss']:.3f} (Bayes {out['bayes_loss']:.3f}, "
               f"unigram {out['unigram_loss']:.3f}), loss spikes {out['spikes']}")
-peri_cfg = vt.run_config(size, "peri", DEPTH_T, LR_T, seed=0).resolved_model()
+peri_cfg = training_run_config(size, "peri", DEPTH_T, LR_T, seed=0).resolved_model()
 ratio = peri_eps_ratio(variance_architecture(peri_cfg), batch["inputs"][0].numpy())
 print(f"Peri-LN at init: smallest sublayer-output variance / norm_eps = {ratio:.3g}")
 assert ratio > 100  # out of the ε regime: the output norms give unit-variance updates at init
@@ -218,7 +221,7 @@ assert ratio > 100  # out of the ε regime: the output norms give unit-variance 
 fig, (ax_v, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8))
 for placement, (run, at_init, after) in trained.items():
     grown = vt.growth_from_init(after["variance"], at_init["variance"])
-    ax_v.plot(grown, marker="o", label=f"{placement}, after {size['steps']} steps")
+    ax_v.plot(grown, marker="o", label=f"{placement}, after {size.steps} steps")
     ax_l.plot(run.metrics["step"], run.metrics["train_loss"], label=placement)
 ax_v.axhline(0.0, color="0.8", lw=0.6)
 ax_v.set_xlabel("layer l (x_0 = embedding)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probes.attention_patching import KINDS, answer_drops, computation_graph, random_ops_control, summary
-from theorybench.studies.graph_search import searcher_model
+from theorybench.studies.graph_search.experiments import searcher_model
 from toy_models import Transformer
 from toy_models.tasks.graph_search import GraphSearchConfig, Vocab
 

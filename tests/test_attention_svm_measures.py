@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from theorybench.studies.attention_svm_nonlinear import spearman, welch_difference
+from theorybench.studies.attention_svm.nonlinear_head import spearman, welch_difference
 
 
 @settings(max_examples=20, deadline=None)

@@ -81,6 +81,8 @@ def test_list_shows_families_experiments_and_claims(cli_registry, capsys):
         assert f"  {family}:" in out
     assert "cli_markov  Tiny Markov next-token run for the command-line tests." in out
     assert "variance_cli_demo\n      claim: A straight line has slope one (\"A Test Paper\")." in out
+    # each figure names the module that measures, plots and declares it (here: this test file's fixture)
+    assert f"      module: {__name__}\n" in out
     # 3 families without experiments, 3 without figures, 4 without sweeps (tests/test_sweep_cli.py lists one)
     assert out.count("(none yet)") == 10
 

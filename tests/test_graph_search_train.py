@@ -11,7 +11,9 @@ import dataclasses
 import pytest
 
 from theorybench.runs import get_or_train
-from theorybench.studies import graph_search as gs
+from theorybench.studies.graph_search.common import accuracy_by_lookahead
+from theorybench.studies.graph_search.experiments import searcher_experiment, walkthrough_experiment
+from theorybench.studies.graph_search.sizes import SIZES
 
 
 def _assert_beats_chance(scores):
@@ -28,17 +30,17 @@ def test_small_balanced_searcher_beats_chance_at_lookahead_one(tmp_path):
     decisions come much later and not for every seed (L = 2 after 4000 steps: 1 seed of 4 at N = 20),
     so L = 2 is not asserted here; the slow test below checks every L of the quick-scale searcher.
     """
-    cfg = gs.walkthrough_experiment("quick")
+    cfg = walkthrough_experiment("quick")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=300))
     run = get_or_train(cfg, tmp_path, progress=False)
-    scores = gs.accuracy_by_lookahead(run.load_model(), cfg.task, gs.SIZES["quick"]["test_per_L"], lookaheads=[1])
+    scores = accuracy_by_lookahead(run.load_model(), cfg.task, SIZES["quick"].test_examples_per_lookahead, lookaheads=[1])
     _assert_beats_chance(scores)
 
 
 @pytest.mark.slow
 def test_quick_balanced_searcher_beats_chance_at_every_trained_lookahead(tmp_path):
-    cfg = gs.searcher_experiment("quick", "balanced")
+    cfg = searcher_experiment("quick", "balanced")
     run = get_or_train(cfg, tmp_path, progress=False)
-    scores = gs.accuracy_by_lookahead(run.load_model(), cfg.task, gs.SIZES["quick"]["test_per_L"])
+    scores = accuracy_by_lookahead(run.load_model(), cfg.task, SIZES["quick"].test_examples_per_lookahead)
     assert [s.L for s in scores] == list(range(1, cfg.task.build().max_lookahead + 1))
     _assert_beats_chance(scores)

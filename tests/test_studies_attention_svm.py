@@ -11,7 +11,7 @@ from test_studies import render_tiny
 
 from theorybench import registry
 from theorybench.claims import judge_all
-from theorybench.studies.attention_svm import SIZES
+from theorybench.studies.attention_svm.sizes import SEED_RUN_SIZES as SIZES
 
 SVM_FIGURES = sorted(name for name in registry.figures() if name.startswith("attention_svm_"))
 
@@ -45,7 +45,7 @@ def test_each_parameterization_points_toward_its_own_svm(convergence, par, own, 
 
 
 def test_the_svm_solutions_plotted_are_kkt_certified(convergence):
-    seeds = SIZES["tiny"]["seeds"]
+    seeds = SIZES["tiny"].seeds
     assert convergence["SVM solutions passing the KKT certificate"] == f"{2 * seeds}/{2 * seeds}"
 
 
@@ -54,18 +54,18 @@ def test_frobenius_rank_law_and_nuclear_lower(spectrum):
     (min(n, d) is only the bound); the nuclear norm trades that for low rank (measured: 6 vs 4 and 3 on
     seeds 0, 1)."""
     tiny = SIZES["tiny"]
-    assert spectrum["seeds with rank(W^fro) = min(d, inputs with a support token)"] == f"{tiny['seeds']}/{tiny['seeds']}"
+    assert spectrum["seeds with rank(W^fro) = min(d, inputs with a support token)"] == f"{tiny.seeds}/{tiny.seeds}"
     assert spectrum["rank of the nuc SVM solution (mean over seeds)"] < spectrum["rank of the fro SVM solution (mean over seeds)"]
     # Every gradient step adds Σ_i (…) z_iᵀ, so W(k) has rank ≤ n too, and rank n on generic data: the
     # Frobenius solution's rank, on every seed.
-    assert spectrum["W: seeds whose final rank equals its SVM's"] == f"{tiny['seeds']}/{tiny['seeds']}"
+    assert spectrum["W: seeds whose final rank equals its SVM's"] == f"{tiny.seeds}/{tiny.seeds}"
 
 
 @pytest.mark.parametrize("par", ["W", "KQ"])
 def test_softmax_saturates_onto_the_selected_token(spectrum, par):
     # ‖W(k)‖ grows like η·k (normalized steps), so the softmax concentrates on the selected token;
     # 0.99 is the figure's saturation threshold. Measured at k = 300: 0.9988 (W), 1.0 (K, Q).
-    steps = SIZES["tiny"]["steps"]
+    steps = SIZES["tiny"].steps
     assert spectrum[f"{par}: softmax mass on selected token at k = {steps} (mean)"] >= 0.99
     assert spectrum[f"{par}: first k with mass ≥ 0.99 (median over seeds)"] <= steps
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from test_studies import render_tiny
 
-from theorybench.studies import attention_svm_nonlinear as nonlinear
-from theorybench.studies import attention_svm_prompt as prompt
-from theorybench.studies import attention_svm_rank as rank
+from theorybench.studies.attention_svm import nonlinear_head as nonlinear
+from theorybench.studies.attention_svm import prompt_geometry as prompt
+from theorybench.studies.attention_svm import rank_vs_d as rank
 
 
 def _numbers(name, monkeypatch):
@@ -33,7 +33,7 @@ def rank_tiny():
         numbers = _numbers("attention_svm_rank_vs_d", mp)
     finally:
         mp.undo()
-    return numbers, rank.rank_table(**rank.SIZES["tiny"])
+    return numbers, rank.measure(rank.SIZES["tiny"])
 
 
 def test_rank_bounds_hold_on_every_solved_instance(rank_tiny):
@@ -78,14 +78,14 @@ def prompt_tiny():
         numbers = _numbers("attention_svm_prompt_geometry", mp)
     finally:
         mp.undo()
-    return numbers, prompt.prompt_runs(**prompt.SIZES["tiny"])
+    return numbers, prompt.measure(prompt.SIZES["tiny"])
 
 
 def test_prompt_paths_end_on_locally_optimal_tokens_both_rays_reached(prompt_tiny):
     numbers, run = prompt_tiny
     assert numbers["locally optimal tokens (with their p-SVM rays)"] == "0, 2"  # token 1 loses to its support token 0
     assert run["opt"] == 2
-    n = prompt.SIZES["tiny"]["inits"]
+    n = prompt.SIZES["tiny"].inits
     assert numbers["starts ending on a token that is not locally optimal"] == f"0/{n}"
     local, _ = _fraction(numbers["starts ending on the local token 0"])
     glob, _ = _fraction(numbers["starts ending on the global token 2"])
@@ -103,7 +103,7 @@ def test_prompt_direction_error_decreases_along_every_path(prompt_tiny):
 
 def test_prompt_norm_growth_normalized_vs_constant_step(prompt_tiny):
     numbers, run = prompt_tiny
-    K = prompt.SIZES["tiny"]["steps"]
+    K = prompt.SIZES["tiny"].steps
     norms = np.linalg.norm(run["paths"]["normalized"], axis=-1)
     # Normalized steps have length η: ‖p(k)‖ ≤ ‖p(0)‖ + ηk by the triangle inequality (+ round-off 1e-12).
     assert np.all(norms <= prompt.R0 + prompt.LR * np.arange(K + 1) + 1e-12)
@@ -114,7 +114,7 @@ def test_prompt_norm_growth_normalized_vs_constant_step(prompt_tiny):
 @pytest.mark.slow
 def test_prompt_claims_at_quick_scale():
     size = prompt.SIZES["quick"]
-    run = prompt.prompt_runs(**size)
+    run = prompt.measure(size)
     P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
     for t, ray in run["rays"].items():
         mine = sel == t
@@ -122,7 +122,7 @@ def test_prompt_claims_at_quick_scale():
         # The threshold, corr ≥ 0.99 averaged (here over starts). Measured at K = 1000 before the
         # stable gradient: 0.9990 (local), 0.9957 (global), limited by round-off; it can only be higher now.
         assert np.mean(1 - prompt.direction_error(P[mine], ray)[:, -1]) >= 0.99
-    K = size["steps"]
+    K = size.steps
     # No float64 wall any more: with the stable gradient, normalized GD grows ‖p‖ by ≈ η per step for
     # the whole run (each step has length η and, once on the ray, points along p: ≥ 0.99 η measured
     # after the first 100 steps of turning).
@@ -152,7 +152,7 @@ def nonlinear_tiny():
         numbers = _numbers("attention_svm_nonlinear_head", mp)
     finally:
         mp.undo()
-    return numbers, nonlinear.nonlinear_runs(**nonlinear.SIZES["tiny"])
+    return numbers, nonlinear.measure(nonlinear.SIZES["tiny"])
 
 
 def test_nonlinear_counts_every_attempt(nonlinear_tiny):

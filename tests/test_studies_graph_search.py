@@ -12,9 +12,10 @@ from test_studies import render_tiny
 
 from theorybench import registry
 from theorybench.claims import judge_all
-from theorybench.studies import graph_search as gs
-from theorybench.studies import graph_search_mechanism as gsm
-from theorybench.studies import graph_search_sizes as gss
+from theorybench.studies.graph_search import accuracy_by_lookahead as accuracy
+from theorybench.studies.graph_search import common, experiments, lookahead_coverage, path_merging, reach_radius
+from theorybench.studies.graph_search import size_sweep as gss
+from theorybench.studies.graph_search.sizes import SIZES
 
 GRAPH_FIGURES = ["graph_search_lookahead_coverage", "graph_search_accuracy_by_lookahead", "graph_search_reach_radius",
                  "graph_search_path_merging", "graph_search_size_sweep"]
@@ -34,17 +35,17 @@ def test_coverage_measurements_count_what_they_claim():
     naive[:480] = 7
     naive[480:2000] = 4  # L = 4 is not "long": must not be counted
     balanced = np.repeat([0, 1, 2, 3], [300, 300, 100, 300])
-    m = gs.coverage_measurements(naive, balanced, L_max=3)
+    m = lookahead_coverage.coverage_measurements(naive, balanced, L_max=3)
     assert m["naive_long_rate"].value == pytest.approx(0.048)
     assert m["naive_long_rate"].low == pytest.approx(0.04389, rel=1e-3)
     assert m["naive_long_rate"].high == pytest.approx(0.05237, rel=1e-3)
     assert m["balanced_rarest_share"].value == pytest.approx(0.4)
-    verdicts = {v.claim.key: v.verdict for v in judge_all(gs.COVERAGE_CLAIMS, m)}
+    verdicts = {v.claim.key: v.verdict for v in judge_all(lookahead_coverage.COVERAGE_CLAIMS, m)}
     assert verdicts == {"naive_rarely_long": "inconclusive", "balanced_covers_every_lookahead": "not reproduced"}
 
 
 def test_the_searcher_is_the_papers_architecture():
-    cfg = gs.searcher_experiment("full", "balanced").resolved()
+    cfg = experiments.searcher_experiment("full", "balanced").resolved()
     m = cfg.model
     # d_model = vocabulary 46 + 16 + N 128 = 190 at N = 128 (Saparov et al.'s code)
     assert (m.d_model, m.n_heads, m.head_dim, m.mlp_dim, m.n_layers) == (190, 1, 190, 190, 6)
@@ -72,36 +73,36 @@ def test_experiments_are_registered_for_every_distribution_and_both_optimizers()
 
 def test_bad_requests_name_the_field():
     with pytest.raises(KeyError, match="distribution='dfs' is not allowed"):
-        gs.searcher_experiment("quick", "dfs")
+        experiments.searcher_experiment("quick", "dfs")
     with pytest.raises(KeyError, match="optimizer='sgd' is not allowed"):
-        gs.optimizer("sgd", 1e-3)
+        experiments.optimizer("sgd", 1e-3)
 
 
 @pytest.mark.parametrize("scale", ["quick", "medium"])
 def test_the_size_sweep_holds_every_size_and_seed_at_one_largest_lookahead(scale):
-    members = gss.SIZE_SWEEP.members(scale)
-    sweep = gs.SIZES[scale]["sweep"]
-    assert len(members) == len(sweep["sizes"]) * len(sweep["seeds"])
-    assert {(c.task.max_input_size, c.seed) for c in members} == {(N, s) for N in sweep["sizes"] for s in sweep["seeds"]}
-    assert all(c.train.steps == sweep["steps"] and c.model.n_layers == sweep["layers"] for c in members)
+    members = experiments.SIZE_SWEEP.members(scale)
+    sweep = SIZES[scale].sweep
+    assert len(members) == len(sweep.max_input_sizes) * len(sweep.seeds)
+    assert {(c.task.max_input_size, c.seed) for c in members} == {(N, s) for N in sweep.max_input_sizes for s in sweep.seeds}
+    assert all(c.train.steps == sweep.steps and c.model.n_layers == sweep.n_layers for c in members)
     # the largest lookahead is the same at every size (it used to follow the size): size alone varies
-    assert {c.task.build().max_lookahead for c in members} == {sweep["max_lookahead"]}
-    assert len(sweep["sizes"]) >= 5
+    assert {c.task.build().max_lookahead for c in members} == {sweep.max_lookahead}
+    assert len(sweep.max_input_sizes) >= 5
     if scale == "medium":
-        assert len(sweep["seeds"]) >= 8 and len(gs.SIZES[scale]["seeds"]) >= 3 and gs.SIZES[scale]["patch_per_L"] >= 200
+        assert len(sweep.seeds) >= 8 and len(SIZES[scale].seeds) >= 3 and SIZES[scale].patch_examples_per_lookahead >= 200
 
 
 def test_accuracy_measurements_pool_the_worst_lookahead_and_pair_seeds():
-    S = gs.LookaheadScore
+    S = common.LookaheadScore
     scores = {"balanced": [[S(1, 100, 99, .5), S(2, 100, 95, .3)], [S(1, 100, 97, .5), S(2, 100, 93, .3)]],
               "naive": [[S(1, 100, 90, .5), S(2, 100, 40, .3)], [S(1, 100, 92, .5), S(2, 100, 50, .3)]],
               "star": [[S(1, 100, 60, .5), S(2, 100, 35, .3)], [S(1, 100, 62, .5), S(2, 100, 33, .3)]]}
-    m = gs.accuracy_measurements(scores)
+    m = accuracy.accuracy_measurements(scores)
     assert m["balanced_worst_accuracy"].value == pytest.approx(188 / 200)  # L = 2 pooled: 95 + 93 of 200
     assert m["naive_gap_at_largest_lookahead"].value == pytest.approx(((.95 - .40) + (.93 - .50)) / 2)
     assert m["star_gap_at_largest_lookahead"].value == pytest.approx(((.95 - .35) + (.93 - .33)) / 2)
     one_seed = {d: v[:1] for d, v in scores.items()}  # one seed: the paired interval is unbounded
-    assert np.isinf(gs.accuracy_measurements(one_seed)["naive_gap_at_largest_lookahead"].high)
+    assert np.isinf(accuracy.accuracy_measurements(one_seed)["naive_gap_at_largest_lookahead"].high)
 
 
 def test_size_measurements_rank_size_against_examples_to_learn():
@@ -128,10 +129,10 @@ def test_reach_measurements_prefer_doubling_only_for_a_doubling_radius():
         r = law(layers)
         boot = r + rng.normal(0, 0.05, size=(50, 6))
         control = np.zeros(6)
-        m = gsm.reach_measurements(r, control, boot, np.zeros((50, 6)), k_max=100.0)
+        m = reach_radius.reach_measurements(r, control, boot, np.zeros((50, 6)), k_max=100.0)
         assert sign * m["reach_doubling_aic"].low > 0 and sign * m["reach_doubling_aic"].high > 0
         assert m["reach_gain_vs_random_init"].value == pytest.approx(r[-1] - r[0])
-    short = gsm.reach_measurements(np.arange(4.0), np.zeros(4), np.zeros((5, 4)), np.zeros((5, 4)), k_max=100.0)
+    short = reach_radius.reach_measurements(np.arange(4.0), np.zeros(4), np.zeros((5, 4)), np.zeros((5, 4)), k_max=100.0)
     assert not short["reach_doubling_aic"].measured  # 4 layers cannot decide the law
 
 
@@ -139,15 +140,15 @@ def test_patching_measurements_count_only_correct_answers_and_pair_the_control()
     correct = np.array([True] * 200 + [False] * 50)
     explained = np.array([True] * 150 + [False] * 50 + [True] * 50)
     control = np.array([True] * 40 + [False] * 160 + [True] * 50)
-    m = gsm.patching_measurements(explained, control, correct)
+    m = path_merging.patching_measurements(explained, control, correct)
     assert m["merging_explained"].value == pytest.approx(150 / 200)
     assert m["merging_over_control"].value == pytest.approx((150 - 40) / 200)
     assert m["merging_over_control"].low > 0.1  # 0.55 ± ~0.07
 
 
 def test_wilson_bound_is_below_the_accuracy_and_tightens_with_n():
-    small = gs.LookaheadScore(L=1, n=50, correct=45, chance=0.5)
-    large = gs.LookaheadScore(L=1, n=5000, correct=4500, chance=0.5)
+    small = common.LookaheadScore(L=1, n=50, correct=45, chance=0.5)
+    large = common.LookaheadScore(L=1, n=5000, correct=4500, chance=0.5)
     assert small.wilson_lower() < large.wilson_lower() < 0.9
     # n = 5000, p = 0.9: 3 standard errors = 3·√(0.09/5000) = 0.0127; Wilson's centre shift is O(1/n)
     assert large.wilson_lower() == pytest.approx(0.9 - 0.0127, abs=1e-3)

@@ -74,7 +74,7 @@ def test_depth_slope_is_the_log_log_slope_with_a_delta_method_interval():
     Constant samples have no spread: a zero-width interval; spread widens it symmetrically."""
     import numpy as np
 
-    from theorybench.studies.variance import depth_slope
+    from theorybench.studies.variance.gradient_scale_at_init import depth_slope
 
     flat = depth_slope(np.ones(8), np.full(8, 4.0), 2, 8)
     assert flat.value == pytest.approx(0.5, rel=1e-14) and flat.low == flat.high == flat.value

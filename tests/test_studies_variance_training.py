@@ -1,5 +1,6 @@
 """Claims of the variance-growth training figures on the Markov language
-(theorybench.studies.variance_training_figures), measured as growth relative to initialization.
+(theorybench.studies.variance: trained_growth, massive_activations_training, gradient_norms_early_training),
+measured as growth relative to initialization.
 
 The claim ("Peri-LN: Revisiting Layer Normalization in the Transformer Architecture", Kim et al. 2025):
 in training, Pre-LN's hidden-state variance outgrows Peri-LN's, whose output norms keep it bounded. Placements
@@ -9,6 +10,7 @@ mean ± t_{0.975, n−1}·sd/√n (t = 4.30 for n = 3), and a sign is claimed on
 fixed, so each outcome is deterministic; the interval is the margin against a change of seeds.
 """
 
+import dataclasses
 import math
 
 import matplotlib.pyplot as plt
@@ -18,11 +20,11 @@ import torch
 
 from test_studies import render_tiny
 from theorybench.claims import paired_difference
-from theorybench.studies import variance_training as vt
-from theorybench.studies import variance_training_figures as vtf
-from theorybench.studies.variance import LABELS
+from theorybench.studies.variance import common, experiments, trained_growth
+from theorybench.studies.variance.common import LABELS
+from theorybench.studies.variance.sizes import TRAINING_SIZES
 
-FAST = dict(vt.SIZES["quick"], depths=(4,), lr=3e-2, lrs=(3e-2,), steps=20, snapshots=())
+FAST = dataclasses.replace(TRAINING_SIZES["quick"], n_layers=(4,), lr=3e-2, lrs=(3e-2,), steps=20, snapshots=())
 SEEDS = 3
 
 
@@ -34,10 +36,11 @@ def runs_dir(tmp_path_factory):
         yield path
 
 
-def _last_layer_variance(size: dict, placement: str, depth: int, step: int) -> np.ndarray:
-    batch = vt.probe_batch(size)
-    return np.array([vt.measure(vt.model_at(vt.run_config(size, placement, depth, size["lr"], seed), step),
-                                batch)["variance"][-1] for seed in range(size["seeds"] if size is not FAST else SEEDS)])
+def _last_layer_variance(size, placement: str, depth: int, step: int) -> np.ndarray:
+    batch = common.training_probe_batch(size)
+    return np.array([common.training_statistics(common.model_at(experiments.training_run_config(
+        size, placement, depth, size.lr, seed), step), batch)["variance"][-1]
+        for seed in range(size.seeds if size is not FAST else SEEDS)])
 
 
 def test_pre_ln_grows_more_than_peri_ln_relative_to_init(runs_dir):
@@ -45,21 +48,21 @@ def test_pre_ln_grows_more_than_peri_ln_relative_to_init(runs_dir):
     4.5–5.5 at init to 1.0e3–2.0e3 (+5.5 nats), Peri-LN's from 8.1–9.7 to 54–62 (+1.8 nats); the paired
     growth difference is +3.72 [2.81, 4.64]. The whole interval above 0: the claim's direction, measured as
     growth, which a comparison of absolute variances (the old metric) does not test."""
-    growth = {p: vt.growth_from_init(_last_layer_variance(FAST, p, 4, FAST["steps"]), _last_layer_variance(FAST, p, 4, 0))
+    growth = {p: common.growth_from_init(_last_layer_variance(FAST, p, 4, FAST.steps), _last_layer_variance(FAST, p, 4, 0))
               for p in ("pre", "peri")}
     diff = paired_difference(growth["pre"], growth["peri"])
     assert diff.low > 0, diff
 
 
 def test_growth_from_init_is_the_log_ratio():
-    np.testing.assert_allclose(vt.growth_from_init([[2.0, 8.0]], [[1.0, 2.0]]), [[np.log(2), np.log(4)]], rtol=1e-15)
+    np.testing.assert_allclose(common.growth_from_init([[2.0, 8.0]], [[1.0, 2.0]]), [[np.log(2), np.log(4)]], rtol=1e-15)
 
 
 def test_fisher_exact_p_matches_hand_computed_tables():
     """1/3 against 0/3 (the old figure's "Pre 0.33, Peri 0" at lr 0.1): p = 1; 6/6 against 0/6:
     p = 2/C(12, 6) = 2/924."""
-    assert vt.fisher_exact_p(1, 3, 0, 3) == pytest.approx(1.0)
-    assert vt.fisher_exact_p(6, 6, 0, 6) == pytest.approx(2 / 924, rel=1e-12)
+    assert common.fisher_exact_p(1, 3, 0, 3) == pytest.approx(1.0)
+    assert common.fisher_exact_p(6, 6, 0, 6) == pytest.approx(2 / 924, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -74,36 +77,37 @@ def test_tiny_figure_measures_growth_not_absolute_variance(tiny_growth):
     """Replaces the old `lo <= mean <= hi` check (true by construction): the figure's a_pre_minus_peri must be
     the paired interval of the growth relative to init, recomputed here from the same runs. Measuring the
     absolute log variance instead (the metric that made the "reverse") gives another number and fails."""
-    tiny = vt.SIZES["tiny"]
-    L = max(tiny["depths"])
-    growth = {p: vt.growth_from_init(_last_layer_variance(tiny, p, L, tiny["steps"]), _last_layer_variance(tiny, p, L, 0))
+    tiny = TRAINING_SIZES["tiny"]
+    L = max(tiny.n_layers)
+    growth = {p: common.growth_from_init(_last_layer_variance(tiny, p, L, tiny.steps), _last_layer_variance(tiny, p, L, 0))
               for p in ("pre", "peri")}
     got = tiny_growth.measured["a_pre_minus_peri"]
     if got.measured:  # not_measured when a tiny run diverged
         want = paired_difference(growth["pre"], growth["peri"])
         assert (got.value, got.low, got.high) == pytest.approx((want.value, want.low, want.high), rel=1e-12)
-        absolute = paired_difference(np.log(_last_layer_variance(tiny, "pre", L, tiny["steps"])),
-                                     np.log(_last_layer_variance(tiny, "peri", L, tiny["steps"])))
+        absolute = paired_difference(np.log(_last_layer_variance(tiny, "pre", L, tiny.steps)),
+                                     np.log(_last_layer_variance(tiny, "peri", L, tiny.steps)))
         assert got.value != pytest.approx(absolute.value, rel=1e-3)
-    assert set(tiny_growth.measured) == {c.key for claim in vtf.GROWTH_CLAIMS for c in claim.criteria}
+    assert set(tiny_growth.measured) == {c.key for claim in trained_growth.GROWTH_CLAIMS for c in claim.criteria}
 
 
 def test_divergence_criteria_are_clopper_pearson_rates_of_the_lr_sweep(runs_dir):
     with pytest.MonkeyPatch.context() as mp:
         result = render_tiny("variance_massive_activations_training", mp)[1]
     plt.close(result.figure)
-    tiny = vt.SIZES["tiny"]
+    tiny = TRAINING_SIZES["tiny"]
     for key, placement in (("div_pre_top_lr", "pre"), ("div_peri_top_lr", "peri")):
-        k = sum(vt.outcome(vt.fetch(vt.lr_run_config(tiny, placement, tiny["lrs"][-1], s)))["diverged"]
-                for s in range(tiny["lr_seeds"]))
+        k = sum(common.outcome(common.fetch(experiments.lr_run_config(tiny, placement, tiny.lrs[-1], s)))["diverged"]
+                for s in range(tiny.lr_seeds))
         m = result.measured[key]
-        assert m.value == k / tiny["lr_seeds"] and m.method.startswith("Clopper–Pearson")
+        assert m.value == k / tiny.lr_seeds and m.method.startswith("Clopper–Pearson")
 
 
 def _init_models(placement: str):
-    size = vt.SIZES["tiny"]
-    L = max(size["depths"])
-    return [vt.model_at(vt.run_config(size, placement, L, size["lr"], s), 0) for s in range(size["seeds"])]
+    size = TRAINING_SIZES["tiny"]
+    L = max(size.n_layers)
+    return [common.model_at(experiments.training_run_config(size, placement, L, size.lr, s), 0)
+            for s in range(size.seeds)]
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +116,13 @@ def tiny_gradients(runs_dir):
         return render_tiny("variance_gradient_norms_early_training", mp)[1].numbers
 
 
-@pytest.mark.parametrize("placement", vt.PLACEMENTS)
+@pytest.mark.parametrize("placement", experiments.PLACEMENTS)
 def test_tiny_gradient_figure_reports_the_autograd_gradient_ratio_at_init(tiny_gradients, placement):
     """‖∇ last block‖ / ‖∇ first block‖ at step 0, recomputed with plain autograd (cross-entropy on the
     probe batch, the norm over each block's parameters) on each seed's initial model, geometric mean over
     seeds. The figure prints 4 significant digits (≤ 5e-4 relative); the two routes differ otherwise only
     by float32 summation order (~1e-6), hence 1e-3."""
-    batch = vt.probe_batch(vt.SIZES["tiny"])
+    batch = common.training_probe_batch(TRAINING_SIZES["tiny"])
     ratios = []
     for model in _init_models(placement):
         logits = model(batch["inputs"])
@@ -139,7 +143,7 @@ def tiny_massive(runs_dir):
 
 def _init_max_abs(placement: str) -> float:
     """Geometric mean over seeds of the largest |x| over x_0 … x_L at init, from the model's own cache."""
-    batch = vt.probe_batch(vt.SIZES["tiny"])
+    batch = common.training_probe_batch(TRAINING_SIZES["tiny"])
     out = []
     for model in _init_models(placement):
         L = len(model.blocks)
@@ -154,9 +158,9 @@ def test_tiny_massive_figure_reports_the_largest_activation_at_init(tiny_massive
     """The figure's "max abs(x) at init" (3 significant digits: ≤ 5e-3 relative) is the largest |x| of
     the initial models' residual streams, recomputed from their caches: taking one layer instead of the
     maximum over layers, or another seed's model, gives another number."""
-    size = vt.SIZES["tiny"]
-    L = max(size["depths"])
-    for placement in vt.PLACEMENTS:
+    size = TRAINING_SIZES["tiny"]
+    L = max(size.n_layers)
+    for placement in experiments.PLACEMENTS:
         text = tiny_massive[f"{LABELS[placement]}: max abs(x) at init → after training, L={L} (geo-mean)"]
         assert float(text.split(" → ")[0]) == pytest.approx(_init_max_abs(placement), rel=5e-3), placement
 

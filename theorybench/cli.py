@@ -105,7 +105,9 @@ def _list(args: argparse.Namespace) -> int:
     _print_by_family(registry.experiments().values(),
                      lambda spec: f"    {spec.name}" + (f"  {spec.summary}" if spec.summary else ""))
     print("\nFigures (theorybench figures [NAME ...]):")
-    _print_by_family(registry.figures().values(), lambda spec: f"    {spec.name}\n      claim: {spec.claim}")
+    # The module: where a reader finds the figure's measure, plot and claims (theorybench/studies/<family>/).
+    _print_by_family(registry.figures().values(),
+                     lambda spec: f"    {spec.name}\n      claim: {spec.claim}\n      module: {spec.make.__module__}")
     print("\nSweeps (theorybench sweep NAME [--scale full] [--executor slurm]; theorybench sweep NAME --status):")
     _print_by_family(registry.sweeps().values(),
                      lambda spec: f"    {spec.name}" + (f"  {spec.summary}" if spec.summary else "")

@@ -9,6 +9,7 @@ Runs are noted by ``get_or_train`` (``note_run``) while a figure is being made (
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -64,9 +65,16 @@ def machine() -> dict:
 
 
 def sizes_hash(sizes) -> str:
-    """A short, stable hash of a study's sizes at one scale (a dict or dataclass of plain values)."""
-    payload = json.dumps(sizes, sort_keys=True, default=repr)
+    """A short, stable hash of a study's sizes at one scale (a dict or dataclass of plain values).
+
+    A dataclass hashes as the dict of its fields, so sizes that moved from a dict to a dataclass with the
+    same keys and values keep their hash (and the results made with them stay current)."""
+    payload = json.dumps(sizes, sort_keys=True, default=_plain)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else repr(value)
 
 
 def _cpu_model() -> str:

@@ -1,9 +1,12 @@
 """The registry: where study families declare their experiments and figures.
 
-A study family adds one module, ``theorybench/studies/<family>.py``, whose import calls
-``register_experiment`` and ``register_figure``. The command line (``theorybench list / train /
-figures / show-config``) and ``make figures`` find everything through ``load_studies()``; nothing
-else needs to change when a family is added.
+A study family is one package, ``theorybench/studies/<family>/``, whose import calls
+``register_experiment``, ``register_sweep`` and ``register_figure``: ``sizes.py`` (one frozen sizes
+dataclass per scale), ``experiments.py`` (config builders, experiments and sweeps), one module per
+figure (``measure`` → data, ``plot``, the claims and the registration), ``common.py`` for what several
+figures share, and a README (claim → figure → function → test). The command line (``theorybench list /
+train / figures / show-config``; ``list`` names each figure's module) and ``make figures`` find
+everything through ``load_studies()``; nothing else needs to change when a family is added.
 
 - An ``ExperimentSpec`` names a config builder: ``build(scale)`` returns an ``ExperimentConfig``
   (``scale`` is "quick", CPU-sized, or "full", the paper's size on a GPU).
@@ -218,7 +221,8 @@ def default_scale() -> str:
 
 
 def load_studies() -> None:
-    """Import every module of ``theorybench.studies`` so that their ``register_*`` calls run.
+    """Import every module and family package of ``theorybench.studies`` (a package imports its figure
+    modules) so that their ``register_*`` calls run.
 
     Idempotent: Python imports each module once."""
     if not _LOAD_STUDIES:

@@ -25,18 +25,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from theorybench.claims import Claim, Criterion, exact, not_measured
+from theorybench.claims import Claim, Criterion, Measurement, exact, not_measured
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
+from toy_models.svm_training import train_prompt
 
-# medium: 24 starts for 5,000 steps (≈ 0.5 s of CPU per path and method, closed-form gradient).
-SIZES = {
-    "quick": dict(inits=8, steps=1000),
-    "medium": dict(inits=24, steps=5000),
-    "full": dict(inits=24, steps=5000),
-    "tiny": dict(inits=6, steps=150),
-}
+from .sizes import PROMPT_SIZES, PromptSizes
+
+SIZES = PROMPT_SIZES  # what theorybench.figures hashes into each result's provenance
 LR = 0.1
 PAPER_STEPS = 1000  # the Max-Margin experiments' iterations: the ray criterion is not judged on shorter runs
 R0 = 3.0  # radius of the initializations: large enough that the local cone catches some of them
@@ -46,13 +44,17 @@ V = np.array([0.0, 1.0])
 Z_E1 = np.array([[1.0, 0.0]])  # the prompt model as the W-layer with query e_1 (see toy_models.svm_training)
 
 
+
+def measure(sizes: PromptSizes) -> dict:
+    """The p-SVM rays and GD paths of ``sizes`` (``prompt_runs``, cached per size in this process)."""
+    return prompt_runs(sizes.inits, sizes.steps)
+
+
 @functools.lru_cache(maxsize=2)
 def prompt_runs(inits: int, steps: int) -> dict:
     """p-SVM solutions of every locally optimal selection and the GD paths from each initialization."""
-    from tqdm.auto import tqdm
-
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
     from theory.attention_svm import is_locally_optimal, optimal_tokens, solve_att_svm, solve_p_svm
-    from toy_models.svm_training import train_prompt
 
     T = TOKENS.shape[1]
     rays = {}
@@ -87,14 +89,13 @@ def direction_error(paths: np.ndarray, ray: np.ndarray) -> np.ndarray:
     return 1 - paths @ ray / (norms * np.linalg.norm(ray))
 
 
-def token_selection_geometry(scale: str) -> FigureResult:
+def plot(run: dict, sizes: PromptSizes):
+    # matplotlib here, not at the top: the command line imports every study and should start fast
     import matplotlib.pyplot as plt
 
-    size = SIZES[scale]
-    run = prompt_runs(**size)
     rays, opt = run["rays"], run["opt"]
     P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
-    k = np.arange(size["steps"] + 1)
+    k = np.arange(sizes.steps + 1)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ray_color = {t: colors[i % len(colors)] for i, t in enumerate(sorted(rays))}
     gamma = (Y[:, None] * (TOKENS @ V))[0]
@@ -121,19 +122,12 @@ def token_selection_geometry(scale: str) -> FigureResult:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
 
     ax = axes[1]
-    numbers: dict[str, float | str] = {}
     for t, p in sorted(rays.items()):
         mine = sel == t
         if mine.any():
             err = np.maximum(direction_error(P[mine], p), 1e-16)
             for e in err:
                 ax.plot(k[1:], e[1:], color=ray_color[t], lw=1)
-        kind = "global" if t == opt else "local"
-        numbers[f"starts ending on the {kind} token {t}"] = f"{int(mine.sum())}/{len(P)}"
-        if mine.any():
-            numbers[f"{kind} token {t}: max 1 − corr(p(K), p^mm) over its starts"] = float(f"{direction_error(P[mine], p)[:, -1].max():.2e}")
-    stray = ~np.isin(sel, list(rays))
-    numbers["starts ending on a token that is not locally optimal"] = f"{int(stray.sum())}/{len(P)}"
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("iteration k")
@@ -141,42 +135,85 @@ def token_selection_geometry(scale: str) -> FigureResult:
     ax.set_title("each normalized-GD path against its own ray", fontsize=9)
 
     ax = axes[2]
-    for method, style, label in (("normalized", "-", "normalized GD"), ("gd", "--", "constant-step GD")):
+    for method, style, label in _METHODS:
         norms = np.linalg.norm(run["paths"][method], axis=-1)
         ax.plot(k, norms.mean(axis=0), ls=style, color="k", label=f"{label} (mean over starts)")
         ax.fill_between(k, norms.min(axis=0), norms.max(axis=0), color="0.5", alpha=0.2)
-        numbers[f"{label}: mean ‖p(K)‖ at K = {size['steps']}"] = float(f"{norms[:, -1].mean():.3g}")
     ax.plot(k, R0 + LR * k, ls=":", color="0.5", label="‖p(0)‖ + η k")
-    last = run["last_step"]["normalized"]
-    growth = (np.linalg.norm(P[:, -1], axis=-1) - R0) / (LR * np.maximum(last, 1))
-    numbers["normalized GD: runs stopped early (gradient below the float64 normal range)"] = \
-        f"{int(np.sum(last < size['steps']))}/{len(P)}"
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("iteration k")
     ax.set_ylabel("‖p(k)‖ (band: min–max over starts)")
     ax.set_title(f"norm growth, η = {LR}", fontsize=9)
     ax.legend(fontsize=7)
     fig.suptitle("Token selection by a trainable prompt p: GD converges in direction to a max-margin ray", fontsize=10)
-    numbers["locally optimal tokens (with their p-SVM rays)"] = ", ".join(str(t) for t in sorted(rays))
-    numbers["iterations"] = size["steps"]
+    return fig
 
-    on_ray = np.isin(sel, list(rays))
-    corr = np.array([1 - direction_error(path[None, -1:], rays[t])[0, 0] if t in rays else np.nan
+
+_METHODS = (("normalized", "-", "normalized GD"), ("gd", "--", "constant-step GD"))
+
+
+def _growth(run: dict) -> np.ndarray:
+    """Per start: (‖p(K)‖ − ‖p(0)‖)/(η K) under normalized GD, K the step it stopped at."""
+    P, last = run["paths"]["normalized"], run["last_step"]["normalized"]
+    return (np.linalg.norm(P[:, -1], axis=-1) - R0) / (LR * np.maximum(last, 1))
+
+
+def _final_corr(run: dict) -> np.ndarray:
+    """Per start: corr(p(K), p^mm of the token it selects); nan where that token has no ray."""
+    rays, P, sel = run["rays"], run["paths"]["normalized"], run["selected"]["normalized"]
+    return np.array([1 - direction_error(path[None, -1:], rays[t])[0, 0] if t in rays else np.nan
                      for path, t in zip(P, sel)])
+
+
+def numbers(run: dict, sizes: PromptSizes) -> dict[str, float | str]:
+    rays, opt = run["rays"], run["opt"]
+    P, sel = run["paths"]["normalized"], run["selected"]["normalized"]
+    out: dict[str, float | str] = {}
+    for t, p in sorted(rays.items()):
+        mine = sel == t
+        kind = "global" if t == opt else "local"
+        out[f"starts ending on the {kind} token {t}"] = f"{int(mine.sum())}/{len(P)}"
+        if mine.any():
+            out[f"{kind} token {t}: max 1 − corr(p(K), p^mm) over its starts"] = float(f"{direction_error(P[mine], p)[:, -1].max():.2e}")
+    stray = ~np.isin(sel, list(rays))
+    out["starts ending on a token that is not locally optimal"] = f"{int(stray.sum())}/{len(P)}"
+    for method, _, label in _METHODS:
+        norms = np.linalg.norm(run["paths"][method], axis=-1)
+        out[f"{label}: mean ‖p(K)‖ at K = {sizes.steps}"] = float(f"{norms[:, -1].mean():.3g}")
+    last = run["last_step"]["normalized"]
+    out["normalized GD: runs stopped early (gradient below the float64 normal range)"] = \
+        f"{int(np.sum(last < sizes.steps))}/{len(P)}"
+    out["locally optimal tokens (with their p-SVM rays)"] = ", ".join(str(t) for t in sorted(rays))
+    out["iterations"] = sizes.steps
+    out["worst start: corr(p(K), p^mm of its token)"] = float(f"{np.nanmin(_final_corr(run)):.6f}")
+    out["worst start: (‖p(K)‖ − ‖p(0)‖) / (η K)"] = float(f"{_growth(run).min():.4f}")
+    return out
+
+
+def prompt_measurements(run: dict, sizes: PromptSizes) -> dict[str, Measurement]:
+    """Over the deterministic starts: the fraction ending on a locally optimal token, the fraction of
+    locally optimal tokens reached, the worst final correlation with its ray (judged at ≥ the paper's
+    1000 steps), the worst linear-growth rate under normalized GD, and constant-step over normalized growth."""
+    rays, P, sel = run["rays"], run["paths"]["normalized"], run["selected"]["normalized"]
+    on_ray = np.isin(sel, list(rays))
+    corr = _final_corr(run)
     gd_norms = np.linalg.norm(run["paths"]["gd"][:, -1], axis=-1) - R0
     ngd_norms = np.linalg.norm(P[:, -1], axis=-1) - R0
-    measured = {
+    return {
         "prompt_ends_locally_optimal": exact(float(on_ray.mean()), f"deterministic starts, {len(P)} of them"),
         "prompt_rays_reached": exact(len(set(sel[on_ray].tolist())) / len(rays), "deterministic starts"),
         "prompt_worst_corr": (exact(float(np.nanmin(corr)) if on_ray.all() else float("-inf"), "worst start")
-                              if size["steps"] >= PAPER_STEPS else
-                              not_measured(f"{size['steps']} steps, fewer than the paper's {PAPER_STEPS}")),
-        "ngd_linear_growth": exact(float(growth.min()), "worst start: (‖p(K)‖ − ‖p(0)‖)/(η K)"),
+                              if sizes.steps >= PAPER_STEPS else
+                              not_measured(f"{sizes.steps} steps, fewer than the paper's {PAPER_STEPS}")),
+        "ngd_linear_growth": exact(float(_growth(run).min()), "worst start: (‖p(K)‖ − ‖p(0)‖)/(η K)"),
         "gd_slower_growth": exact(float(gd_norms.mean() / ngd_norms.mean()), "mean over starts"),
     }
-    numbers["worst start: corr(p(K), p^mm of its token)"] = float(f"{np.nanmin(corr):.6f}")
-    numbers["worst start: (‖p(K)‖ − ‖p(0)‖) / (η K)"] = float(f"{growth.min():.4f}")
-    return FigureResult(fig, numbers, measured)
+
+
+def token_selection_geometry(scale: str) -> FigureResult:
+    sizes = SIZES[scale]
+    run = measure(sizes)
+    return FigureResult(plot(run, sizes), numbers(run, sizes), prompt_measurements(run, sizes))
 
 
 _MAX_MARGIN = "Max-Margin Token Selection in Attention Mechanism (Tarzanagh, Li, Zhang, Oymak 2023)"

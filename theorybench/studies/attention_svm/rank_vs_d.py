@@ -27,18 +27,17 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from theorybench.claims import Claim, Criterion, binomial_interval, exact, not_measured
+from theorybench.claims import Claim, Criterion, Measurement, binomial_interval, exact, not_measured
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
+from toy_models.tasks.attention_svm_data import AttentionSVMData
 
-# medium: the quick grid with 10 seeds (240 instances × 3 solves; quick, 48 instances, took 11 s of CPU).
-SIZES = {
-    "quick": dict(ns=(2, 6, 12), ds=(2, 3, 4, 6, 8, 10, 12, 14), T=8, seeds=2),
-    "medium": dict(ns=(2, 6, 12), ds=(2, 3, 4, 6, 8, 10, 12, 14), T=8, seeds=10),
-    "full": dict(ns=(2, 6, 12, 24), ds=(2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24), T=8, seeds=10),
-    "tiny": dict(ns=(2, 6), ds=(2, 4, 6, 8), T=8, seeds=1),
-}
+from .sizes import RANK_SIZES, RankSizes
+
+SIZES = RANK_SIZES  # what theorybench.figures hashes into each result's provenance
+TF_SVM = "Transformers as Support Vector Machines (Tarzanagh, Li, Thrampoulidis, Oymak 2023)"
 SOLVES = {  # label -> (norm, solver, tol)
     "fro": ("fro", "CLARABEL", None),
     "nuc": ("nuc", "CLARABEL", None),
@@ -49,14 +48,18 @@ LABELS = {"fro": "Frobenius (CLARABEL 1e-9)", "nuc": "nuclear (CLARABEL 1e-9)",
 ROUNDOFF_READ = ("nuc_scs_default",)  # read the naive way: the artifact the figure shows
 
 
+
+def measure(sizes: RankSizes) -> dict:
+    """The rank table of ``sizes`` (``rank_table``, cached per size in this process)."""
+    return rank_table(sizes.ns, sizes.ds, sizes.T, sizes.seeds)
+
+
 @functools.lru_cache(maxsize=2)
 def rank_table(ns: tuple, ds: tuple, T: int, seeds: int) -> dict:
     """{(n, d, seed): {label: (status, rank, trailing σ_{r+1}/σ_1 at the CLARABEL nuclear rank r,
     inputs with a support token, rank at the solver's stated accuracy)}}."""
-    from tqdm.auto import tqdm
-
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
     from theory.attention_svm import numerical_rank, solve_att_svm, support_inputs
-    from toy_models.tasks.attention_svm_data import AttentionSVMData
 
     table = {}
     grid = [(n, d, s) for n in ns for d in ds for s in range(seeds)]
@@ -80,12 +83,11 @@ def rank_table(ns: tuple, ds: tuple, T: int, seeds: int) -> dict:
     return table
 
 
-def rank_vs_d(scale: str) -> FigureResult:
+def plot(table: dict, sizes: RankSizes):
+    # matplotlib here, not at the top: the command line imports every study and should start fast
     import matplotlib.pyplot as plt
 
-    size = SIZES[scale]
-    table = rank_table(**size)
-    ns, ds = size["ns"], size["ds"]
+    ns, ds = sizes.ns, sizes.ds
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"fro": dict(ls="-", marker="o"), "nuc": dict(ls="--", marker="s"),
@@ -95,7 +97,7 @@ def rank_vs_d(scale: str) -> FigureResult:
         for label, style in styles.items():
             mean = []
             for d in ds:
-                ranks = [table[(n, d, s)][label][1] for s in range(size["seeds"])
+                ranks = [table[(n, d, s)][label][1] for s in range(sizes.seeds)
                          if all(v[0] == "optimal" for v in table[(n, d, s)].values())]
                 mean.append(np.mean(ranks) if ranks else np.nan)
             ax.plot(ds, mean, color=c, label=f"n = {n}" if label == "fro" else None, **style)
@@ -104,7 +106,7 @@ def rank_vs_d(scale: str) -> FigureResult:
         ax.plot([], [], color="0.3", label=LABELS[label], **style)
     ax.set_xlabel("token dimension d")
     ax.set_ylabel("rank (largest spectral gap), mean over seeds")
-    ax.set_title(f"T = {size['T']}; wide pale lines: the bound min(n, d); gaps: Att-SVM infeasible", fontsize=9)
+    ax.set_title(f"T = {sizes.T}; wide pale lines: the bound min(n, d); gaps: Att-SVM infeasible", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
 
     ax = axes[1]
@@ -123,15 +125,24 @@ def rank_vs_d(scale: str) -> FigureResult:
     fig.suptitle("Rank of the Att-SVM solutions: Frobenius min(d, inputs with a support token), nuclear lower — "
                  "when solved accurately", fontsize=10)
 
-    numbers: dict[str, float | str] = {}
-    solved = [k for k, row in table.items() if all(v[0] == "optimal" for v in row.values())]
+    return fig
+
+
+def _solved(table: dict) -> list:
+    """The instances every solver solved to tolerance."""
+    return [k for k, row in table.items() if all(v[0] == "optimal" for v in row.values())]
+
+
+def numbers(table: dict) -> dict[str, float | str]:
+    solved = _solved(table)
+    out: dict[str, float | str] = {}
     infeasible = [k for k, row in table.items() if row["fro"][0] == "infeasible"]
     other = [k for k in table if k not in solved and k not in infeasible]
-    numbers["instances (n, d, seed)"] = len(table)
-    numbers["Att-SVM infeasible (reported, left out)"] = len(infeasible)
-    numbers["not solved to tolerance by some solver (reported, left out)"] = len(other)
+    out["instances (n, d, seed)"] = len(table)
+    out["Att-SVM infeasible (reported, left out)"] = len(infeasible)
+    out["not solved to tolerance by some solver (reported, left out)"] = len(other)
     if other:
-        numbers["not solved: (n, d, seed) and statuses"] = "; ".join(
+        out["not solved: (n, d, seed) and statuses"] = "; ".join(
             f"{k}: " + ", ".join(f"{lab} {v[0]}" for lab, v in table[k].items()) for k in other)
     fro_full = sum(table[k]["fro"][1] == min(k[0], k[1]) for k in solved)
     fro_law = sum(table[k]["fro"][1] == min(k[1], table[k]["fro"][3]) for k in solved)
@@ -143,40 +154,55 @@ def rank_vs_d(scale: str) -> FigureResult:
     scs_diff = sum(table[k]["nuc_scs_default"][1] != table[k]["nuc"][1] for k in solved)
     scs_higher = sum(table[k]["nuc_scs_default"][1] > table[k]["nuc"][1] for k in solved)
     total = len(solved)
-    numbers["Frobenius rank ≤ min(n, d)"] = f"{fro_le}/{total}"
-    numbers["Frobenius rank = min(n, d)"] = f"{fro_full}/{total}"
-    numbers["Frobenius rank = min(d, inputs with a support token)"] = f"{fro_law}/{total}"
-    numbers["instances with an input that has no support token"] = f"{lacking}/{total}"
-    numbers["nuclear rank ≤ min(n, d)"] = f"{nuc_le_n}/{total}"
-    numbers["nuclear rank ≤ Frobenius rank"] = f"{nuc_le}/{total}"
-    numbers["nuclear rank < Frobenius rank"] = f"{nuc_lower}/{total}"
-    numbers["SCS-default nuclear rank ≠ accurate nuclear rank"] = f"{scs_diff}/{total}"
-    numbers["SCS-default nuclear rank > accurate nuclear rank"] = f"{scs_higher}/{total}"
+    out["Frobenius rank ≤ min(n, d)"] = f"{fro_le}/{total}"
+    out["Frobenius rank = min(n, d)"] = f"{fro_full}/{total}"
+    out["Frobenius rank = min(d, inputs with a support token)"] = f"{fro_law}/{total}"
+    out["instances with an input that has no support token"] = f"{lacking}/{total}"
+    out["nuclear rank ≤ min(n, d)"] = f"{nuc_le_n}/{total}"
+    out["nuclear rank ≤ Frobenius rank"] = f"{nuc_le}/{total}"
+    out["nuclear rank < Frobenius rank"] = f"{nuc_lower}/{total}"
+    out["SCS-default nuclear rank ≠ accurate nuclear rank"] = f"{scs_diff}/{total}"
+    out["SCS-default nuclear rank > accurate nuclear rank"] = f"{scs_higher}/{total}"
     scs_at_acc = sum(table[k]["nuc_scs_default"][4] != table[k]["nuc"][1] for k in solved)
-    numbers["SCS-default nuclear rank read at its stated 1e-5 ≠ accurate nuclear rank"] = f"{scs_at_acc}/{total}"
+    out["SCS-default nuclear rank read at its stated 1e-5 ≠ accurate nuclear rank"] = f"{scs_at_acc}/{total}"
     for label in ("nuc", "nuc_scs_default"):
         tr = [table[k][label][2] for k in solved if np.isfinite(table[k][label][2])]
-        numbers[f"{label}: median σ_(r+1)/σ_1 beyond the accurate rank"] = float(f"{np.median(tr):.2e}") if tr else "none"
+        out[f"{label}: median σ_(r+1)/σ_1 beyond the accurate rank"] = float(f"{np.median(tr):.2e}") if tr else "none"
+    return out
+
+
+def rank_measurements(table: dict) -> dict[str, Measurement]:
+    """Over the instances every solver solved: the rate of the Frobenius rank law and of nuclear rank
+    ≤ Frobenius rank (exact: solver ranks), and the rate of nuclear < Frobenius (Clopper–Pearson)."""
+    solved = _solved(table)
+    total = len(solved)
+    fro_law = sum(table[k]["fro"][1] == min(k[1], table[k]["fro"][3]) for k in solved)
+    nuc_le = sum(table[k]["nuc"][1] <= table[k]["fro"][1] for k in solved)
+    nuc_lower = sum(table[k]["nuc"][1] < table[k]["fro"][1] for k in solved)
     measured = {
         "rank_law": exact(fro_law / total, f"solver, {total} instances") if total else not_measured("no instance solved"),
         "nuc_never_above_fro": exact(nuc_le / total, f"solver, {total} instances") if total else not_measured("no instance solved"),
         "nuc_below_fro_rate": binomial_interval(nuc_lower, total) if total else not_measured("no instance solved"),
     }
-    return FigureResult(fig, numbers, measured)
+    return measured
 
 
-_TF_SVM = "Transformers as Support Vector Machines (Tarzanagh, Li, Thrampoulidis, Oymak 2023)"
+def rank_vs_d(scale: str) -> FigureResult:
+    sizes = SIZES[scale]
+    table = measure(sizes)
+    return FigureResult(plot(table, sizes), numbers(table), rank_measurements(table))
+
 
 CLAIMS = (
     Claim(key="frobenius_rank_law",
           statement=("The Frobenius Att-SVM solution has rank min(d, number of inputs with a support token): "
                      "W^mm = Σ_i (Σ_t λ_it (x_iα − x_it)) z_iᵀ"),
-          source=f"{_TF_SVM}, the KKT form of W^mm and its rank figure (random unit tokens, T = 8)",
+          source=f"{TF_SVM}, the KKT form of W^mm and its rank figure (random unit tokens, T = 8)",
           criteria=(Criterion(key="rank_law", quantity="fraction of solved instances where the law holds",
                               op=">=", threshold=1.0),)),
     Claim(key="nuclear_rank_lower",
           statement="The nuclear Att-SVM⋆ solution has lower rank than the Frobenius one (and never higher)",
-          source=f"{_TF_SVM}, the rank figure of the Frobenius and nuclear SVM solutions",
+          source=f"{TF_SVM}, the rank figure of the Frobenius and nuclear SVM solutions",
           criteria=(Criterion(key="nuc_never_above_fro", quantity="fraction of solved instances with nuclear rank ≤ Frobenius rank",
                               op=">=", threshold=1.0),
                     Criterion(key="nuc_below_fro_rate", quantity="fraction of solved instances with nuclear rank < Frobenius rank",

@@ -15,13 +15,19 @@ it); these runs train on the full balanced distribution from the first step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from tqdm.auto import tqdm
 
 from theorybench.claims import Claim, Criterion, Measurement, bootstrap_interval, not_measured
-from theorybench.registry import FigureResult, FigureSpec, SweepSpec, register_figure, register_sweep
+from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
+from toy_models.tasks.graph_search import Vocab
 
-from .graph_search import PAPER, SIZES, accuracy_by_lookahead, searcher_experiment, trained
+from .common import PAPER, accuracy_by_lookahead
+from .experiments import size_sweep_configs, trained
+from .sizes import SIZES, GraphSearchSizes, SizeSweep
 
 TRAIN_ACCURACY = 0.995  # the paper's scaling plots: a run has converged once a logged training accuracy ≥ 0.995
 MIN_RHO = 0.0  # difficulty grows with size: a positive rank correlation of size and examples-to-learn
@@ -36,18 +42,6 @@ SIZE_CLAIMS = (
 )
 
 
-def size_sweep_members(scale: str):
-    """Balanced searchers of one depth, budget and largest lookahead at growing graph sizes, several seeds each."""
-    sweep = SIZES[scale]["sweep"]
-    return [searcher_experiment(scale, "balanced", max_input_size=N, n_layers=sweep["layers"], steps=sweep["steps"],
-                                batch=sweep["batch"], seed=seed, max_lookahead=sweep["max_lookahead"],
-                                name=f"graph_search_size_N{N}")
-            for N in sweep["sizes"] for seed in sweep["seeds"]]
-
-
-SIZE_SWEEP = register_sweep(SweepSpec("graph_search_size_sweep", "graph_search", size_sweep_members))
-
-
 def examples_to_learn(metrics, batch: int, budget_steps: int, criterion: float = TRAIN_ACCURACY) -> tuple[int, bool]:
     """(examples seen at the first logged evaluation with accuracy ≥ ``criterion``, True), or
     (the budget's examples, False) when no evaluation met it (censored)."""
@@ -60,7 +54,7 @@ def examples_to_learn(metrics, batch: int, budget_steps: int, criterion: float =
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's ρ (average ranks for ties); NaN when either variable is constant."""
-    from scipy import stats  # here: scipy.stats costs the command line's start-up ~0.8 s
+    from scipy import stats  # here, not at the top: scipy.stats costs the command line's start-up ~0.8 s
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -79,48 +73,77 @@ def size_measurements(sizes: np.ndarray, examples: np.ndarray) -> dict[str, Meas
                                                         method="percentile bootstrap over runs")}
 
 
-def size_sweep(scale: str) -> FigureResult:
-    with single_thread():
-        return _size_sweep(scale)
+@dataclass(frozen=True)
+class SizeSweepData:
+    """One row per run of the sweep: its largest vertex id, the examples it saw until it met the
+    criterion (or the budget, censored), whether it met it, and its worst held-out accuracy over L."""
+
+    sweep: SizeSweep
+    graph: np.ndarray
+    seen: np.ndarray
+    learned: np.ndarray
+    worst: np.ndarray
+
+    @property
+    def graph_sizes(self) -> list[int]:
+        return sorted(set(self.graph.tolist()))
+
+    def fraction_learned(self) -> list[float]:
+        return [float(self.learned[self.graph == g].mean()) for g in self.graph_sizes]
 
 
-def _size_sweep(scale: str) -> FigureResult:
-    import matplotlib.pyplot as plt
-    from tqdm.auto import tqdm
-
-    from toy_models.tasks.graph_search import Vocab
-
-    size = SIZES[scale]
-    sweep = size["sweep"]
+def measure(sizes: GraphSearchSizes) -> SizeSweepData:
+    """Train (or reuse) every run of the size sweep with ``sizes`` and read its examples-to-learn and
+    worst held-out accuracy (``test_examples_per_lookahead`` per lookahead)."""
+    sweep = sizes.sweep
     rows = []
-    for cfg in tqdm(SIZE_SWEEP.members(scale), desc="graph_search size sweep", unit="run", disable=None):
+    for cfg in tqdm(size_sweep_configs(sizes), desc="graph_search size sweep", unit="run", disable=None):
         run = trained(cfg)
-        seen, learned = examples_to_learn(run.metrics, sweep["batch"], sweep["steps"])
-        worst = min(s.accuracy for s in accuracy_by_lookahead(run.load_model(), cfg.task, size["test_per_L"]))
+        seen, learned = examples_to_learn(run.metrics, sweep.batch_size, sweep.steps)
+        worst = min(s.accuracy for s in accuracy_by_lookahead(run.load_model(), cfg.task,
+                                                              sizes.test_examples_per_lookahead))
         rows.append((Vocab(cfg.task.max_input_size).max_vertex, seen, learned, worst))
     graph, seen, learned, worst = (np.array(c) for c in zip(*rows))
-    sizes = sorted(set(graph.tolist()))
-    frac = [float(learned[graph == g].mean()) for g in sizes]
+    return SizeSweepData(sweep, graph, seen, learned, worst)
+
+
+def plot(data: SizeSweepData):
+    # matplotlib here, not at the top: the command line imports every study and should start fast
+    import matplotlib.pyplot as plt
+
+    sweep, graph, sizes = data.sweep, data.graph, data.graph_sizes
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.6, 3.6))
-    ax.scatter(graph, seen, c=np.where(learned, "C0", "C3"), alpha=0.7)
+    ax.scatter(graph, data.seen, c=np.where(data.learned, "C0", "C3"), alpha=0.7)
     ax.set_xticks(sizes)
     ax.set_xlabel("largest graph (vertex ids) = (N − 5) // 3")
     ax.set_ylabel(f"examples to training accuracy {TRAIN_ACCURACY} (red: censored)")
-    ax.set_title(f"{sweep['layers']} layers, L_max = {sweep['max_lookahead']}, {sweep['steps']} steps × "
-                 f"{sweep['batch']}, {len(sweep['seeds'])} seeds")
-    ax2.plot(sizes, frac, "o-", label="fraction of seeds that learned")
-    ax2.scatter(graph, worst, color="0.5", alpha=0.5, s=12, label="worst held-out accuracy over L")
+    ax.set_title(f"{sweep.n_layers} layers, L_max = {sweep.max_lookahead}, {sweep.steps} steps × "
+                 f"{sweep.batch_size}, {len(sweep.seeds)} seeds")
+    ax2.plot(sizes, data.fraction_learned(), "o-", label="fraction of seeds that learned")
+    ax2.scatter(graph, data.worst, color="0.5", alpha=0.5, s=12, label="worst held-out accuracy over L")
     ax2.set_xticks(sizes)
     ax2.set_ylim(-0.05, 1.05)
     ax2.set_xlabel("largest graph (vertex ids)")
     ax2.legend(fontsize=7)
-    return FigureResult(fig, {
+    return fig
+
+
+def numbers(data: SizeSweepData) -> dict[str, float | str]:
+    graph, sizes = data.graph, data.graph_sizes
+    return {
         "graph sizes (vertex ids)": ", ".join(map(str, sizes)),
-        f"fraction of seeds reaching training accuracy {TRAIN_ACCURACY}": ", ".join(f"{f:.2f}" for f in frac),
+        f"fraction of seeds reaching training accuracy {TRAIN_ACCURACY}": ", ".join(
+            f"{f:.2f}" for f in data.fraction_learned()),
         "median examples to learn (censored at the budget)": ", ".join(
-            f"{np.median(seen[graph == g]):.0f}" for g in sizes),
-        "median worst held-out accuracy": ", ".join(f"{np.median(worst[graph == g]):.2f}" for g in sizes),
-    }, measured=size_measurements(graph, seen))
+            f"{np.median(data.seen[graph == g]):.0f}" for g in sizes),
+        "median worst held-out accuracy": ", ".join(f"{np.median(data.worst[graph == g]):.2f}" for g in sizes),
+    }
+
+
+def size_sweep(scale: str) -> FigureResult:
+    with single_thread():
+        data = measure(SIZES[scale])
+    return FigureResult(plot(data), numbers(data), measured=size_measurements(data.graph, data.seen))
 
 
 register_figure(FigureSpec(

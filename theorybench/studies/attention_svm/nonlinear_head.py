@@ -36,21 +36,17 @@ import functools
 import math
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from theorybench.claims import (Claim, Criterion, Measurement, bootstrap_interval, not_measured,
                                 paired_difference, t_interval)
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
+from toy_models.svm_training import train_relu_head
 
-# tiny: the test suite's render; quick: ~2 min of one core (measured 109 s of CPU); medium: the
-# paper's 500 accepted instances per d, ≈ 12 min of CPU estimated from quick (≈ 19 ms per attempt,
-# ≈ 21k attempts at d = 10; not run yet); full: the same (the paper's count).
-SIZES = {
-    "tiny": dict(ds=(4, 6), instances=4, max_attempts=40),
-    "quick": dict(ds=(4, 6, 8, 10), instances=100, max_attempts=2500),
-    "medium": dict(ds=(4, 6, 8, 10), instances=500, max_attempts=60_000),
-    "full": dict(ds=(4, 6, 8, 10), instances=500, max_attempts=60_000),
-}
+from .sizes import NONLINEAR_SIZES, NonlinearSizes
+
+SIZES = NONLINEAR_SIZES  # what theorybench.figures hashes into each result's provenance
 PAPER_DS = (4, 6, 8, 10)
 N, T = 3, 4
 STEPS, LR, RECORD_EVERY = 2000, 0.1, 100
@@ -82,6 +78,7 @@ def _one_minus_corr(Ws: np.ndarray, P: np.ndarray) -> np.ndarray:
 
 def _accept(inst: dict, Ws: np.ndarray, probs: np.ndarray) -> tuple[str | None, dict | None]:
     """The paper's filter, then the three predictors; (rejection reason, None) or (None, result)."""
+    # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
     from theory.attention_svm import InfeasibleSVMError, solve_att_svm, svm_equivalence
 
     if np.any((probs > DROP) & (probs <= KEEP)):
@@ -101,13 +98,14 @@ def _accept(inst: dict, Ws: np.ndarray, probs: np.ndarray) -> tuple[str | None, 
         kept=float(eq.selected.sum(axis=1).mean()), seed=inst["seed"])
 
 
+def measure(sizes: NonlinearSizes) -> dict:
+    """The accepted instances of ``sizes`` per d (``nonlinear_runs``, cached per size in this process)."""
+    return nonlinear_runs(sizes.ds, sizes.instances, sizes.max_attempts)
+
+
 @functools.lru_cache(maxsize=4)
 def nonlinear_runs(ds: tuple, instances: int, max_attempts: int) -> dict:
     """{d: {"accepted": [result dicts], "attempts": int, "redrawn": int, "rejected": {reason: count}}}."""
-    from tqdm.auto import tqdm
-
-    from toy_models.svm_training import train_relu_head
-
     out = {}
     with single_thread():
         for d in ds:
@@ -163,67 +161,36 @@ def spearman(rows: np.ndarray) -> float:
     return float(stats.spearmanr(rows[:, 0], rows[:, 1]).statistic)
 
 
-def svm_equivalence_vs_d(scale: str) -> FigureResult:
+def _curves(run: dict) -> dict[str, np.ndarray]:
+    """1 − corr(W(k), prediction) of every accepted instance of one d, per predictor: [instances, recorded k]."""
+    return {key: np.stack([a[key] for a in run["accepted"]]) for key in ("eq", "direction", "single")}
+
+
+def plot(runs: dict, sizes: NonlinearSizes):
+    # matplotlib here, not at the top: the command line imports every study and should start fast
     import matplotlib.pyplot as plt
 
-    size = SIZES[scale]
-    runs = nonlinear_runs(size["ds"], size["instances"], size["max_attempts"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
-    numbers: dict[str, float | str] = {}
-    measured: dict[str, Measurement] = {}
     floor = 1e-16  # 1 − corr below round-off is drawn here on the log axes
-    final_eq, pooled = {}, []
-    for c, d in zip(colors, size["ds"]):
+    for c, d in zip(colors, sizes.ds):
         r = runs[d]
         acc = r["accepted"]
-        numbers[f"d = {d}: accepted / attempts"] = f"{len(acc)}/{r['attempts']}"
-        for reason, count in r["rejected"].items():
-            numbers[f"d = {d}: rejected, {reason}"] = count
         if not acc:
             continue
-        curves = {key: np.stack([a[key] for a in acc]) for key in ("eq", "direction", "single")}
+        curves = _curves(r)
         for key, ls in (("eq", "-"), ("direction", ":"), ("single", "--")):
             axes[0].plot(r["steps"], np.maximum(curves[key].mean(axis=0), floor), ls=ls, color=c,
                          label=f"d = {d}" if key == "eq" else None)
         eq, single = curves["eq"][:, -1], curves["single"][:, -1]
-        final_eq[d] = eq
         left_out = np.array([a["left_out"] for a in acc])
         axes[1].scatter(np.maximum(left_out, floor), np.maximum(eq, floor), s=10, color=c, alpha=0.6, label=f"d = {d}")
-        pooled += list(zip(left_out, eq))
         m_eq = t_interval(eq, method="t interval over instances")
         gap = paired_difference(single, eq)
         for x, m, marker in ((d - 0.1, m_eq, "o"), (d + 0.1, gap, "s")):
             if math.isfinite(m.low):
                 axes[2].errorbar([x], [m.value], yerr=[[m.value - m.low], [m.high - m.value]], color=c,
                                  marker=marker, capsize=3)
-        numbers[f"d = {d}: 1 − corr(W, W^SVMeq) at k = {STEPS}, mean [95% CI]"] = _interval_text(m_eq)
-        numbers[f"d = {d}: 1 − corr(W, W^dir) mean"] = _round(curves["direction"][:, -1].mean())
-        numbers[f"d = {d}: 1 − corr(W, W^1tok) mean"] = _round(single.mean())
-        numbers[f"d = {d}: gap (1 − corr W^1tok) − (1 − corr W^SVMeq), mean [95% CI]"] = _interval_text(gap)
-        numbers[f"d = {d}: instances where W^SVMeq is closer than W^1tok"] = f"{int(np.sum(eq < single))}/{len(eq)}"
-        numbers[f"d = {d}: tokens kept per input (mean)"] = _round(np.mean([a["kept"] for a in acc]))
-    for d in PAPER_DS:
-        key = f"eq_beats_single_d{d}"
-        if d in final_eq and len(final_eq[d]) >= 2:
-            acc = runs[d]["accepted"]
-            measured[key] = paired_difference([a["single"][-1] for a in acc], [a["eq"][-1] for a in acc])
-        else:
-            measured[key] = not_measured(f"d = {d} has fewer than 2 accepted instances at this scale")
-    lo, hi = PAPER_DS[0], PAPER_DS[-1]
-    if all(d in final_eq and len(final_eq[d]) >= 2 for d in (lo, hi)):
-        measured["eq_error_falls_with_d"] = welch_difference(final_eq[lo], final_eq[hi])
-        gaps = {d: [a["single"][-1] - a["eq"][-1] for a in runs[d]["accepted"]] for d in (lo, hi)}
-        numbers[f"gap at d = {lo} minus gap at d = {hi}, [95% Welch CI]"] = _interval_text(welch_difference(gaps[lo], gaps[hi]))
-        numbers[f"1 − corr(W^SVMeq) at d = {lo} minus at d = {hi}, [95% Welch CI]"] = _interval_text(measured["eq_error_falls_with_d"])
-    else:
-        measured["eq_error_falls_with_d"] = not_measured(f"needs ≥ 2 accepted instances at d = {lo} and d = {hi}")
-    if len(pooled) >= 3:
-        measured["left_out_mass_tracks_error"] = bootstrap_interval(np.array(pooled), spearman,
-                                                                    method="percentile bootstrap of Spearman ρ")
-        numbers["Spearman ρ(max left-out probability, 1 − corr W^SVMeq), all d"] = _interval_text(measured["left_out_mass_tracks_error"])
-    else:
-        measured["left_out_mass_tracks_error"] = not_measured("fewer than 3 accepted instances")
     axes[0].plot([], [], ls="-", color="0.3", label="W^SVMeq = W^fin + R·W^dir")
     axes[0].plot([], [], ls=":", color="0.3", label="W^dir (W^mm of the kept sets)")
     axes[0].plot([], [], ls="--", color="0.3", label="W^1tok (single-token Att-SVM)")
@@ -242,8 +209,88 @@ def svm_equivalence_vs_d(scale: str) -> FigureResult:
     axes[2].set_title("o: 1 − corr(W, W^SVMeq);  □: gap to W^1tok", fontsize=9)
     fig.suptitle(f"ReLU head 1ᵀReLU(Vᵀ Xᵀ s), n = {N}, T = {T}, normalized GD η = {LR}, {STEPS} steps: "
                  "accepted instances of the paper's filter", fontsize=10)
-    numbers["iterations"] = STEPS
-    return FigureResult(fig, numbers, measured)
+    return fig
+
+
+def _final_eq(runs: dict, sizes: NonlinearSizes) -> dict[int, np.ndarray]:
+    """Per d with an accepted instance: 1 − corr(W(K), W^SVMeq) of each."""
+    return {d: _curves(runs[d])["eq"][:, -1] for d in sizes.ds if runs[d]["accepted"]}
+
+
+def _pooled(runs: dict, sizes: NonlinearSizes) -> list:
+    """(max left-out probability, 1 − corr(W(K), W^SVMeq)) of every accepted instance, all d."""
+    return [(a["left_out"], a["eq"][-1]) for d in sizes.ds for a in runs[d]["accepted"]]
+
+
+def numbers(runs: dict, sizes: NonlinearSizes) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for d in sizes.ds:
+        r = runs[d]
+        acc = r["accepted"]
+        out[f"d = {d}: accepted / attempts"] = f"{len(acc)}/{r['attempts']}"
+        for reason, count in r["rejected"].items():
+            out[f"d = {d}: rejected, {reason}"] = count
+        if not acc:
+            continue
+        curves = _curves(r)
+        eq, single = curves["eq"][:, -1], curves["single"][:, -1]
+        out[f"d = {d}: 1 − corr(W, W^SVMeq) at k = {STEPS}, mean [95% CI]"] = _interval_text(
+            t_interval(eq, method="t interval over instances"))
+        out[f"d = {d}: 1 − corr(W, W^dir) mean"] = _round(curves["direction"][:, -1].mean())
+        out[f"d = {d}: 1 − corr(W, W^1tok) mean"] = _round(single.mean())
+        out[f"d = {d}: gap (1 − corr W^1tok) − (1 − corr W^SVMeq), mean [95% CI]"] = _interval_text(
+            paired_difference(single, eq))
+        out[f"d = {d}: instances where W^SVMeq is closer than W^1tok"] = f"{int(np.sum(eq < single))}/{len(eq)}"
+        out[f"d = {d}: tokens kept per input (mean)"] = _round(np.mean([a["kept"] for a in acc]))
+    final_eq = _final_eq(runs, sizes)
+    lo, hi = PAPER_DS[0], PAPER_DS[-1]
+    if all(d in final_eq and len(final_eq[d]) >= 2 for d in (lo, hi)):
+        gaps = {d: [a["single"][-1] - a["eq"][-1] for a in runs[d]["accepted"]] for d in (lo, hi)}
+        out[f"gap at d = {lo} minus gap at d = {hi}, [95% Welch CI]"] = _interval_text(welch_difference(gaps[lo], gaps[hi]))
+        out[f"1 − corr(W^SVMeq) at d = {lo} minus at d = {hi}, [95% Welch CI]"] = _interval_text(
+            welch_difference(final_eq[lo], final_eq[hi]))
+    pooled = _pooled(runs, sizes)
+    if len(pooled) >= 3:
+        out["Spearman ρ(max left-out probability, 1 − corr W^SVMeq), all d"] = _interval_text(
+            _left_out_correlation(pooled))
+    out["iterations"] = STEPS
+    return out
+
+
+def _left_out_correlation(pooled: list) -> Measurement:
+    return bootstrap_interval(np.array(pooled), spearman, method="percentile bootstrap of Spearman ρ")
+
+
+def nonlinear_measurements(runs: dict, sizes: NonlinearSizes) -> dict[str, Measurement]:
+    """Per paper d: W^SVMeq closer than W^1tok (paired over instances); the W^SVMeq error at the smallest
+    minus the largest paper d (Welch); Spearman ρ of left-out mass and error (bootstrap), each measured
+    only with enough accepted instances."""
+    measured: dict[str, Measurement] = {}
+    final_eq = _final_eq(runs, sizes)
+    for d in PAPER_DS:
+        key = f"eq_beats_single_d{d}"
+        if d in final_eq and len(final_eq[d]) >= 2:
+            acc = runs[d]["accepted"]
+            measured[key] = paired_difference([a["single"][-1] for a in acc], [a["eq"][-1] for a in acc])
+        else:
+            measured[key] = not_measured(f"d = {d} has fewer than 2 accepted instances at this scale")
+    lo, hi = PAPER_DS[0], PAPER_DS[-1]
+    if all(d in final_eq and len(final_eq[d]) >= 2 for d in (lo, hi)):
+        measured["eq_error_falls_with_d"] = welch_difference(final_eq[lo], final_eq[hi])
+    else:
+        measured["eq_error_falls_with_d"] = not_measured(f"needs ≥ 2 accepted instances at d = {lo} and d = {hi}")
+    pooled = _pooled(runs, sizes)
+    if len(pooled) >= 3:
+        measured["left_out_mass_tracks_error"] = _left_out_correlation(pooled)
+    else:
+        measured["left_out_mass_tracks_error"] = not_measured("fewer than 3 accepted instances")
+    return measured
+
+
+def svm_equivalence_vs_d(scale: str) -> FigureResult:
+    sizes = SIZES[scale]
+    runs = measure(sizes)
+    return FigureResult(plot(runs, sizes), numbers(runs, sizes), nonlinear_measurements(runs, sizes))
 
 
 def _round(x) -> float | str:
