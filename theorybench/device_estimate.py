@@ -40,6 +40,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import torch
+
+from .train import training_steps
+
 if TYPE_CHECKING:
     from toy_models import TransformerConfig
 
@@ -102,8 +106,6 @@ def gpu_memory_bytes(cfg: "ExperimentConfig") -> float:
 # ---------------------------------------------------------------------------------- measurements
 def matmul_peak_flops(n: int = 1024, repeats: int = 3) -> float:
     """Best float32 FLOP/s of an n×n by n×n matmul (2n³ FLOPs) over ``repeats``, after one warm-up."""
-    import torch
-
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
     out = torch.empty(n, n)
@@ -120,8 +122,6 @@ def measure_step_seconds(cfg: "ExperimentConfig", budget_s: float = MEASURE_BUDG
                          threads: int | None = None) -> float:
     """Median wall time of the real training step of ``cfg`` on the CPU (one warm-up step first), with
     ``threads`` torch threads (default: as now)."""
-    import torch
-
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -132,9 +132,6 @@ def measure_step_seconds(cfg: "ExperimentConfig", budget_s: float = MEASURE_BUDG
 
 
 def _time_steps(cfg: "ExperimentConfig", budget_s: float, max_steps: int) -> float:
-    # Imported here: the command line imports this module, and the trainer pulls in torch (start-up time).
-    from .train import training_steps
-
     with training_steps(cfg, device="cpu") as step:
         step()  # warm-up
         times: list[float] = []
@@ -193,8 +190,6 @@ def estimate_cpu(runs: Sequence[tuple["ExperimentConfig", int]], measure: bool =
                  parallel: int = 1) -> CpuEstimate:
     """Estimate CPU time for ``runs`` = [(config, step it starts from)], timing the largest with ``threads``
     torch threads (default: as now), ``parallel`` runs at a time (see the module docstring)."""
-    import torch
-
     if not runs:
         raise ValueError("estimate_cpu needs at least one run")
     flops = [run_flops(cfg, start) for cfg, start in runs]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from theory.icl.gd_path import gd_plus_plus, step_grid, tuned_gd_path, tuned_gd_plus_plus
 from theorybench.claims import Claim, Criterion, not_measured, t_interval
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig, derive_seed
 from theorybench.registry import (ExperimentSpec, FigureResult, FigureSpec, SweepSpec, register_experiment,
@@ -188,8 +189,6 @@ def gd_references(batch: dict, k_max: int) -> dict:
     one layer of GD++ is one GD step), its iterate l the reference of the model's layer l: ``y``
     [k_max + 1, B], ``w`` {l: [B, d]}, ``mse`` [k_max + 1]; and plain k-step GD (step tuned per k on a
     ``GD_GRID`` grid) as ``gd_y``, ``gd_mse``, ``gd_eta``."""
-    from theory.icl.gd_path import gd_plus_plus, step_grid, tuned_gd_path, tuned_gd_plus_plus
-
     X, y, x_q, y_q = (batch[k].double() for k in ("X", "y", "x_query", "y_query"))
     plain = tuned_gd_path(X, y, x_q, y_q, k_max, etas=step_grid(X, GD_GRID))
     plus = tuned_gd_plus_plus(X, y, x_q, y_q, k_max)
