@@ -282,3 +282,18 @@ def test_a_refused_section_value_names_the_section(tmp_path, capsys):
     cfg = ExperimentConfig(name="x", task=MarkovConfig())
     with pytest.raises(OverrideError, match=r"model\.n_layers=0 is not allowed: a positive integer"):
         apply_overrides(cfg, ["model.n_layers=0"])
+
+
+def test_a_reader_that_leaves_stops_the_command_quietly():
+    """`theorybench list | head` used to end in a BrokenPipeError traceback. Here the pipe's reading end is
+    closed before the command writes, so its first write fails with EPIPE (Python ignores SIGPIPE): the
+    command must exit with 141 (128 + SIGPIPE) and print no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "theorybench", "list"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 141

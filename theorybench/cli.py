@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -47,6 +48,7 @@ RUN_STATES = ("done", "failed", "incomplete", "running", "damaged", "stale")  # 
 USAGE_ERROR = 2
 RUN_FAILED = 1
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 class InputError(Exception):
@@ -80,11 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # the trainer checkpointed first (theorybench.train)
         print(f"theorybench {args.command}: {str(err) or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout left (`theorybench list | head`): stop quietly
+        _silence_stdout()
+        return BROKEN_PIPE
     except Exception as err:
         if _is_run_failure(err):  # raised from inside figure makers or the store: already a message
             print(f"theorybench {args.command}: run failed: {err}", file=sys.stderr)
             return RUN_FAILED
         raise
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what the closed pipe did not take
+    raises no second BrokenPipeError at exit (the recipe of Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is not a file descriptor (captured in tests): nothing is left to flush to the pipe
 
 
 def _is_run_failure(err: Exception) -> bool:
