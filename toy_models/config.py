@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 # ConfigError lives in the bottom layer (theory.errors) so every package raises the one type; it is
 # re-exported here, where callers have always imported it from.
 from theory.errors import ConfigError, is_real
+from theory.variance import architecture as depth_rules
 
 NormPlacement = Literal["none", "post", "pre", "peri", "mix", "lns", "deepnorm"]
 NormKind = Literal["layernorm", "rmsnorm", "crmsnorm"]
@@ -153,21 +154,21 @@ class TransformerConfig:
     @property
     def clipped_softmax(self) -> bool:
         """True when (γ, ζ) differ from (0, 1), where the clipped softmax is the plain softmax."""
-        return self.clip_gamma != 0.0 or self.clip_zeta != 1.0
+        return depth_rules.clipped_softmax(self.clip_gamma, self.clip_zeta)
 
     @property
     def deepnorm_alpha(self) -> float:
         """DeepNorm's residual weight α = (2L)^{1/4} (DeepNet, decoder-only, L blocks); 1 otherwise."""
-        return (2.0 * self.n_layers) ** 0.25 if self.norm_placement == "deepnorm" else 1.0
+        return depth_rules.deepnorm_alpha(self.norm_placement, self.n_layers)
 
     @property
     def deepnorm_beta(self) -> float:
         """DeepNorm's init gain β = (8L)^{-1/4} on W_V, W_O and the MLP's weights; 1 otherwise."""
-        return (8.0 * self.n_layers) ** -0.25 if self.norm_placement == "deepnorm" else 1.0
+        return depth_rules.deepnorm_beta(self.norm_placement, self.n_layers)
 
     def lns_scale(self, layer: int) -> float:
         """LayerNorm-Scaling's factor 1/√ℓ on block ``layer``'s norm outputs (ℓ = layer + 1); 1 otherwise."""
-        return 1.0 / math.sqrt(layer + 1) if self.norm_placement == "lns" else 1.0
+        return depth_rules.lns_scale(self.norm_placement, layer)
 
     @property
     def n_post_layers(self) -> int:
@@ -175,7 +176,7 @@ class TransformerConfig:
         if self.norm_placement == "post":
             return self.n_layers
         if self.norm_placement == "mix":
-            return math.floor(self.mix_alpha * self.n_layers)
+            return depth_rules.mix_post_blocks(self.mix_alpha, self.n_layers)
         return 0
 
     def block_placement(self, layer: int) -> str:

@@ -21,6 +21,31 @@ import math
 from dataclasses import dataclass
 
 
+def clipped_softmax(clip_gamma: float, clip_zeta: float) -> bool:
+    """True when (γ, ζ) differ from (0, 1), where the clipped softmax is the plain softmax."""
+    return clip_gamma != 0.0 or clip_zeta != 1.0
+
+
+def deepnorm_alpha(norm_placement: str, n_layers: int) -> float:
+    """DeepNorm's residual weight α = (2L)^{1/4}; 1 for every other placement."""
+    return (2.0 * n_layers) ** 0.25 if norm_placement == "deepnorm" else 1.0
+
+
+def deepnorm_beta(norm_placement: str, n_layers: int) -> float:
+    """DeepNorm's init gain β = (8L)^{-1/4} on W_V, W_O and the MLP's weights; 1 for every other placement."""
+    return (8.0 * n_layers) ** -0.25 if norm_placement == "deepnorm" else 1.0
+
+
+def lns_scale(norm_placement: str, layer: int) -> float:
+    """LayerNorm-Scaling's factor 1/√ℓ on block ``layer``'s norm outputs (ℓ = layer + 1); 1 otherwise."""
+    return 1.0 / math.sqrt(layer + 1) if norm_placement == "lns" else 1.0
+
+
+def mix_post_blocks(mix_alpha: float, n_layers: int) -> int:
+    """How many leading blocks Mix-LN makes Post-LN: ⌊α·L⌋."""
+    return math.floor(mix_alpha * n_layers)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Architecture:
     """Shapes, norm placement, attention options and init scheme of one toy transformer."""
@@ -52,31 +77,31 @@ class Architecture:
 
     @property
     def clipped_softmax(self) -> bool:
-        return self.clip_gamma != 0.0 or self.clip_zeta != 1.0
+        return clipped_softmax(self.clip_gamma, self.clip_zeta)
 
     @property
     def deepnorm_alpha(self) -> float:
-        return (2.0 * self.n_layers) ** 0.25 if self.norm_placement == "deepnorm" else 1.0
+        return deepnorm_alpha(self.norm_placement, self.n_layers)
 
     @property
     def deepnorm_beta(self) -> float:
-        return (8.0 * self.n_layers) ** -0.25 if self.norm_placement == "deepnorm" else 1.0
+        return deepnorm_beta(self.norm_placement, self.n_layers)
 
     @property
     def residual_writers(self) -> int:
         return self.n_layers * (1 if self.attn_only else 2)
 
     def lns_scale(self, layer: int) -> float:
-        return 1.0 / math.sqrt(layer + 1) if self.norm_placement == "lns" else 1.0
+        return lns_scale(self.norm_placement, layer)
 
     def block_placement(self, layer: int) -> str:
         """"mix" resolves to "post" for the first ⌊α·L⌋ blocks and "pre" after; others are as given."""
         if self.norm_placement == "mix":
-            return "post" if layer < math.floor(self.mix_alpha * self.n_layers) else "pre"
+            return "post" if layer < mix_post_blocks(self.mix_alpha, self.n_layers) else "pre"
         return self.norm_placement
 
     def replace(self, **changes) -> "Architecture":
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["Architecture"]
+__all__ = ["Architecture", "clipped_softmax", "deepnorm_alpha", "deepnorm_beta", "lns_scale", "mix_post_blocks"]
