@@ -109,6 +109,7 @@ def test_a_closed_gate_makes_the_head_a_no_op(path):
         _, cache = model.run_with_cache(_tokens(), attn_path=path, names_filter=lambda n: n.endswith("hook_attn_out"))
     for layer in range(2):
         out = cache[f"blocks.{layer}.hook_attn_out"]
+        # a zero gate multiplies every head's output by exactly 0, and 0 + b_O is b_O: bit for bit
         torch.testing.assert_close(out, model.blocks[layer].attn.b_O.expand_as(out), rtol=0, atol=0)
 
 
