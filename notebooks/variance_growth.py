@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from probes import residual_stats
-from theory.variance import last_layer_grad_ratio, score_variance, variance_profile
+from theory.variance import last_layer_grad_ratio, score_variance
 from theorybench.registry import default_scale
-from theorybench.studies.variance.common import (
+from theorybench.studies.variance.at_init import (
     base_config,
     fixed_tokens,
     residual_monte_carlo,
@@ -195,21 +195,21 @@ for dtype, bound in (("float64", 1e-10), ("float32", 1e-5)):  # the issue's boun
 
 # %%
 from theory.variance import peri_eps_ratio
-from theorybench.studies.variance import common as vt
+from theorybench.studies.variance import markov_statistics, statistics, trained_runs
 from theorybench.studies.variance.experiments import training_run_config
 from theorybench.studies.variance.sizes import TRAINING_SIZES
 
 size = TRAINING_SIZES[SCALE if SCALE in TRAINING_SIZES else "quick"]
 DEPTH_T, LR_T = min(size.n_layers), size.lr
-batch = vt.training_probe_batch(size)  # the fixed sequences every model is probed on
+batch = markov_statistics.training_probe_batch(size)  # the fixed sequences every model is probed on
 trained = {}
 with single_thread():
     for placement in ("pre", "peri"):
         cfg_t = training_run_config(size, placement, DEPTH_T, LR_T, seed=0)
-        run = vt.fetch(cfg_t)  # trains once, then reads the stored run
-        trained[placement] = (run, vt.training_statistics(vt.model_at(cfg_t, 0), batch),
-                              vt.training_statistics(run.load_model(), batch))
-        out = vt.outcome(run)
+        run = trained_runs.fetch(cfg_t)  # trains once, then reads the stored run
+        trained[placement] = (run, markov_statistics.training_statistics(trained_runs.model_at(cfg_t, 0), batch),
+                              markov_statistics.training_statistics(run.load_model(), batch))
+        out = markov_statistics.outcome(run)
         print(f"{placement:>4}: {run.status}, final eval loss {out['eval_loss']:.3f} (Bayes {out['bayes_loss']:.3f}, "
               f"unigram {out['unigram_loss']:.3f}), loss spikes {out['spikes']}")
 peri_cfg = training_run_config(size, "peri", DEPTH_T, LR_T, seed=0).resolved_model()
@@ -220,7 +220,7 @@ assert ratio > 100  # out of the ε regime: the output norms give unit-variance 
 # %%
 fig, (ax_v, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8))
 for placement, (run, at_init, after) in trained.items():
-    grown = vt.growth_from_init(after["variance"], at_init["variance"])
+    grown = statistics.growth_from_init(after["variance"], at_init["variance"])
     ax_v.plot(grown, marker="o", label=f"{placement}, after {size.steps} steps")
     ax_l.plot(run.metrics["step"], run.metrics["train_loss"], label=placement)
 ax_v.axhline(0.0, color="0.8", lw=0.6)
@@ -234,7 +234,7 @@ plt.show()
 
 for placement, (run, at_init, after) in trained.items():
     print(f"{placement:>4}: Var[x_L] {at_init['variance'][-1]:.3g} at init → {after['variance'][-1]:.3g} trained "
-          f"(growth {vt.growth_from_init(after['variance'][-1], at_init['variance'][-1]):+.2f} nats); largest |x| "
+          f"(growth {statistics.growth_from_init(after['variance'][-1], at_init['variance'][-1]):+.2f} nats); largest |x| "
           f"{after['max_abs'].max():.3g}, massive activations {int(after['n_massive'])}")
 # One seed decides nothing: the figures give the paired-seed intervals and the ledger's verdicts. This
 # task has no beginning-of-sequence token, so no head has a reason to be a no-op: the attention sinks and

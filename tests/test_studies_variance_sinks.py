@@ -1,5 +1,5 @@
-"""The sink-task study (theorybench.studies.variance: the sink sweep in experiments, sink_statistics in
-common, its two figures): the variants are the models they name, the sweep's snapshot members are exactly
+"""The sink-task study (theorybench.studies.variance: the sink sweep in experiments, sink_statistics,
+its two figures): the variants are the models they name, the sweep's snapshot members are exactly
 the prefix runs the figures read, the per-model measurements give hand-computed answers on planted models,
 and claims about trained models are not decided on undertrained runs."""
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from test_studies import render_tiny
-from theorybench.studies.variance import common, experiments, sink_growth, sink_massive_activations
+from theorybench.studies.variance import (experiments, sink_growth, sink_massive_activations, sink_statistics,
+                                          statistics)
 from theorybench.studies.variance.sizes import SINK_SIZES
 from toy_models import Transformer
 from toy_models.config import ConfigError
@@ -54,10 +55,10 @@ def _model(**changes):
 
 def test_bos_ratio_sees_a_planted_outlier_on_bos_only():
     model = _model()
-    batch = common.sink_probe_batch(TINY)
+    batch = sink_statistics.sink_probe_batch(TINY)
     with torch.no_grad():
         model.embed.W_E[0, 3] = 1e4  # BOS's embedding: one huge coordinate in x_0 at position 0 only
-    out = common.sink_statistics(model, batch)
+    out = sink_statistics.sink_statistics(model, batch)
     x0 = (model.embed.W_E[batch["inputs"]] + model.pos_embed.W_pos[: TINY.seq_len]).detach()
     median = float(x0.detach().abs().median())
     assert out["bos_ratio"][0] == pytest.approx(float(x0[:, 0].abs().max()) / median, rel=1e-12)
@@ -74,17 +75,17 @@ def test_sink_mass_of_uniform_attention_is_the_mean_of_one_over_q_plus_one():
             block.attn.W_Q.zero_()
             block.attn.W_K.zero_()
     T = TINY.seq_len
-    out = common.sink_statistics(model, common.sink_probe_batch(TINY))
+    out = sink_statistics.sink_statistics(model, sink_statistics.sink_probe_batch(TINY))
     want = np.mean([1 / (q + 1) for q in range(1, T)])
     np.testing.assert_allclose(out["sink_mass"], want, rtol=1e-12)
     assert out["sink_mass"].shape == out["value_ratio"].shape == out["angular"].shape == (TINY.n_layers,)
 
 
 def test_growth_and_deep_half():
-    np.testing.assert_allclose(common.growth_from_init([[math.e, 1.0]], [[1.0, math.e]]), [[1.0, -1.0]], rtol=1e-15)
-    assert common.deep_half(np.array([[1.0, 2.0, 3.0, 5.0]]))[0] == 4.0  # blocks 2, 3 of 4
-    assert common.deep_half(np.array([1.0, 2.0, 3.0]))[()] == 2.5  # blocks 1, 2 of 3
-    assert common.log_spaced(100, (3, 10)) == (0, 3, 10, 100)
+    np.testing.assert_allclose(statistics.growth_from_init([[math.e, 1.0]], [[1.0, math.e]]), [[1.0, -1.0]], rtol=1e-15)
+    assert statistics.deep_half(np.array([[1.0, 2.0, 3.0, 5.0]]))[0] == 4.0  # blocks 2, 3 of 4
+    assert statistics.deep_half(np.array([1.0, 2.0, 3.0]))[()] == 2.5  # blocks 1, 2 of 3
+    assert statistics.log_spaced(100, (3, 10)) == (0, 3, 10, 100)
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ import torch
 
 from test_studies import render_tiny
 from theorybench.claims import paired_difference
-from theorybench.studies.variance import common, experiments, trained_growth
-from theorybench.studies.variance.common import LABELS
+from theorybench.studies.variance import (experiments, markov_statistics, statistics, trained_growth,
+                                          trained_runs)
+from theorybench.studies.variance.experiments import LABELS
 from theorybench.studies.variance.sizes import TRAINING_SIZES
 
 FAST = dataclasses.replace(TRAINING_SIZES["quick"], n_layers=(4,), lr=3e-2, lrs=(3e-2,), steps=20, snapshots=())
@@ -37,8 +38,8 @@ def runs_dir(tmp_path_factory):
 
 
 def _last_layer_variance(size, placement: str, depth: int, step: int) -> np.ndarray:
-    batch = common.training_probe_batch(size)
-    return np.array([common.training_statistics(common.model_at(experiments.training_run_config(
+    batch = markov_statistics.training_probe_batch(size)
+    return np.array([markov_statistics.training_statistics(trained_runs.model_at(experiments.training_run_config(
         size, placement, depth, size.lr, seed), step), batch)["variance"][-1]
         for seed in range(size.seeds if size is not FAST else SEEDS)])
 
@@ -48,21 +49,21 @@ def test_pre_ln_grows_more_than_peri_ln_relative_to_init(runs_dir):
     4.5–5.5 at init to 1.0e3–2.0e3 (+5.5 nats), Peri-LN's from 8.1–9.7 to 54–62 (+1.8 nats); the paired
     growth difference is +3.72 [2.81, 4.64]. The whole interval above 0: the claim's direction, measured as
     growth, which a comparison of absolute variances (the old metric) does not test."""
-    growth = {p: common.growth_from_init(_last_layer_variance(FAST, p, 4, FAST.steps), _last_layer_variance(FAST, p, 4, 0))
+    growth = {p: statistics.growth_from_init(_last_layer_variance(FAST, p, 4, FAST.steps), _last_layer_variance(FAST, p, 4, 0))
               for p in ("pre", "peri")}
     diff = paired_difference(growth["pre"], growth["peri"])
     assert diff.low > 0, diff
 
 
 def test_growth_from_init_is_the_log_ratio():
-    np.testing.assert_allclose(common.growth_from_init([[2.0, 8.0]], [[1.0, 2.0]]), [[np.log(2), np.log(4)]], rtol=1e-15)
+    np.testing.assert_allclose(statistics.growth_from_init([[2.0, 8.0]], [[1.0, 2.0]]), [[np.log(2), np.log(4)]], rtol=1e-15)
 
 
 def test_fisher_exact_p_matches_hand_computed_tables():
     """1/3 against 0/3 (the old figure's "Pre 0.33, Peri 0" at lr 0.1): p = 1; 6/6 against 0/6:
     p = 2/C(12, 6) = 2/924."""
-    assert common.fisher_exact_p(1, 3, 0, 3) == pytest.approx(1.0)
-    assert common.fisher_exact_p(6, 6, 0, 6) == pytest.approx(2 / 924, rel=1e-12)
+    assert statistics.fisher_exact_p(1, 3, 0, 3) == pytest.approx(1.0)
+    assert statistics.fisher_exact_p(6, 6, 0, 6) == pytest.approx(2 / 924, rel=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_tiny_figure_measures_growth_not_absolute_variance(tiny_growth):
     absolute log variance instead (the metric that made the "reverse") gives another number and fails."""
     tiny = TRAINING_SIZES["tiny"]
     L = max(tiny.n_layers)
-    growth = {p: common.growth_from_init(_last_layer_variance(tiny, p, L, tiny.steps), _last_layer_variance(tiny, p, L, 0))
+    growth = {p: statistics.growth_from_init(_last_layer_variance(tiny, p, L, tiny.steps), _last_layer_variance(tiny, p, L, 0))
               for p in ("pre", "peri")}
     got = tiny_growth.measured["a_pre_minus_peri"]
     if got.measured:  # not_measured when a tiny run diverged
@@ -97,7 +98,7 @@ def test_divergence_criteria_are_clopper_pearson_rates_of_the_lr_sweep(runs_dir)
     plt.close(result.figure)
     tiny = TRAINING_SIZES["tiny"]
     for key, placement in (("div_pre_top_lr", "pre"), ("div_peri_top_lr", "peri")):
-        k = sum(common.outcome(common.fetch(experiments.lr_run_config(tiny, placement, tiny.lrs[-1], s)))["diverged"]
+        k = sum(markov_statistics.outcome(trained_runs.fetch(experiments.lr_run_config(tiny, placement, tiny.lrs[-1], s)))["diverged"]
                 for s in range(tiny.lr_seeds))
         m = result.measured[key]
         assert m.value == k / tiny.lr_seeds and m.method.startswith("Clopper–Pearson")
@@ -106,7 +107,7 @@ def test_divergence_criteria_are_clopper_pearson_rates_of_the_lr_sweep(runs_dir)
 def _init_models(placement: str):
     size = TRAINING_SIZES["tiny"]
     L = max(size.n_layers)
-    return [common.model_at(experiments.training_run_config(size, placement, L, size.lr, s), 0)
+    return [trained_runs.model_at(experiments.training_run_config(size, placement, L, size.lr, s), 0)
             for s in range(size.seeds)]
 
 
@@ -122,7 +123,7 @@ def test_tiny_gradient_figure_reports_the_autograd_gradient_ratio_at_init(tiny_g
     probe batch, the norm over each block's parameters) on each seed's initial model, geometric mean over
     seeds. The figure prints 4 significant digits (≤ 5e-4 relative); the two routes differ otherwise only
     by float32 summation order (~1e-6), hence 1e-3."""
-    batch = common.training_probe_batch(TRAINING_SIZES["tiny"])
+    batch = markov_statistics.training_probe_batch(TRAINING_SIZES["tiny"])
     ratios = []
     for model in _init_models(placement):
         logits = model(batch["inputs"])
@@ -143,7 +144,7 @@ def tiny_massive(runs_dir):
 
 def _init_max_abs(placement: str) -> float:
     """Geometric mean over seeds of the largest |x| over x_0 … x_L at init, from the model's own cache."""
-    batch = common.training_probe_batch(TRAINING_SIZES["tiny"])
+    batch = markov_statistics.training_probe_batch(TRAINING_SIZES["tiny"])
     out = []
     for model in _init_models(placement):
         L = len(model.blocks)

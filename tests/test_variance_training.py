@@ -1,5 +1,5 @@
-"""The machinery of the variance-growth training study (theorybench.studies.variance: experiments and
-common): prefix runs reproduce the start of a run, diverged runs are results, and the definitions (loss
+"""The machinery of the variance-growth training study (theorybench.studies.variance: experiments,
+trained_runs, markov_statistics, statistics): prefix runs reproduce the start of a run, diverged runs are results, and the definitions (loss
 spikes, divergence, paired intervals, the per-layer measurements) give hand-computed answers."""
 
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from theorybench.cli import main
-from theorybench.studies.variance import common, experiments
+from theorybench.studies.variance import experiments, markov_statistics, statistics, trained_runs
 from theorybench.studies.variance.sizes import TRAINING_SIZES
 from toy_models.config import ConfigError
 
@@ -28,15 +28,15 @@ def runs(tmp_path, monkeypatch):
 def test_a_prefix_run_is_the_start_of_the_full_run(runs):
     """Constant learning rate and a data stream fixed by the seed: the 2-step snapshot run takes the same
     steps as the 6-step run, bit for bit (each loss depends on every earlier update)."""
-    full = common.fetch(experiments.training_run_config(TINY, "pre", 2, TINY.lr, 0))
-    prefix = common.fetch(experiments.training_run_config(TINY, "pre", 2, TINY.lr, 0, steps=2))
+    full = trained_runs.fetch(experiments.training_run_config(TINY, "pre", 2, TINY.lr, 0))
+    prefix = trained_runs.fetch(experiments.training_run_config(TINY, "pre", 2, TINY.lr, 0, steps=2))
     assert full.status == prefix.status == "done"
     assert prefix.config.name.endswith("-t2")
     np.testing.assert_array_equal(prefix.metrics["train_loss"].to_numpy(), full.metrics["train_loss"].to_numpy()[:2])
     # model_at finds the same run, and step 0 is the initialization the trainer starts from
-    after = common.model_at(full.config, 2)
+    after = trained_runs.model_at(full.config, 2)
     assert all(torch.equal(a, b) for a, b in zip(after.state_dict().values(), prefix.load_model().state_dict().values()))
-    init = common.model_at(full.config, 0)
+    init = trained_runs.model_at(full.config, 0)
     assert not torch.equal(init.blocks[0].attn.W_Q, after.blocks[0].attn.W_Q)
 
 
@@ -45,7 +45,7 @@ def test_a_run_that_hits_nan_is_returned_as_a_result(runs):
     WHICH step depends on the last bits of the updates, so the test asserts what the trainer guarantees,
     not the step); the run is recorded, not raised."""
     cfg = experiments.training_run_config(TINY, "none", 2, 100.0, 0)
-    run = common.fetch(cfg)
+    run = trained_runs.fetch(cfg)
     assert run.status == "failed"
     # the trainer's message names the step and what was non-finite (train.NonFiniteError)
     match = re.fullmatch(r"step (\d+): (loss is (nan|inf)|(gradient of|parameter) [\w.]+ contains (nan|inf)"
@@ -53,20 +53,20 @@ def test_a_run_that_hits_nan_is_returned_as_a_result(runs):
     assert match, run.failure
     step = int(match.group(1))
     assert 1 <= step <= cfg.train.steps
-    out = common.outcome(run)
+    out = markov_statistics.outcome(run)
     assert out["diverged"] and out["kind"] == "non-finite" and out["failed_step"] == step
     # every row kept for diagnosis is a finite one from before the failing step
     assert (run.metrics["step"] < step).all() and np.isfinite(run.metrics["train_loss"]).all()
-    assert common.fetch(cfg).status == "failed"  # asked again: the stored result, not a retrain
+    assert trained_runs.fetch(cfg).status == "failed"  # asked again: the stored result, not a retrain
     # a run that stops before its end leaves no final weights (checkpoint only at the end)
-    assert common.model_at(cfg, cfg.train.steps) is None
+    assert trained_runs.model_at(cfg, cfg.train.steps) is None
 
 
 def test_eval_unigram_loss_rebuilds_the_trainers_eval_batches(runs):
     """The unigram reference is computed on the trainer's own eval batches: the Bayes loss recomputed on
     the rebuilt batches equals the trainer's eval_bayes_loss (float64 means of the same numbers, so the
     only difference is summation order: ≲ 4 batches × 1e-16)."""
-    run = common.fetch(experiments.training_run_config(TINY, "post", 2, TINY.lr, 1))
+    run = trained_runs.fetch(experiments.training_run_config(TINY, "post", 2, TINY.lr, 1))
     cfg = run.config
     task = cfg.task.build()
     from theorybench.train import EVAL_SEED
@@ -77,7 +77,7 @@ def test_eval_unigram_loss_rebuilds_the_trainers_eval_batches(runs):
     assert abs(bayes - run.metrics["eval_bayes_loss"].iloc[-1]) < 1e-12
     log_pi = np.log(task.stationary)
     want = float(np.mean([-log_pi[b["targets"].numpy()].mean() for b in batches]))
-    assert abs(common.eval_unigram_loss(run) - want) < 1e-12
+    assert abs(markov_statistics.eval_unigram_loss(run) - want) < 1e-12
     # the unigram loss lies between the Bayes loss and log n on any reasonable batch (here: 4 × 8 × 8 tokens)
     assert bayes < want < math.log(cfg.task.n_states) + 0.1
 
@@ -85,25 +85,25 @@ def test_eval_unigram_loss_rebuilds_the_trainers_eval_batches(runs):
 # ------------------------------------------------------------------------------------------ definitions
 def test_loss_spikes_hand_computed():
     flat = [2.0] * 12
-    assert common.loss_spikes(flat) == []
+    assert markov_statistics.loss_spikes(flat) == []
     jumped = flat[:8] + [2.4, 2.5, 2.0, 2.0]  # 2.4 > 1.15 × 2 = 2.3 starts a spike; 2.5 continues it
-    assert common.loss_spikes(jumped) == [8]
+    assert markov_statistics.loss_spikes(jumped) == [8]
     twice = flat[:8] + [2.4, 2.0, 2.0, 2.4]  # two separate spikes (the median of the window is still 2)
-    assert common.loss_spikes(twice) == [8, 11]
-    assert common.loss_spikes(flat[:8] + [2.29] + flat[:3]) == []  # below the factor
-    assert common.loss_spikes([2.0, 2.0, 9.0]) == []  # fewer than min_history earlier steps: no verdict
-    assert common.loss_spikes(np.linspace(3.0, 2.0, 50)) == []  # a decreasing loss never spikes
+    assert markov_statistics.loss_spikes(twice) == [8, 11]
+    assert markov_statistics.loss_spikes(flat[:8] + [2.29] + flat[:3]) == []  # below the factor
+    assert markov_statistics.loss_spikes([2.0, 2.0, 9.0]) == []  # fewer than min_history earlier steps: no verdict
+    assert markov_statistics.loss_spikes(np.linspace(3.0, 2.0, 50)) == []  # a decreasing loss never spikes
     with pytest.raises(ValueError, match="factor > 1"):
-        common.loss_spikes(flat, factor=1.0)
+        markov_statistics.loss_spikes(flat, factor=1.0)
 
 
 def test_paired_difference_ci_hand_computed():
     # differences 1, 2, 3: mean 2, sd 1, t_{0.975, 2} = 4.302653 → half-width 4.302653/√3 = 2.484138
-    mean, lo, hi = common.paired_difference_ci([3.0, 5.0, 7.0], [2.0, 3.0, 4.0])
+    mean, lo, hi = statistics.paired_difference_ci([3.0, 5.0, 7.0], [2.0, 3.0, 4.0])
     assert mean == pytest.approx(2.0, abs=1e-12)
     assert lo == pytest.approx(2.0 - 2.484138, abs=1e-6) and hi == pytest.approx(2.0 + 2.484138, abs=1e-6)
     # a diverged seed (NaN) drops out of the pairs
-    assert common.paired_difference_ci([3.0, np.nan, 5.0, 7.0], [2.0, 1.0, 3.0, 4.0])[0] == pytest.approx(2.0)
+    assert statistics.paired_difference_ci([3.0, np.nan, 5.0, 7.0], [2.0, 1.0, 3.0, 4.0])[0] == pytest.approx(2.0)
 
 
 def test_measure_block_gradient_is_the_norm_over_the_blocks_parameters():
@@ -111,8 +111,8 @@ def test_measure_block_gradient_is_the_norm_over_the_blocks_parameters():
 
     cfg = experiments.training_run_config(TINY, "peri", 2, TINY.lr, 0).resolved().model.replace(dtype="float64")
     model = Transformer(cfg)
-    batch = common.training_probe_batch(TINY)
-    stats = common.training_statistics(model, batch, gradients=True)
+    batch = markov_statistics.training_probe_batch(TINY)
+    stats = markov_statistics.training_statistics(model, batch, gradients=True)
     logits = model(batch["inputs"])
     torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()).backward()
     for layer, block in enumerate(model.blocks):

@@ -49,6 +49,10 @@ from toy_models.tasks.markov import MarkovConfig
 
 from .sizes import SINK_SIZES, TRAINING_SIZES, SinkSizes, TrainingSizes
 
+# Legend names of the placements and sink-task variants.
+LABELS = {"none": "no norm", "post": "Post-LN", "pre": "Pre-LN", "peri": "Peri-LN", "mix": "Mix-LN (α = 0.25)",
+          "pre_clip": "Pre-LN + clipped softmax", "pre_gate": "Pre-LN + gated attention"}
+
 # ------------------------------------------------------------------------------------------ sink task
 CLIP_ALPHA = 2.0
 SINK_VARIANTS = ("pre", "peri", "mix", "pre_clip", "pre_gate")
@@ -84,7 +88,7 @@ def sink_run_config(sizes: SinkSizes, variant: str, seed: int, steps: int | None
                                 init="fan_in", attn_path="kernel", **sink_model_fields(sizes, variant)),
         optim=OptimConfig(lr=sizes.lr),
         # log_every must not depend on steps: a prefix run's config is the full run's with only the step
-        # counts changed (common.model_at builds it that way).
+        # counts changed (trained_runs.model_at builds it that way).
         train=TrainConfig(steps=steps, batch_size=sizes.batch_size, eval_every=steps, checkpoint_every=steps,
                           log_every=SINK_LOG_EVERY),
         seed=seed,

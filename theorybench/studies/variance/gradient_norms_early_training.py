@@ -1,7 +1,7 @@
 """Figure ``variance_gradient_norms_early_training``: each block's parameter-gradient norm by layer at
 initialization and early in training, per placement; claim (c) as Xiong et al.'s Fig. 3 states it ("On
 Layer Normalization in the Transformer Architecture", Xiong et al. 2020). Runs: the depth sweep's
-snapshots at its largest depth (``experiments``); statistics: ``common.training_statistics``."""
+snapshots at its largest depth (``experiments``); statistics: ``markov_statistics.training_statistics``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from theorybench.claims import Claim, Criterion, Measurement, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import LABELS, TRAINING_CAPTION_SETUP, TrainingRuns, band, fetch_all, training_run_key
-from .experiments import PLACEMENTS, depth_configs
+from .drawing import band
+from .experiments import LABELS, PLACEMENTS, depth_configs
+from .markov_statistics import TRAINING_CAPTION_SETUP, TrainingRuns, training_run_key
 from .sizes import TRAINING_SIZES, TrainingSizes
+from .trained_runs import fetch_all
 
 SIZES = TRAINING_SIZES  # what theorybench.figures hashes into each result's provenance
 

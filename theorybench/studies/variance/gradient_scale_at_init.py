@@ -1,7 +1,7 @@
 """Figure ``variance_gradient_scale_at_init``: the last block's ‖∇W_out‖ at depth L relative to depth L₀
 (``probes.gradient_norms``, loss Σ logits·r with r ~ N(0, I) drawn per seed, as in
 ``theory.variance.gradients``), Pre-LN against Post-LN, against ``last_layer_grad_ratio``. Where the
-theory holds and why: ``common``'s docstring."""
+theory holds and why: ``at_init``'s docstring."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 from toy_models.theory_args import variance_architecture
 
-from .common import (AT_INIT_WHERE, PLACEMENTS_AT_INIT, base_config, fixed_tokens, last_layer_grad_sq_monte_carlo,
-                     ratio_with_se)
+from .at_init import (AT_INIT_WHERE, PLACEMENTS_AT_INIT, base_config, fixed_tokens, last_layer_grad_sq_monte_carlo,
+                      ratio_with_se)
 from .sizes import GRADIENT_SCALE_SIZES, GradientScaleSizes
 
 SIZES = GRADIENT_SCALE_SIZES  # what theorybench.figures hashes into each result's provenance

@@ -3,7 +3,7 @@
 and against the learning rate the growth of the last layer's variance and the fraction of diverged runs;
 the divergence claim ("Peri-LN") is decided by Clopper–Pearson intervals at the largest lr, with Fisher's
 exact test of Pre- against Peri-LN in the numbers. Runs: both Markov sweeps (``experiments``);
-statistics and definitions: ``common``."""
+statistics and definitions: ``markov_statistics``."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from theorybench.claims import Claim, Criterion, Measurement, binomial_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (LABELS, TRAINING_CAPTION_SETUP, TrainingRuns, band, colors, fetch_all, fisher_exact_p, geo_mean,
-                     growth_from_init, outcome, training_run_key)
-from .experiments import LR_PLACEMENTS, PLACEMENTS, depth_configs, lr_configs, lr_run_config
+from .drawing import band, colors
+from .experiments import LABELS, LR_PLACEMENTS, PLACEMENTS, depth_configs, lr_configs, lr_run_config
+from .markov_statistics import TRAINING_CAPTION_SETUP, TrainingRuns, outcome, training_run_key
 from .sizes import TRAINING_SIZES, TrainingSizes
+from .statistics import fisher_exact_p, geo_mean, growth_from_init
+from .trained_runs import fetch_all
 
 SIZES = TRAINING_SIZES  # what theorybench.figures hashes into each result's provenance
 
@@ -43,7 +45,7 @@ DIVERGENCE_CLAIMS = (
 class DivergenceData:
     """Depth sweep, largest depth: per placement the largest |x| over x_0 … x_L at each checkpoint
     [seeds, checkpoints], and the count of massive entries over all of them. Learning-rate sweep: per
-    placement of ``LR_PLACEMENTS`` the outcome of every run [lr][seed] (``common.outcome``) and the last
+    placement of ``LR_PLACEMENTS`` the outcome of every run [lr][seed] (``markov_statistics.outcome``) and the last
     layer's growth from init [seeds, lr] (NaN where a run stopped on a NaN/Inf)."""
 
     sizes: TrainingSizes

@@ -1,7 +1,7 @@
 """Figure ``variance_residual_growth_at_init``: the mean square of the residual stream x_0 … x_L at each
 layer boundary (``probes.residual_stats``), averaged over independently initialized models (points,
 ±2 standard errors), against ``theory.variance.variance_profile`` (lines), for the none / Post / Pre /
-Peri / Mix placements. Where the theory holds and why: ``common``'s docstring."""
+Peri / Mix placements. Where the theory holds and why: ``at_init``'s docstring."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from theorybench.claims import Claim, Criterion, Measurement, exact, paired_diff
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (AT_INIT_WHERE, LABELS, N_CTX, N_SEQ, NORMALIZED, PLACEMENTS_AT_INIT, base_config, fixed_tokens,
-                     gap_in_se, per_seed_slope, residual_monte_carlo, theory_per_layer, uniform_attention_config)
+from .at_init import (AT_INIT_WHERE, NORMALIZED, N_CTX, N_SEQ, PLACEMENTS_AT_INIT, base_config, fixed_tokens,
+                      gap_in_se, per_seed_slope, residual_monte_carlo, theory_per_layer, uniform_attention_config)
+from .experiments import LABELS
 from .sizes import RESIDUAL_SIZES, ResidualSizes
 
 SIZES = RESIDUAL_SIZES  # what theorybench.figures hashes into each result's provenance

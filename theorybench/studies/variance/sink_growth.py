@@ -5,12 +5,11 @@ angular distance between consecutive layers, Pre-LN against Mix-LN (claim (d), L
 Every comparison between variants is paired over seeds (seed s draws the same data for every variant);
 intervals are Student-t over seeds (``theorybench.claims``). A run that stopped on a NaN/Inf leaves its
 seed out of nothing silently: the measurement is then ``not_measured`` with the count. Runs and
-definitions: ``experiments`` (the sink sweep) and ``common`` (``sink_statistics``).
+definitions: ``experiments`` (the sink sweep) and ``sink_statistics``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,31 +18,16 @@ from theorybench.claims import Claim, Criterion, Measurement
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (LABELS, SINK_CAPTION_SETUP, SinkRuns, band, colors, deep_half, growth_from_init, log_spaced,
-                     over_seeds, paired, sink_setup, undertrained)
-from .experiments import SINK_VARIANTS, SNAPSHOT_VARIANTS, sink_configs
+from .drawing import band, colors
+from .experiments import LABELS, SINK_VARIANTS, SNAPSHOT_VARIANTS, sink_configs
+from .sink_statistics import SINK_CAPTION_SETUP, SinkRuns, sink_setup, undertrained
 from .sizes import SINK_SIZES, SinkSizes
+from .statistics import LN10, deep_half, growth_claim, growth_from_init, log_spaced, over_seeds, paired
 
 SIZES = SINK_SIZES  # what theorybench.figures hashes into each result's provenance
-LN10 = math.log(10.0)
 
-# "Grows" and "bounded" are read as at least / less than tenfold in variance over training (ln 10 nats): the
-# Peri-LN paper's Pre-LN curves grow by orders of magnitude while Peri-LN's stay within one; the factor 10 is
-# this project's reading of that contrast, fixed here before any run.
 GROWTH_CLAIMS = (
-    Claim(key="pre_grows_peri_bounded",
-          statement=("In training, Pre-LN's hidden-state variance grows (at least tenfold at the last layer, relative "
-                     "to its initialization) while Peri-LN's stays bounded (less than tenfold), and Pre-LN's grows "
-                     "more than Peri-LN's"),
-          source="Peri-LN: Revisiting Layer Normalization in the Transformer Architecture (Kim et al. 2025), "
-                 "hidden-state variance growth in training",
-          criteria=(
-              Criterion("a_pre_growth", "Pre-LN: log Var[x_L] after training − at init (nats, mean over seeds)",
-                        ">=", LN10),
-              Criterion("a_peri_growth", "Peri-LN: log Var[x_L] after training − at init (nats, mean over seeds)",
-                        "<=", LN10),
-              Criterion("a_pre_minus_peri", "growth of log Var[x_L], Pre-LN − Peri-LN (paired over seeds)", ">=", 0.0),
-          )),
+    growth_claim(""),
     Claim(key="deep_layers_idle_in_pre_ln",
           statement=("The deeper layers of a trained Pre-LN model change the residual stream less than those of "
                      "Mix-LN (Post-LN in the first ⌊αL⌋ blocks)"),

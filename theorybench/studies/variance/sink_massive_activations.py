@@ -1,7 +1,7 @@
 """Figure ``variance_sink_massive_activations``: the largest activation on the BOS token relative to its
 layer's median (Sun et al.'s criterion), the infinity norm per variant (clipped softmax and gated attention
 against plain Pre-LN, Bondarenko et al.), and the BOS attention mass per block (Guo et al.), on the sink
-task's runs (``experiments``; statistics: ``common.sink_statistics``). Comparisons are paired over seeds."""
+task's runs (``experiments``; statistics: ``sink_statistics``). Comparisons are paired over seeds."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from theorybench.claims import Claim, Criterion, Measurement
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import LABELS, SINK_CAPTION_SETUP, SinkRuns, band, colors, over_seeds, paired, sink_setup, undertrained
-from .experiments import CLIP_ALPHA, SINK_VARIANTS, sink_configs
+from .drawing import band, colors
+from .experiments import CLIP_ALPHA, LABELS, SINK_VARIANTS, sink_configs
+from .sink_statistics import SINK_CAPTION_SETUP, SinkRuns, sink_setup, undertrained
 from .sizes import SINK_SIZES, SinkSizes
+from .statistics import over_seeds, paired
 
 SIZES = SINK_SIZES  # what theorybench.figures hashes into each result's provenance
 _QUANTITIES = ("bos_ratio", "other_ratio", "max_abs", "kurtosis", "sink_mass", "value_ratio")
@@ -50,7 +52,7 @@ MASSIVE_CLAIMS = (
 
 @dataclass(frozen=True)
 class SinkMassiveData:
-    """Per variant: each statistic of ``common.sink_statistics`` after training [seeds, layers or blocks]
+    """Per variant: each statistic of ``sink_statistics.sink_statistics`` after training [seeds, layers or blocks]
     (``after[v][quantity]``), the largest |x| at init [seeds, L + 1] and the eval copy accuracy [seeds]."""
 
     sizes: SinkSizes

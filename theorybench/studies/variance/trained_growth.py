@@ -1,45 +1,28 @@
 """Figure ``variance_trained_growth``: growth of the hidden-state variance relative to initialization (log
 Var after − log Var at init, per layer), over log-spaced checkpoints and against depth, per placement;
 claim (a) of the Peri-LN paper, decided on the paired Pre-LN − Peri-LN growth of the last layer. Runs:
-the depth sweep (``experiments``); statistics and definitions: ``common``."""
+the depth sweep (``experiments``); statistics and definitions: ``markov_statistics``."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from theorybench.claims import Claim, Criterion, Measurement, not_measured, paired_difference, t_interval
+from theorybench.claims import Measurement, not_measured, paired_difference, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
-from .common import (LABELS, TRAINING_CAPTION_SETUP, TrainingRuns, band, ci_text, colors, diverged_reason, fetch_all,
-                     geo_mean, growth_from_init, paired_difference_ci, training_run_key)
-from .experiments import PLACEMENTS, depth_configs
+from .drawing import band, colors
+from .experiments import LABELS, PLACEMENTS, depth_configs
+from .markov_statistics import TRAINING_CAPTION_SETUP, TrainingRuns, diverged_reason, training_run_key
 from .sizes import TRAINING_SIZES, TrainingSizes
+from .statistics import LN10, ci_text, geo_mean, growth_claim, growth_from_init, paired_difference_ci
+from .trained_runs import fetch_all
 
 SIZES = TRAINING_SIZES  # what theorybench.figures hashes into each result's provenance
-LN10 = math.log(10.0)
 
-# "Grows" and "bounded" are read as at least / less than tenfold in variance relative to init (ln 10 nats):
-# the Peri-LN paper's Pre-LN curves grow by orders of magnitude, Peri-LN's stay within one. Fixed before any run.
-GROWTH_CLAIMS = (
-    Claim(key="pre_grows_peri_bounded",
-          statement=("In training, Pre-LN's hidden-state variance grows (at least tenfold at the last layer, relative "
-                     "to its initialization) while Peri-LN's stays bounded (less than tenfold), and Pre-LN's grows "
-                     "more than Peri-LN's"),
-          source="Peri-LN: Revisiting Layer Normalization in the Transformer Architecture (Kim et al. 2025), "
-                 "hidden-state variance growth in training",
-          criteria=(
-              Criterion("a_pre_growth", "Pre-LN: log Var[x_L] after training − at init, deepest model (nats, mean "
-                        "over seeds)", ">=", LN10),
-              Criterion("a_peri_growth", "Peri-LN: log Var[x_L] after training − at init, deepest model (nats, "
-                        "mean over seeds)", "<=", LN10),
-              Criterion("a_pre_minus_peri", "growth of log Var[x_L], Pre-LN − Peri-LN, deepest model (paired over "
-                        "seeds)", ">=", 0.0),
-          )),
-)
+GROWTH_CLAIMS = (growth_claim(", deepest model"),)
 
 
 
