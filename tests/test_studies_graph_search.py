@@ -120,6 +120,12 @@ def test_examples_to_learn_reads_the_first_evaluation_at_the_criterion():
     metrics = pd.DataFrame({"step": [100, 200, 300], "eval_accuracy": [0.5, 0.996, 1.0]})
     assert gss.examples_to_learn(metrics, batch=32, budget_steps=300) == (200 * 32, True)
     assert gss.examples_to_learn(metrics.iloc[:1], batch=32, budget_steps=300) == (300 * 32, False)
+    # A curriculum run has learned only at its last stage: 0.996 at stage 1 of 2 does not count.
+    staged = metrics.assign(task_stage=[1.0, 1.0, 2.0])
+    assert gss.examples_to_learn(staged, batch=32, budget_steps=300, last_stage=2) == (300 * 32, True)
+    assert gss.examples_to_learn(staged, batch=32, budget_steps=300, last_stage=3) == (300 * 32, False)
+    with pytest.raises(ValueError, match="last_stage"):
+        gss.examples_to_learn(staged, batch=32, budget_steps=300)
 
 
 def test_reach_measurements_prefer_doubling_only_for_a_doubling_radius():

@@ -229,7 +229,7 @@ class ExperimentConfig:
         """A JSON-safe dict; the task is ``{"name": <registered name>, **fields}``."""
         return {
             "name": self.name,
-            "task": {"name": type(self.task).task_name, **_fields_to_dict(self.task)},
+            "task": {"name": type(self.task).task_name, **_task_dict(self.task)},
             "model": _fields_to_dict(self.model),
             "optim": _fields_to_dict(self.optim),
             "train": _train_dict(self.train),
@@ -430,6 +430,15 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
         if isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
+    return out
+
+
+def _task_dict(task: Any) -> dict[str, Any]:
+    """The task's fields, less those its ``omitted_fields()`` names (fields that came after runs had been
+    stored and that, while unused, leave what a config trains unchanged, so its hash too)."""
+    out = _fields_to_dict(task)
+    for key in getattr(task, "omitted_fields", tuple)():
+        del out[key]
     return out
 
 

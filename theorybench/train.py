@@ -175,6 +175,9 @@ class _Stepper:
         self.cfg, self.device, self.precision = cfg, device, precision
         self.task = cfg.task.build()
         self.has_set_step = hasattr(self.task, "set_step")
+        # A task with feedback (the graph-search curriculum) is shown, every ``observe_every`` steps, the
+        # metrics of the batch just trained on, after the update and in eval mode (as its authors measure it).
+        self.observe_every = getattr(self.task, "observe_every", None)
         self.model = build_model(cfg).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -214,9 +217,19 @@ class _Stepper:
         self.scheduler.step()
         if checked:
             self._check_finite("parameter", dict(self.model.named_parameters()), " after the update")
+        if self.observe_every and self.step % self.observe_every == 0:
+            self._observe(batch)
         self.loss_sum += loss.detach()
         self.loss_count += 1
         self.steps_since_check = 0 if checked else self.steps_since_check + 1
+
+    @torch.no_grad()
+    def _observe(self, batch: dict[str, torch.Tensor]) -> None:
+        """``task.observe(step, metrics)`` with the metrics of ``batch`` under the updated weights (eval mode)."""
+        self.model.eval()
+        metrics = self.task.metrics(self._forward(batch), batch)
+        self.model.train()
+        self.task.observe(self.step, metrics)
 
     def _check_finite(self, what: str, tensors: dict[str, torch.Tensor], suffix: str = "") -> None:
         # One fused reduction per step; the per-tensor search runs only once something is wrong.
@@ -362,6 +375,8 @@ class _Trainer(_Stepper):
     def _log_row(self, evaluate: bool) -> None:
         row: dict[str, Any] = {"step": self.step, "train_loss": float(self.loss_sum) / self.loss_count,
                                "lr": self.lr}
+        if hasattr(self.task, "state_dict"):  # a stateful task's state after this step (the curriculum's stage)
+            row.update({f"task_{k}": v for k, v in self.task.state_dict().items()})
         self.loss_sum.zero_()
         self.loss_count = 0
         if evaluate:
@@ -407,6 +422,7 @@ class _Trainer(_Stepper):
             "loss_sum": float(self.loss_sum),
             "loss_count": self.loss_count,
             "initial_loss": self.initial_loss,
+            "task": dict(self.task.state_dict()) if hasattr(self.task, "state_dict") else {},
             "rng": {
                 "data": self.data_gen.get_state(),
                 "torch": torch.get_rng_state(),
@@ -430,6 +446,8 @@ class _Trainer(_Stepper):
         self.steps_since_check = 0
         # A checkpoint from before the divergence rule: the first logged row stands in for step 1.
         self.initial_loss = state.get("initial_loss", self.rows[0]["train_loss"] if self.rows else None)
+        if hasattr(self.task, "load_state_dict") and state.get("task"):
+            self.task.load_state_dict(state["task"])
         rng = state["rng"]
         self.data_gen.set_state(rng["data"])
         torch.set_rng_state(rng["torch"])

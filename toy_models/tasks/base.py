@@ -35,6 +35,10 @@ class Task(Protocol):
 
     # Optional: ``set_step(step)``. A task that has it (a curriculum) is told the optimizer step
     # before each training batch is drawn; the evaluation set is drawn once, before step 1.
+    # Optional, for a curriculum driven by the model's progress: ``observe_every`` (int or None) and
+    # ``observe(step, metrics)``, called every ``observe_every`` steps with ``metrics`` of the batch just
+    # trained on, after its update, in eval mode; ``state_dict()`` / ``load_state_dict(state)``: the
+    # task's mutable state (a dict of floats), kept in checkpoints and logged per row as ``task_<key>``.
 
 
 TASKS: dict[str, type] = {}

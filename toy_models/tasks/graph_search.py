@@ -51,6 +51,17 @@ kept example has one lookahead, that lookahead is excluded; their held-out sets 
 grouped by source vertex (here they are shuffled like training) and cap all (not only shortest) paths
 at 64.
 
+Curriculum (off by default; ``curriculum_start``): the authors' ``--curriculum y`` (their ``train.py``).
+Training starts with the largest lookahead at ``curriculum_start`` (theirs: 1) and raises it by one,
+up to ``max_lookahead``, each time the accuracy on the training batch just trained on, measured after
+the update with the model in eval mode, exceeds ``curriculum_threshold`` (strictly; theirs 0.99 in the
+paper-era code, 0.98 later). They check once per 2^18 examples (the last batch of each data block);
+``curriculum_every`` optimizer steps here. At each stage the balanced lookahead is drawn from 0..stage,
+graph sizes unchanged (their mode ``y`` keeps the full edge budget). The held-out test sets and the
+trainer's evaluation batches stay at the final ``max_lookahead``. The authors restart the current data
+block at a stage change and do not count it as an epoch; here a step is a step. Their stored size-sweep
+runs name no curriculum in their checkpoint paths (see ``theorybench/studies/graph_search/size_sweep.py``).
+
 Labels: every useful next step (a child from which the goal is reachable); one drawn uniformly is the
 training target, and accuracy counts any useful step. Held-out test sets keep only examples whose
 start has ≥ 2 children and exactly one useful step, with the requested measured lookahead; training
@@ -64,6 +75,7 @@ the distributions) with its own SplitMix64 state, seeded from the caller's ``tor
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -222,6 +234,17 @@ class GraphSearchConfig:
     test_examples_per_lookahead: int = 0  # reserved test inputs that training never sees
     test_seed: int = 1
     star_edges: StarEdges = "grouped"  # the authors' star edge order; "shuffled" is a deliberate deviation
+    curriculum_start: int | None = None  # None: no curriculum; else the first stage's largest lookahead (authors: 1)
+    curriculum_threshold: float = 0.99  # the stage rises when the checked training accuracy exceeds it (strict >)
+    curriculum_every: int = 1  # optimizer steps between checks
+
+    # Left out of the config's dict (and hash) while the curriculum is off: they came after runs had been
+    # stored, and without a curriculum a config trains what it did before (``ExperimentConfig.to_dict``).
+    omitted_when_off = ("curriculum_start", "curriculum_threshold", "curriculum_every")
+
+    def omitted_fields(self) -> tuple[str, ...]:
+        """Fields to leave out of the config's dict: the curriculum's, while it is off."""
+        return self.omitted_when_off if self.curriculum_start is None else ()
 
     def __post_init__(self) -> None:
         if self.distribution not in _DIST_CODE:
@@ -241,6 +264,27 @@ class GraphSearchConfig:
             raise ConfigError("test_seed", self.test_seed, "an integer")
         if self.star_edges not in ("grouped", "shuffled"):
             raise ConfigError("star_edges", self.star_edges, "'grouped' (the authors' order) or 'shuffled'")
+        self._check_curriculum(limit)
+
+    def _check_curriculum(self, limit: int) -> None:
+        top = self.max_lookahead or limit
+        if self.curriculum_start is None:
+            for name, default in (("curriculum_threshold", 0.99), ("curriculum_every", 1)):
+                if getattr(self, name) != default:
+                    raise ConfigError(name, getattr(self, name), f"left at its default ({default}) unless "
+                                      "curriculum_start is set: without a curriculum it has no effect")
+            return
+        if self.distribution != "balanced":
+            raise ConfigError("curriculum_start", self.curriculum_start,
+                              f"None for distribution={self.distribution!r}: the curriculum raises the balanced "
+                              "distribution's largest lookahead")
+        if not (isinstance(self.curriculum_start, int) and 1 <= self.curriculum_start <= top):
+            raise ConfigError("curriculum_start", self.curriculum_start,
+                              f"None or an integer in [1, {top}] (the largest lookahead, max_lookahead)")
+        if not (isinstance(self.curriculum_threshold, (int, float)) and 0 < self.curriculum_threshold < 1):
+            raise ConfigError("curriculum_threshold", self.curriculum_threshold, "a number in (0, 1)")
+        if not (isinstance(self.curriculum_every, int) and self.curriculum_every >= 1):
+            raise ConfigError("curriculum_every", self.curriculum_every, "an integer ≥ 1 (optimizer steps between checks)")
 
     def build(self) -> "GraphSearchTask":
         return GraphSearchTask(self)
@@ -269,6 +313,40 @@ class GraphSearchTask:
         self.collisions = 0  # training examples dropped because they equal a reserved test input
         self._reserved: set[tuple[int, ...]] | None = None
         self._reserved_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        # The curriculum's stage: None (the final max_lookahead) until training starts (``set_step``), so
+        # that the trainer's evaluation batches, drawn before step 1, are of the final distribution.
+        self.stage: int | None = None
+        self.observed_accuracy = float("nan")  # the last checked training accuracy
+        self.observe_every = cfg.curriculum_every if cfg.curriculum_start is not None else None
+
+    # ------------------------------------------------------------------ curriculum (the trainer's hooks)
+    def set_step(self, step: int) -> None:
+        """Training has started: the curriculum, if any, enters its first stage (kept on later calls)."""
+        if self.cfg.curriculum_start is not None and self.stage is None:
+            self.stage = self.cfg.curriculum_start
+
+    def observe(self, step: int, metrics: dict[str, float]) -> None:
+        """The trainer's check every ``observe_every`` steps: ``metrics`` of the batch of ``step``, after
+        its update, in eval mode. The stage rises by one when the accuracy exceeds the threshold."""
+        if self.stage is None:
+            return
+        self.observed_accuracy = float(metrics["accuracy"])
+        if self.observed_accuracy > self.cfg.curriculum_threshold and self.stage < self.max_lookahead:
+            self.stage += 1
+
+    def state_dict(self) -> dict[str, float]:
+        """What a resume needs and what the trainer logs per row (``task_stage``, ``task_observed_accuracy``):
+        empty without a curriculum."""
+        if self.cfg.curriculum_start is None:
+            return {}
+        return {"stage": float("nan") if self.stage is None else float(self.stage),
+                "observed_accuracy": self.observed_accuracy}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        if self.cfg.curriculum_start is None:
+            return
+        self.stage = None if math.isnan(state["stage"]) else int(state["stage"])
+        self.observed_accuracy = float(state["observed_accuracy"])
 
     def model_fields(self) -> dict:
         return {"input_kind": "tokens", "d_vocab": self.vocab.size, "d_vocab_out": self.vocab.size,
@@ -276,7 +354,8 @@ class GraphSearchTask:
 
     # ------------------------------------------------------------------ examples
     def _generate(self, seed: int, n: int, dist: str | None = None, L: int = -1, test_only: bool = False,
-                  reserved: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[_Arrays, int]:
+                  reserved: tuple[np.ndarray, np.ndarray] | None = None,
+                  L_max: int | None = None) -> tuple[_Arrays, int]:
         N, size = self.cfg.max_input_size, self.vocab.size
         out = _Arrays(np.empty((n, N), np.int64), np.empty(n, np.int64), np.empty((n, size), np.bool_),
                       np.empty(n, np.int64), np.empty(n, np.int64))
@@ -284,7 +363,7 @@ class GraphSearchTask:
         dist = dist or self.cfg.distribution
         grouped = dist == "star" and self.cfg.star_edges == "grouped"
         collisions = K.sample_examples(K.new_state(seed), _DIST_CODE[dist], N, self.vocab.max_vertex,
-                                       self.max_lookahead, L, test_only, grouped, res_hash, res_rows,
+                                       L_max or self.max_lookahead, L, test_only, grouped, res_hash, res_rows,
                                        out.tokens, out.labels, out.useful, out.lookahead, out.out_degree)
         return out, int(collisions)
 
@@ -317,7 +396,8 @@ class GraphSearchTask:
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         reserved = self.reserved_inputs()
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        out, collisions = self._generate(seed, batch_size, reserved=self._reserved_arrays if reserved else None)
+        out, collisions = self._generate(seed, batch_size, reserved=self._reserved_arrays if reserved else None,
+                                         L_max=self.stage)
         self.collisions += collisions
         tokens = torch.from_numpy(out.tokens)
         return {

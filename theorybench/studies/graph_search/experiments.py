@@ -16,7 +16,7 @@ from theorybench.runs import get_or_train
 from toy_models import TransformerConfig
 from toy_models.tasks.graph_search import GraphSearchConfig, Vocab
 
-from .sizes import SIZES, WALKTHROUGH, GraphSearchSizes
+from .sizes import SIZES, WALKTHROUGH, Curriculum, GraphSearchSizes
 
 DISTRIBUTIONS = ("naive", "star", "balanced")
 OPTIMIZERS = ("sign_momentum", "adamw")
@@ -60,17 +60,20 @@ def searcher_experiment(scale: str, distribution: str, optimizer_name: str | Non
 def searcher_config(sizes: GraphSearchSizes, distribution: str, optimizer_name: str | None = None, *,
                     max_input_size: int | None = None, n_layers: int | None = None, steps: int | None = None,
                     batch_size: int | None = None, seed: int = 0, name: str | None = None,
-                    max_lookahead: int | None = None) -> ExperimentConfig:
+                    max_lookahead: int | None = None, curriculum: Curriculum | None = None) -> ExperimentConfig:
     """The ExperimentConfig of a searcher trained on ``distribution`` with ``sizes``, with any of N,
     layers, steps, batch size and the largest lookahead overridden (the size sweep fixes the largest
-    lookahead across sizes). Test inputs (``test_examples_per_lookahead`` per lookahead) are reserved:
-    training never sees them."""
+    lookahead across sizes), and optionally the authors' lookahead curriculum (balanced only). Test inputs
+    (``test_examples_per_lookahead`` per lookahead) are reserved: training never sees them."""
     if distribution not in DISTRIBUTIONS:
         raise KeyError(f"distribution={distribution!r} is not allowed: one of {', '.join(map(repr, DISTRIBUTIONS))}")
     N = max_input_size or sizes.max_input_size
     steps = steps or sizes.steps
+    stages = {} if curriculum is None else dict(curriculum_start=curriculum.start,
+                                                curriculum_threshold=curriculum.threshold,
+                                                curriculum_every=curriculum.every)
     task = GraphSearchConfig(max_input_size=N, distribution=distribution, max_lookahead=max_lookahead,
-                             test_examples_per_lookahead=sizes.test_examples_per_lookahead)
+                             test_examples_per_lookahead=sizes.test_examples_per_lookahead, **stages)
     every = max(1, steps // 20)
     return ExperimentConfig(
         name=name or f"graph_search_{distribution}",

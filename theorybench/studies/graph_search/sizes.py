@@ -36,6 +36,22 @@ class Optim:
 
 
 @dataclass(frozen=True)
+class Curriculum:
+    """The authors' lookahead curriculum (``GraphSearchConfig.curriculum_*``): start at largest lookahead
+    ``start``, add one when the checked training accuracy exceeds ``threshold``, checked every ``every`` steps."""
+
+    start: int = 1
+    threshold: float = 0.99
+    every: int = 1
+
+
+# The authors' paper-era setting: from lookahead 1, above 0.99 on the last batch of every 2^18 examples
+# (``every`` = 2^18 / batch steps). No scale's size sweep uses it: their stored size-sweep runs name no
+# curriculum (size_sweep.py); ``experiments.searcher_config(..., curriculum=...)`` trains with it.
+AUTHORS_CURRICULUM = Curriculum(start=1, threshold=0.99, every=2**18)
+
+
+@dataclass(frozen=True)
 class SizeSweep:
     """The size sweep: balanced searchers at each of ``max_input_sizes``, every seed, one largest lookahead."""
 
@@ -89,7 +105,8 @@ SIZES = {
         max_input_size=128, n_layers=6, optim=Optim("sign_momentum", lr=1e-5, warmup_steps=0), batch_size=1024,
         steps=860_000, seeds=(0, 1, 2), test_examples_per_lookahead=1000, probe_graphs=(2000, 1000),
         patch_examples_per_lookahead=200,
-        sweep=SizeSweep(max_input_sizes=(32, 50, 68, 86, 104, 128), seeds=tuple(range(8)), max_lookahead=8, n_layers=8,
+        # N ≥ 56 so that every size fits lookahead 8 (((N − 5)//3 − 1)//2 ≥ 8); 32 and 50 fit only 4 and 7.
+        sweep=SizeSweep(max_input_sizes=(56, 74, 92, 110, 128), seeds=tuple(range(8)), max_lookahead=8, n_layers=8,
                         steps=200_000, batch_size=1024)),
 }
 
