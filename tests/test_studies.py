@@ -12,6 +12,8 @@ import pytest
 
 from theorybench import registry
 from theorybench.figures import save_figure
+from theorybench.ledger import _family_config_hashes
+from theorybench.provenance import recording_runs
 
 registry.load_studies()
 FIGURES = sorted(registry.figures())
@@ -32,7 +34,12 @@ def test_every_study_module_sizes_every_scale():
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_figure_renders_with_finite_numbers(name, tmp_path):
-    spec, result = render_tiny(name)
+    with recording_runs() as read:
+        spec, result = render_tiny(name)
+    # Every run a figure reads is one its family's experiments or sweeps build: the ledger would otherwise
+    # call the stored result stale, and `make figures` could not train it on the pool first.
+    built = _family_config_hashes("tiny").get(spec.family, set())
+    assert not [r["name"] for r in read if r["config_hash"] not in built]
     assert result.numbers
     for key, value in result.numbers.items():
         assert "|" not in key, "a '|' breaks the index's markdown table"

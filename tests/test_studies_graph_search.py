@@ -12,6 +12,7 @@ from test_studies import render_tiny
 
 from theorybench import registry
 from theorybench.claims import judge_all
+from theorybench.ledger import _family_config_hashes
 from theorybench.studies.graph_search import accuracy_by_lookahead as accuracy
 from theorybench.studies.graph_search import common, experiments, lookahead_coverage, path_merging, reach_radius
 from theorybench.studies.graph_search import size_sweep as gss
@@ -168,3 +169,12 @@ def test_every_figure_measures_each_declared_criterion_at_tiny_scale(name, runs,
     assert len(verdicts) == len(spec.claims)
     if name != "graph_search_lookahead_coverage":
         assert any(runs.iterdir()), "the figure trained (or reused) its runs through the run store"
+
+
+@pytest.mark.parametrize("scale", ["tiny", "quick", "medium", "full"])
+def test_the_accuracy_figures_searchers_are_a_sweep_at_every_scale(scale):
+    # Seeds beyond 0 are no registered experiment: without the sweep the ledger calls a result that read
+    # them stale, and `make figures` trains them one after another instead of on the pool.
+    wanted = {c.config_hash() for c in experiments.searcher_configs(SIZES[scale]).values()}
+    assert len(wanted) == 3 * len(SIZES[scale].seeds)
+    assert wanted <= _family_config_hashes(scale)["graph_search"]

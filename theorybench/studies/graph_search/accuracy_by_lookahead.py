@@ -11,7 +11,7 @@ from theorybench.registry import FigureResult, FigureSpec, register_figure
 from theorybench.threads import single_thread
 
 from .common import PAPER, LookaheadScore, accuracy_by_lookahead
-from .experiments import DISTRIBUTIONS, searcher_config, trained
+from .experiments import DISTRIBUTIONS, searcher_configs, trained
 from .sizes import SIZES, GraphSearchSizes
 
 LEARNED_ACCURACY = 0.9  # "accurate at every lookahead": held-out accuracy ≥ 0.9 at the worst test lookahead
@@ -41,11 +41,9 @@ def measure(sizes: GraphSearchSizes) -> dict[str, list[list[LookaheadScore]]]:
     """Per training distribution, per seed of ``sizes``: the held-out scores at every test lookahead of
     the searcher trained with ``sizes`` (or reused from the run store)."""
     scores: dict[str, list[list[LookaheadScore]]] = {}
-    for dist in DISTRIBUTIONS:
-        for seed in sizes.seeds:
-            cfg = searcher_config(sizes, dist, seed=seed)
-            scores.setdefault(dist, []).append(
-                accuracy_by_lookahead(trained(cfg).load_model(), cfg.task, sizes.test_examples_per_lookahead))
+    for (dist, _), cfg in searcher_configs(sizes).items():  # seeds in order within each distribution
+        scores.setdefault(dist, []).append(
+            accuracy_by_lookahead(trained(cfg).load_model(), cfg.task, sizes.test_examples_per_lookahead))
     return scores
 
 

@@ -130,6 +130,19 @@ def size_sweep_configs(sizes: GraphSearchSizes) -> list[ExperimentConfig]:
 SIZE_SWEEP = register_sweep(SweepSpec("graph_search_size_sweep", "graph_search", size_sweep_members))
 
 
+def searcher_configs(sizes: GraphSearchSizes) -> dict[tuple[str, int], ExperimentConfig]:
+    """The searchers the accuracy figure compares: one per (training distribution, seed of ``sizes``)."""
+    return {(dist, seed): searcher_config(sizes, dist, seed=seed) for dist in DISTRIBUTIONS for seed in sizes.seeds}
+
+
+def searcher_members(scale: str) -> list[ExperimentConfig]:
+    """Searchers trained on every distribution at every seed the accuracy figure reads."""
+    return list(searcher_configs(SIZES[scale]).values())
+
+
+SEARCHERS = register_sweep(SweepSpec("graph_search_searchers", "graph_search", searcher_members))
+
+
 def trained(cfg: ExperimentConfig):
     """The finished run of ``cfg`` (trained now if absent) in the run store (``$THEORYBENCH_RUNS`` read now)."""
     return get_or_train(cfg)
