@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 from . import provenance, registry
 from .claims import ClaimVerdict, LedgerError, judge_all
-from .progress import show_progress
+from .progress import ProgressLines, duration, show_progress
 from .registry import FAMILIES, FigureResult, FigureSpec
 
 DEFAULT_OUT = Path("figures")
@@ -152,6 +152,7 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
     apply_style()
     commit, host = provenance.code_commit(), provenance.machine()
     made = {}
+    lines = ProgressLines("figures", len(specs), None)  # a line per figure where no bar is drawn (a log file)
     for spec in tqdm(specs, desc="figures", unit="fig", disable=None):  # disable=None: quiet when not a terminal
         start = time.perf_counter()
         with provenance.recording_runs() as runs:
@@ -159,6 +160,7 @@ def make_figures(names: Iterable[str] | None = None, scale: str = "quick", out_d
         record = {**commit, "machine": host, "wall_s": round(time.perf_counter() - start, 2), "runs": list(runs),
                   "sizes_hash": figure_sizes_hash(spec, scale)}
         made[spec.name] = save_figure(result, spec, out_dir, scale, record)
+        lines.finished(f"{spec.name} in {duration(record['wall_s'])}")
     shown = dict(made)
     for name in registry.figures():
         earlier = None if name in shown else _read_entry(out_dir / f"{name}.json")

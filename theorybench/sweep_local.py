@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from .device import resolve_device
-from .progress import show_progress
+from .progress import ProgressLines, show_progress
 from .runstore import checkpoint_step
 from .sweep import Member, Outcome, train_member
 from .train import TrainingInterrupted
@@ -70,6 +70,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
     threads = threads_per_job or max(1, usable_cores() // jobs)
     show = show_progress(progress)
     bar = tqdm(total=len(members), desc=desc, unit="run", disable=not show, dynamic_ncols=True)
+    lines = ProgressLines(desc, len(members), progress)  # where no bar is drawn (a log file)
     outcomes: list[Outcome] = []
     try:
         if jobs == 1:
@@ -80,7 +81,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
                     outcomes.append(_interrupted(m, err))
                     outcomes += [Outcome(r.key, "cancelled", f"{r.key} (not started)") for r in members[i + 1:]]
                     break
-                _advance(bar, outcomes)
+                _advance(bar, lines, outcomes)
             return outcomes
         ctx = multiprocessing.get_context(mp_context or "forkserver")
         if (mp_context or "forkserver") == "forkserver":
@@ -92,7 +93,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
                                  initargs=(queue, threads, stop)) as pool, _term_as_interrupt():
             futures = {pool.submit(_work, m.config, str(root), m.precision, accept_stale): m for m in members}
             try:
-                _collect(futures, outcomes, bar)
+                _collect(futures, outcomes, bar, lines)
             except KeyboardInterrupt:
                 stop.set()
                 for future in futures:
@@ -100,7 +101,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
                 _signal_workers(pool)
                 try:
                     _collect({f: m for f, m in futures.items() if not f.cancelled()
-                              and all(o.key != m.key for o in outcomes)}, outcomes, bar)
+                              and all(o.key != m.key for o in outcomes)}, outcomes, bar, lines)
                 except KeyboardInterrupt:  # a second Ctrl-C: stop waiting; the runs keep their last checkpoint
                     for process in list(getattr(pool, "_processes", {}).values()):
                         process.terminate()
@@ -110,7 +111,7 @@ def run_local(members: Sequence[Member], root: Path | str, *, jobs: int | None =
         bar.close()
 
 
-def _collect(futures: dict, outcomes: list[Outcome], bar) -> None:
+def _collect(futures: dict, outcomes: list[Outcome], bar, lines: ProgressLines) -> None:
     for future in as_completed(futures):
         member = futures[future]
         try:
@@ -122,7 +123,7 @@ def _collect(futures: dict, outcomes: list[Outcome], bar) -> None:
             outcomes.append(_interrupted(member, err))
         except Exception as err:  # noqa: BLE001 - e.g. an unpicklable config
             outcomes.append(Outcome(member.key, "error", f"{type(err).__name__}: {err}"))
-        _advance(bar, outcomes)
+        _advance(bar, lines, outcomes)
 
 
 def _interrupted(member: Member, err: BaseException) -> Outcome:
@@ -179,11 +180,12 @@ def _work(config, root: str, precision: str, accept_stale: bool = False) -> Outc
     return train_member(config, root, precision, _WORKER["device"], _WORKER["threads"], accept_stale)
 
 
-def _advance(bar, outcomes: list[Outcome]) -> None:
+def _advance(bar, lines: ProgressLines, outcomes: list[Outcome]) -> None:
     bad = sum(1 for o in outcomes if o.status != "done")
     if bad:
         bar.set_postfix(failed=bad, refresh=False)
     bar.update(1)
+    lines.finished(f"{outcomes[-1].key}: {outcomes[-1].status}")
 
 
 __all__ = ["run_local", "usable_cores", "worker_devices"]
