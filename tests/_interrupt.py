@@ -11,9 +11,10 @@ class Interrupt(Exception):
     pass
 
 
-def interrupt_at_batch(monkeypatch, n: int) -> None:
-    """Make the n-th batch draw raise ``Interrupt``, like a job dying between two checkpoints."""
-    original, calls = MarkovTask.sample, {"n": 0}
+def interrupt_at_batch(monkeypatch, n: int, task_class: type = MarkovTask) -> None:
+    """Make the n-th batch draw of ``task_class`` raise ``Interrupt``, like a job dying between two
+    checkpoints (the trainer draws its eval batches first, then one batch per step)."""
+    original, calls = task_class.sample, {"n": 0}
 
     def sample(self, batch_size, generator):
         calls["n"] += 1
@@ -21,4 +22,4 @@ def interrupt_at_batch(monkeypatch, n: int) -> None:
             raise Interrupt
         return original(self, batch_size, generator)
 
-    monkeypatch.setattr(MarkovTask, "sample", sample)
+    monkeypatch.setattr(task_class, "sample", sample)

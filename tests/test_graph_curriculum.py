@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _interrupt import Interrupt, interrupt_at_batch
 
 from theorybench.runs import get_or_train
 from theorybench.runstore import CHECKPOINT_FILE, load_checkpoint, load_run, run_dir
@@ -147,18 +148,7 @@ def test_a_resume_continues_the_stage_bit_for_bit(tmp_path, monkeypatch):
     reference = get_or_train(cfg, tmp_path / "ref", progress=False)
     assert reference.metrics["task_stage"].iloc[-1] > 1  # the stage moved, so a lost stage would show
 
-    class Interrupt(Exception):
-        pass
-
-    original, calls = GraphSearchTask.sample, {"n": 0}
-
-    def sample(self, batch_size, generator):
-        calls["n"] += 1
-        if calls["n"] == cfg.train.eval_batches + 9:  # training step 9: after the checkpoint at step 6
-            raise Interrupt
-        return original(self, batch_size, generator)
-
-    monkeypatch.setattr(GraphSearchTask, "sample", sample)
+    interrupt_at_batch(monkeypatch, cfg.train.eval_batches + 9, GraphSearchTask)  # step 9: after the checkpoint at 6
     with pytest.raises(Interrupt):
         get_or_train(cfg, tmp_path / "crash", progress=False)
     monkeypatch.undo()

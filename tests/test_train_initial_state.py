@@ -12,6 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _interrupt import Interrupt, interrupt_at_batch
 from _train_worker import tiny_config
 from theorybench.experiment import ExperimentConfig, OverrideError, TrainConfig, apply_overrides
 from theorybench.runs import get_or_train
@@ -118,16 +119,9 @@ def test_a_run_with_frozen_parameters_resumes_bit_for_bit(tmp_path, monkeypatch)
     refuse the state dict) and the runs would part."""
     cfg = lsa_experiment(steps=12, snapshot_every=4)
     reference = get_or_train(cfg, tmp_path / "ref", progress=False)
-    original, calls = ICLRegressionTask.sample, {"n": 0}
-
-    def sample(self, batch_size, generator):
-        calls["n"] += 1
-        if calls["n"] == 1 + 9:  # one eval batch first: step 9, after the checkpoint at 5 and the snapshot at 8
-            raise Interrupted
-        return original(self, batch_size, generator)
-
-    monkeypatch.setattr(ICLRegressionTask, "sample", sample)
-    with pytest.raises(Interrupted):
+    # one eval batch first: step 9, after the checkpoint at 5 and the snapshot at 8
+    interrupt_at_batch(monkeypatch, 1 + 9, ICLRegressionTask)
+    with pytest.raises(Interrupt):
         get_or_train(cfg, tmp_path / "crash", progress=False)
     monkeypatch.undo()
     resumed = get_or_train(cfg, tmp_path / "crash", progress=False)
@@ -138,10 +132,6 @@ def test_a_run_with_frozen_parameters_resumes_bit_for_bit(tmp_path, monkeypatch)
     assert snapshot_steps(resumed.dir) == snapshot_steps(reference.dir) == [0, 4, 8, 12]
     for step in snapshot_steps(reference.dir):
         assert snapshot_path(resumed.dir, step).read_bytes() == snapshot_path(reference.dir, step).read_bytes()
-
-
-class Interrupted(Exception):
-    pass
 
 
 @pytest.mark.parametrize("name", sorted(INITIAL_STATES))
