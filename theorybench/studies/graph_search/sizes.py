@@ -10,7 +10,9 @@ Medium budget (estimated from the measured step times of the graph-search pilot,
 at 9–16 ms/step, 3 layers, batch 32): accuracy figure 3 distributions × 3 seeds × 8000 steps ≈ 13 min;
 size sweep 5 sizes × 8 seeds × 6000 steps ≈ 48 min; patching 2 × 400 examples ≈ 3 min; coverage
 < 1 min: ≈ 65 CPU-minutes, ≈ 35–40 min on 2 cores when the sweep runs on the local pool first. The reach
-figure reuses the balanced searcher. Not measured by us end to end (the generator changed today).
+figure reuses the balanced searcher. Measured (2026-12-02, 2 cores shared with other work, one torch thread
+per run): about 2 min per size-sweep run and 2.5 min per 8000-step searcher, so ≈ 100 CPU-minutes and
+about an hour of wall time for the family; results committed in results/medium/.
 """
 
 from __future__ import annotations
