@@ -183,3 +183,10 @@ def test_quick_growth_claim_is_reproduced():
     result = spec.make("quick")
     plt.close(result.figure)
     assert [v.verdict for v in judge_all(spec.claims, result.measured, spec.name)] == ["reproduced"]
+
+
+def test_numbers_say_when_every_run_stopped_instead_of_printing_nan():
+    assert statistics.geo_mean_text([4.0, 9.0, np.nan]) == "6"  # the finite runs only
+    assert statistics.geo_mean_text([np.nan, np.inf]) == "none: all 2 runs stopped on a NaN/Inf"
+    assert statistics.mean_or_stopped([1.0, np.nan, 2.0]) == 1.5
+    assert statistics.mean_or_stopped([np.nan] * 4) == "none: all 4 runs stopped on a NaN/Inf"

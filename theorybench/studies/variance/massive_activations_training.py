@@ -20,7 +20,7 @@ from .drawing import band, colors
 from .experiments import LABELS, LR_PLACEMENTS, PLACEMENTS, depth_configs, lr_configs, lr_run_config
 from .markov_statistics import TRAINING_CAPTION_SETUP, TrainingRuns, outcome, training_run_key
 from .sizes import TRAINING_SIZES, TrainingSizes
-from .statistics import fisher_exact_p, geo_mean, growth_from_init
+from .statistics import fisher_exact_p, geo_mean_text, growth_from_init
 from .trained_runs import fetch_all
 
 SIZES = TRAINING_SIZES  # what theorybench.figures hashes into each result's provenance
@@ -149,7 +149,7 @@ def numbers(data: DivergenceData) -> dict[str, float | str]:
     for placement in PLACEMENTS:
         maxabs = data.max_abs[placement]
         out[f"{LABELS[placement]}: max abs(x) at init → after training, L={L_max} (geo-mean)"] = (
-            f"{geo_mean(maxabs[:, 0]):.3g} → {geo_mean(maxabs[:, -1]):.3g}")
+            f"{geo_mean_text(maxabs[:, 0])} → {geo_mean_text(maxabs[:, -1])}")
     out["massive activations found (abs(x) > 100 and > 1000 × median), all snapshots (no sink token here)"] = (
         data.total_massive)
     for placement in LR_PLACEMENTS:

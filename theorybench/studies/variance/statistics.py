@@ -105,6 +105,24 @@ def geo_mean(values) -> float:
     return float(np.exp(np.log(values).mean())) if len(values) else math.nan
 
 
+def stopped_text(n: int) -> str:
+    """What a figure's numbers say where every one of ``n`` runs stopped on a NaN/Inf (instead of "nan")."""
+    return f"none: all {n} runs stopped on a NaN/Inf"
+
+
+def geo_mean_text(values) -> str:
+    """``geo_mean`` to 3 significant digits, or ``stopped_text`` where no run left a finite value."""
+    g = geo_mean(values)
+    return f"{g:.3g}" if math.isfinite(g) else stopped_text(len(np.atleast_1d(values)))
+
+
+def mean_or_stopped(values) -> float | str:
+    """Mean of the finite values to 4 significant digits, or ``stopped_text`` where there is none."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(f"{finite.mean():.4g}") if len(finite) else stopped_text(len(values))
+
+
 def ci_text(mean: float, lo: float, hi: float) -> str:
     """"mean [low, high] (sign)": the sign is "+" or "−" when the interval excludes 0."""
     sign = "+" if lo > 0 else ("−" if hi < 0 else "0 inside")

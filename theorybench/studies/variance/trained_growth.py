@@ -17,7 +17,8 @@ from .drawing import band, colors
 from .experiments import LABELS, PLACEMENTS, depth_configs
 from .markov_statistics import TRAINING_CAPTION_SETUP, TrainingRuns, diverged_reason, training_run_key
 from .sizes import TRAINING_SIZES, TrainingSizes
-from .statistics import LN10, ci_text, geo_mean, growth_claim, growth_from_init, paired_difference_ci
+from .statistics import (LN10, ci_text, geo_mean_text, growth_claim, growth_from_init, mean_or_stopped,
+                         paired_difference_ci)
 from .trained_runs import fetch_all
 
 SIZES = TRAINING_SIZES  # what theorybench.figures hashes into each result's provenance
@@ -106,9 +107,8 @@ def numbers(data: TrainedGrowthData) -> dict[str, float | str]:
     for placement in PLACEMENTS:
         name, init, grown = LABELS[placement], data.init[placement, L_max], data.grown[placement, L_max]
         out[f"{name}: Var[x_L] at init → after training, L={L_max} (geo-mean)"] = (
-            f"{geo_mean(init[:, -1]):.3g} → {geo_mean(np.exp(grown[:, -1]) * init[:, -1]):.3g}")
-        out[f"{name}: growth of log Var[x_L] relative to init, L={L_max} (nats, mean)"] = float(
-            f"{np.nanmean(grown[:, -1]):.4g}")
+            f"{geo_mean_text(init[:, -1])} → {geo_mean_text(np.exp(grown[:, -1]) * init[:, -1])}")
+        out[f"{name}: growth of log Var[x_L] relative to init, L={L_max} (nats, mean)"] = mean_or_stopped(grown[:, -1])
     for depth in sizes.n_layers:
         out[f"Pre − Peri growth of log Var[x_L] relative to init, L={depth}"] = ci_text(
             *paired_difference_ci(data.grown["pre", depth][:, -1], data.grown["peri", depth][:, -1]))
