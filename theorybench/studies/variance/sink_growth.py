@@ -94,6 +94,7 @@ def plot(data: SinkGrowthData):
     ax_layer.set_ylabel("log Var[x_l] after training − at init (nats)")
     ax_layer.set_title("Growth relative to init (dashed: tenfold)", fontsize=9)
     ax_step.set_xscale("symlog", linthresh=max(1, sizes.snapshots[0] if sizes.snapshots else 1))
+    ax_step.set_xlim(left=0)  # steps are ≥ 0: no negative half of the symlog axis
     ax_step.set_xlabel("training step (log-spaced checkpoints)")
     ax_step.set_ylabel(f"log Var[x_{L}] − at init (nats)")
     ax_step.set_title("Last layer over training", fontsize=9)
