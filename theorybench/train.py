@@ -178,6 +178,7 @@ class _Stepper:
         # A task with feedback (the graph-search curriculum) is shown, every ``observe_every`` steps, the
         # metrics of the batch just trained on, after the update and in eval mode (as its authors measure it).
         self.observe_every = getattr(self.task, "observe_every", None)
+        self.has_state = hasattr(self.task, "state_dict")  # kept in checkpoints, logged per row
         self.model = build_model(cfg).to(device)
         self.dtype = getattr(torch, cfg.model.dtype)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -375,7 +376,7 @@ class _Trainer(_Stepper):
     def _log_row(self, evaluate: bool) -> None:
         row: dict[str, Any] = {"step": self.step, "train_loss": float(self.loss_sum) / self.loss_count,
                                "lr": self.lr}
-        if hasattr(self.task, "state_dict"):  # a stateful task's state after this step (the curriculum's stage)
+        if self.has_state:  # a stateful task's state after this step (the curriculum's stage)
             row.update({f"task_{k}": v for k, v in self.task.state_dict().items()})
         self.loss_sum.zero_()
         self.loss_count = 0
@@ -422,7 +423,7 @@ class _Trainer(_Stepper):
             "loss_sum": float(self.loss_sum),
             "loss_count": self.loss_count,
             "initial_loss": self.initial_loss,
-            "task": dict(self.task.state_dict()) if hasattr(self.task, "state_dict") else {},
+            "task": dict(self.task.state_dict()) if self.has_state else {},
             "rng": {
                 "data": self.data_gen.get_state(),
                 "torch": torch.get_rng_state(),
@@ -446,7 +447,7 @@ class _Trainer(_Stepper):
         self.steps_since_check = 0
         # A checkpoint from before the divergence rule: the first logged row stands in for step 1.
         self.initial_loss = state.get("initial_loss", self.rows[0]["train_loss"] if self.rows else None)
-        if hasattr(self.task, "load_state_dict") and state.get("task"):
+        if self.has_state and state.get("task"):
             self.task.load_state_dict(state["task"])
         rng = state["rng"]
         self.data_gen.set_state(rng["data"])

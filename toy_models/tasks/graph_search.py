@@ -77,7 +77,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -238,13 +238,15 @@ class GraphSearchConfig:
     curriculum_threshold: float = 0.99  # the stage rises when the checked training accuracy exceeds it (strict >)
     curriculum_every: int = 1  # optimizer steps between checks
 
-    # Left out of the config's dict (and hash) while the curriculum is off: they came after runs had been
-    # stored, and without a curriculum a config trains what it did before (``ExperimentConfig.to_dict``).
-    omitted_when_off = ("curriculum_start", "curriculum_threshold", "curriculum_every")
-
     def omitted_fields(self) -> tuple[str, ...]:
-        """Fields to leave out of the config's dict: the curriculum's, while it is off."""
-        return self.omitted_when_off if self.curriculum_start is None else ()
+        """Fields left out of the config's dict (and hash, ``ExperimentConfig.to_dict``): the curriculum's while
+        it is off. They came after runs had been stored, and without a curriculum a config trains what it did."""
+        return ("curriculum_start", "curriculum_threshold", "curriculum_every") if self.curriculum_start is None else ()
+
+    @property
+    def largest_lookahead(self) -> int:
+        """``max_lookahead``, or where it is None the largest that fits: ((N − 5)//3 − 1)//2."""
+        return self.max_lookahead or Vocab(self.max_input_size).default_max_lookahead
 
     def __post_init__(self) -> None:
         if self.distribution not in _DIST_CODE:
@@ -264,12 +266,14 @@ class GraphSearchConfig:
             raise ConfigError("test_seed", self.test_seed, "an integer")
         if self.star_edges not in ("grouped", "shuffled"):
             raise ConfigError("star_edges", self.star_edges, "'grouped' (the authors' order) or 'shuffled'")
-        self._check_curriculum(limit)
+        self._check_curriculum()
 
-    def _check_curriculum(self, limit: int) -> None:
-        top = self.max_lookahead or limit
+    def _check_curriculum(self) -> None:
+        top = self.largest_lookahead
         if self.curriculum_start is None:
-            for name, default in (("curriculum_threshold", 0.99), ("curriculum_every", 1)):
+            defaults = {f.name: f.default for f in fields(self)}
+            for name in ("curriculum_threshold", "curriculum_every"):
+                default = defaults[name]
                 if getattr(self, name) != default:
                     raise ConfigError(name, getattr(self, name), f"left at its default ({default}) unless "
                                       "curriculum_start is set: without a curriculum it has no effect")
@@ -309,7 +313,7 @@ class GraphSearchTask:
     def __init__(self, cfg: GraphSearchConfig):
         self.cfg = cfg
         self.vocab = Vocab(cfg.max_input_size)
-        self.max_lookahead = cfg.max_lookahead or self.vocab.default_max_lookahead
+        self.max_lookahead = cfg.largest_lookahead
         self.collisions = 0  # training examples dropped because they equal a reserved test input
         self._reserved: set[tuple[int, ...]] | None = None
         self._reserved_arrays: tuple[np.ndarray, np.ndarray] | None = None

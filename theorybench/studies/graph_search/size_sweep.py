@@ -111,7 +111,7 @@ def measure(sizes: GraphSearchSizes) -> SizeSweepData:
     for cfg in tqdm(size_sweep_configs(sizes), desc="graph_search size sweep", unit="run", disable=None):
         run = trained(cfg)
         seen, learned = examples_to_learn(run.metrics, sweep.batch_size, sweep.steps,
-                                          last_stage=cfg.task.build().max_lookahead)
+                                          last_stage=cfg.task.largest_lookahead)
         worst = min(s.accuracy for s in accuracy_by_lookahead(run.load_model(), cfg.task,
                                                               sizes.test_examples_per_lookahead))
         rows.append((Vocab(cfg.task.max_input_size).max_vertex, seen, learned, worst))
