@@ -17,7 +17,8 @@ another float path) and strings, verdicts and hashes are equal when identical. A
 only, or failing on one side, is a difference too.
 
 ``--ignore LEAF`` leaves one JSON leaf out (say why where you use it: the provenance's
-``sizes_hash`` changes when the sizes' fields are renamed, which is meant, while the numbers must not).
+``sizes_hash`` changes when the sizes' fields are renamed, which is meant, while the numbers must not);
+a LEAF ending in ``*`` leaves out every leaf that starts with what comes before it.
 
 Exit status 0 when nothing differs, 1 when something does (each difference is printed), 2 on a usage
 or checkout error.
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rel", type=float, default=1e-9, help="relative tolerance on floats (default 1e-9)")
     parser.add_argument("--ignore", action="append", default=[], metavar="LEAF",
                         help="a JSON leaf not to compare, e.g. /provenance/sizes_hash where the sizes' fields were "
-                             "renamed on purpose (repeatable; listed in the summary)")
+                             "renamed on purpose, or a prefix ending in '*' (repeatable; listed in the summary)")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="keep each side's figures and run store under DIR (the checkouts are removed)")
     args = parser.parse_args(argv)
@@ -114,7 +115,8 @@ def render_side(label: str, rev: str | None, where: Path, families: list[str]) -
 
 
 def compare_sides(before: dict, after: dict, rel: float, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Every difference between the two sides' figures, one line each (leaves named in ``ignore`` left out)."""
+    """Every difference between the two sides' figures, one line each (leaves named in ``ignore`` left out; an
+    entry ending in '*' names every leaf that starts with the rest)."""
     lines = [f"{name}: made only {side}" for side, a, b in (("before", before, after), ("after", after, before))
              for name in sorted(set(a) - set(b))]
     for name in sorted(set(before) & set(after)):
@@ -124,11 +126,15 @@ def compare_sides(before: dict, after: dict, rel: float, ignore: tuple[str, ...]
                 lines.append(f"{name}: before {a if isinstance(a, str) else 'made'}; after {b if isinstance(b, str) else 'made'}")
             continue
         flat_a, flat_b = _leaves(_comparable(a)), _leaves(_comparable(b))
-        for key in sorted((set(flat_a) | set(flat_b)) - set(ignore)):
+        for key in sorted(k for k in set(flat_a) | set(flat_b) if not _ignored(k, ignore)):
             va, vb = flat_a.get(key, "<absent>"), flat_b.get(key, "<absent>")
             if not _equal(va, vb, rel):
                 lines.append(f"{name}: {key}: before {va!r}, after {vb!r}")
     return lines
+
+
+def _ignored(key: str, ignore: tuple[str, ...]) -> bool:
+    return any(key.startswith(i[:-1]) if i.endswith("*") else key == i for i in ignore)
 
 
 def _comparable(entry: dict) -> dict:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from _svm_reference import reference_train
+from _svm_runs import svm_trajectory
 from theory.attention_svm import correlation, solve_att_svm
 from toy_models.single_attention import SingleAttention
-from toy_models.svm_training import initialize_factors, train
 from toy_models.tasks.attention_svm_data import AttentionSVMData
 
 SEEDS = (0, 1, 2)
@@ -21,8 +22,20 @@ SEEDS = (0, 1, 2)
 
 def _model(inst, parameterization, cross_attn=True, seed=0):
     m = SingleAttention(torch.tensor(inst.v), parameterization, cross_attn=cross_attn)
-    initialize_factors(m, seed=seed)
+    m.initialize_factors(seed=seed)
     return m
+
+
+def _selected(inst, W: np.ndarray) -> np.ndarray:
+    """argmax_t softmax(X_i W z_i)_t per input: the token the trained attention selects."""
+    return np.argmax(np.einsum("ntd,de,ne->nt", inst.X, W, inst.Z), axis=1)
+
+
+def _loss(inst, W: np.ndarray) -> float:
+    a = np.einsum("ntd,de,ne->nt", inst.X, W, inst.Z)
+    s = np.exp(a - a.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    return float(np.mean(np.logaddexp(0.0, -inst.Y * np.einsum("nt,ntd,d->n", s, inst.X, inst.v))))
 
 
 @pytest.mark.parametrize("parameterization", ["W", "KQ"])
@@ -61,25 +74,26 @@ def test_direct_path_is_the_formula():
                                atol=1e-13)  # same formula, float64 round-off on O(1) values
 
 
-def test_normalized_step_has_length_eta():
-    inst = AttentionSVMData(seed=0).generate()
-    tr = train(_model(inst, "W"), inst.X, inst.Z, inst.Y, steps=3, lr=0.1)
-    steps = np.linalg.norm(np.diff(tr.W, axis=0), axis=(1, 2))
+def test_normalized_step_has_length_eta(tmp_path):
+    W = svm_trajectory(tmp_path, "W", steps=3)
+    steps = np.linalg.norm(np.diff(W, axis=0), axis=(1, 2))
     np.testing.assert_allclose(steps, 0.1, rtol=1e-12)  # W ← W − η g/‖g‖ exactly, up to round-off
 
 
 @pytest.fixture(scope="module")
-def runs():
-    """Normalized GD, 1000 steps, W and (K, Q), on each seed; correlations with both SVM solutions."""
+def runs(tmp_path_factory):
+    """Normalized GD through the trainer, 1000 steps, W and (K, Q), on each seed; correlations with both
+    SVM solutions."""
+    root = tmp_path_factory.mktemp("svm_runs")
     out = {"W": [], "KQ": []}
     for seed in SEEDS:
         inst = AttentionSVMData(n=6, T=8, d=10, seed=seed).generate()
         fro = solve_att_svm(inst.X, inst.Z, inst.opt, "fro").W
         nuc = solve_att_svm(inst.X, inst.Z, inst.opt, "nuc").W
         for par in out:
-            tr = train(_model(inst, par, seed=seed), inst.X, inst.Z, inst.Y, steps=1000, lr=0.1, path="direct")
-            out[par].append(dict(fro=correlation(tr.W[-1], fro), nuc=correlation(tr.W[-1], nuc),
-                                 max_prob=tr.max_prob[-1], selected_opt=bool(np.all(tr.selected == inst.opt))))
+            W = svm_trajectory(root, par, seed=seed)[-1]
+            out[par].append(dict(fro=correlation(W, fro), nuc=correlation(W, nuc),
+                                 selected_opt=bool(np.all(_selected(inst, W) == inst.opt))))
     return {par: {k: np.mean([r[k] for r in rs]) for k in rs[0]} for par, rs in out.items()}
 
 
@@ -90,7 +104,7 @@ def test_W_converges_to_frobenius_svm(runs):
 
 
 def test_KQ_converges_to_nuclear_svm(runs):
-    # Measured: 0.9986, 0.9985, 0.9983 (seeds 0–2).
+    # Measured with K(0) from the data seed (before the trainer): 0.9986, 0.9985, 0.9983 (seeds 0–2).
     assert runs["KQ"]["selected_opt"] == 1.0
     assert runs["KQ"]["nuc"] >= 0.99
 
@@ -101,34 +115,35 @@ def test_the_two_parameterizations_are_distinguishable(runs):
     assert runs["KQ"]["fro"] <= runs["KQ"]["nuc"] - 0.1
 
 
-def test_plain_gd_decreases_the_loss_and_grows_the_norm():
+def test_plain_gd_decreases_the_loss_and_grows_the_norm(tmp_path):
     inst = AttentionSVMData(seed=0).generate()
-    tr = train(_model(inst, "W"), inst.X, inst.Z, inst.Y, steps=200, lr=0.1, method="gd", path="direct")
+    W = svm_trajectory(tmp_path, "W", steps=200, method="gd")
+    loss = np.array([_loss(inst, w) for w in W])
     # The logistic loss is smooth; with η = 0.1 ≪ 2/L (L = O(1) here: |f| ≤ max‖x‖‖v‖ = 1) GD descends.
-    assert np.all(np.diff(tr.loss) <= 1e-15)
-    norms = np.linalg.norm(tr.W, axis=(1, 2))
+    assert np.all(np.diff(loss) <= 1e-15)
+    norms = np.linalg.norm(W, axis=(1, 2))
     assert norms[-1] > norms[1] > 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
-def test_local_version_on_paper_random_geometry(seed):
+def test_local_version_on_paper_random_geometry(seed, tmp_path):
     """The paper's random unit-vector data: GD may pick a locally-optimal α; compare with that α's SVMs."""
     inst = AttentionSVMData(seed=seed, geometry="random").generate()
     for par, norm in (("W", "fro"), ("KQ", "nuc")):
-        tr = train(_model(inst, par, seed=seed), inst.X, inst.Z, inst.Y, steps=2000, lr=0.1, path="direct")
-        sol = solve_att_svm(inst.X, inst.Z, tr.selected, norm)
+        W = svm_trajectory(tmp_path, par, seed=seed, steps=2000, geometry="random")[-1]
+        sol = solve_att_svm(inst.X, inst.Z, _selected(inst, W), norm)
         assert sol.optimal
-        assert correlation(tr.W[-1], sol.W) >= 0.99
+        assert correlation(W, sol.W) >= 0.99
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["reference", "kernel"])
-def test_training_through_the_toy_transformer_paths(path):
+def test_training_through_the_toy_transformer_paths(path, tmp_path):
     inst = AttentionSVMData(seed=0).generate()
     for par, norm in (("W", "fro"), ("KQ", "nuc")):
-        tr = train(_model(inst, par), inst.X, inst.Z, inst.Y, steps=1000, lr=0.1, path=path)
-        assert correlation(tr.W[-1], solve_att_svm(inst.X, inst.Z, inst.opt, norm).W) >= 0.99
+        W = svm_trajectory(tmp_path, par, path=path)[-1]
+        assert correlation(W, solve_att_svm(inst.X, inst.Z, inst.opt, norm).W) >= 0.99
 
 
 @pytest.mark.parametrize("cross_attn", [True, False])
@@ -186,9 +201,11 @@ def test_single_constraint_gd_direction_is_exactly_the_svm():
     Z, Y, v = np.array([[0.0, 1.0, 0.0]]), np.array([1.0]), np.array([0.0, 1.0, 0.0])
     W_svm = solve_att_svm(X, Z, np.array([0]), "fro").W
     m = SingleAttention(torch.tensor(v), "W")
-    tr = train(m, X, Z, Y, steps=150, lr=0.1, path="direct")
+    # Data of its own: the trainer's loop, as before the move (the trainer reproduces it bit for bit:
+    # tests/test_attention_svm_trainer.py).
+    W = reference_train(m, X, Z, Y, steps=150, lr=0.1)
     a, z = X[0, 0] - X[0, 1], Z[0]
     exact = np.outer(a, z)
-    assert correlation(tr.W[-1], exact) >= 1 - 1e-12
+    assert correlation(W[-1], exact) >= 1 - 1e-12
     # The solver's W^mm against the closed form: 1e-9 relative (CLARABEL's tolerance).
     assert correlation(W_svm, exact) >= 1 - 1e-9

@@ -43,3 +43,16 @@ def test_an_ignored_leaf_is_left_out_and_nothing_else():
     renamed["provenance"]["sizes_hash"] = "s2"
     assert compare_sides({"fig": _entry()}, {"fig": renamed}, 1e-9, ignore=("/provenance/sizes_hash",)) == []
     assert compare_sides({"fig": _entry()}, {"fig": renamed}, 1e-9)
+
+
+def test_an_ignored_prefix_leaves_out_the_leaves_under_it_only():
+    changed = _entry()
+    changed["numbers"] = {**changed["numbers"], "KQ: corr": 0.5}
+    before = _entry()
+    before["numbers"] = {**before["numbers"], "KQ: corr": 0.4}
+    assert compare_sides({"fig": before}, {"fig": changed}, 1e-9, ignore=("/numbers/KQ:*",)) == []
+    # The prefix covers no other leaf: a change beside it is still reported.
+    changed["numbers"]["W: corr"] = 1.0
+    before["numbers"]["W: corr"] = 0.9
+    assert compare_sides({"fig": before}, {"fig": changed}, 1e-9, ignore=("/numbers/KQ:*",)) == [
+        "fig: /numbers/W: corr: before 0.9, after 1.0"]

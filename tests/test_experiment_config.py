@@ -32,7 +32,8 @@ def base() -> ExperimentConfig:
     (lambda: OptimConfig(name="adam"), "name", "'adamw'"),
     (lambda: OptimConfig(betas=(0.9, 1.0)), "betas", "[0, 1)"),
     (lambda: OptimConfig(momentum=0.9), "momentum", "name='sgd'"),
-    (lambda: OptimConfig(name="normalized_gd", weight_decay=0.1), "weight_decay", "normalized_gd"),
+    (lambda: OptimConfig(name="adamw", eps=1e-8), "eps", "name='normalized_gd'"),
+    (lambda: OptimConfig(name="normalized_gd", eps=0.0), "eps", "positive"),
     (lambda: OptimConfig(warmup_steps=-1), "warmup_steps", "non-negative"),
     (lambda: TrainConfig(steps=0), "steps", "positive integer"),
     (lambda: ExperimentConfig(name="a b", task=MarkovConfig()), "name", "folder-safe"),
@@ -99,9 +100,13 @@ def _alternatives(value, tp) -> list:
     raise AssertionError(f"no alternatives for {tp}")
 
 
-def hash_base() -> ExperimentConfig:
+def hash_base(optimizer: str = "sgd") -> ExperimentConfig:
     # SGD, so that momentum (allowed only with SGD) can vary too.
-    return dataclasses.replace(base(), optim=OptimConfig(name="sgd"))
+    return dataclasses.replace(base(), optim=OptimConfig(name=optimizer))
+
+
+# Fields only one optimizer reads (refused with the others): varied on a base that uses it.
+OPTIMIZER_OF = {"optim.eps": "normalized_gd"}
 
 
 def _every_field_variant():
@@ -126,7 +131,7 @@ SET_VALUES = {"train.init_state": ["test_no_change"], "train.frozen": [("blocks.
 def test_config_hash_changes_with_every_field(key, section, name, candidates, monkeypatch):
     # A registered state that fits any model (changes nothing): the hash must still record that one was named.
     monkeypatch.setitem(INITIAL_STATES, "test_no_change", lambda model, cfg, seed: None)
-    cfg = hash_base()
+    cfg = hash_base(OPTIMIZER_OF.get(key, "sgd"))
     changed = []
     for value in candidates:
         try:

@@ -66,14 +66,31 @@ def test_normalized_gd_matches_the_formula_per_tensor():
         torch.zeros(1, dtype=torch.float64)
     opt.step()
     expected_a = THETA0 - lr * GRADS[0] / GRADS[0].norm()
-    # Three roundings per entry (norm, division, subtraction) plus the norm's own sum: ≤ 8·eps·scale.
-    torch.testing.assert_close(a.detach(), expected_a, rtol=0, atol=8 * EPS64 * 2.0)
+    # Three roundings per entry (norm, division, subtraction) plus the norm's own sum: ≤ 8·eps·scale; and
+    # the guard: g/(‖g‖ + 1e-12) differs from g/‖g‖ by |g|·1e-12/‖g‖² ≤ 1e-12/‖g‖ < 1e-12 (‖g‖ > 2) per entry.
+    torch.testing.assert_close(a.detach(), expected_a, rtol=0, atol=8 * EPS64 * 2.0 + lr * 1e-12)
     # ‖(0, 300, −400)‖ = 500 exactly: b moves by lr·(0, 0.6, −0.8), whatever the gradient's scale.
     torch.testing.assert_close(b.detach(), torch.tensor([1.0, 2.0 - 0.18, 3.0 + 0.24], dtype=torch.float64),
                                rtol=0, atol=4 * EPS64 * 3.0)
     assert torch.equal(zero.detach(), torch.tensor([5.0], dtype=torch.float64))  # 0/max(0, eps) = 0: no NaN
     # Each tensor's step has norm lr, tensor by tensor (the normalization is not global).
-    assert (a.detach() - THETA0).norm().item() == pytest.approx(lr, rel=8 * EPS64)
+    assert (a.detach() - THETA0).norm().item() == pytest.approx(lr, rel=8 * EPS64 + 1e-12)
+
+
+def test_normalized_gd_guard_and_coupled_decay_follow_the_formula():
+    # θ ← θ − lr·g/(‖g‖ + eps), g = ∇ + wd·θ: the attention-SVM runs' rule (eps = float64's ε, the ridge).
+    lr, eps, wd = 0.1, 1e-3, 0.5
+    p = torch.nn.Parameter(torch.tensor([3.0, -4.0], dtype=torch.float64))
+    p.grad = torch.tensor([0.0, 0.0], dtype=torch.float64)
+    NormalizedGD([p], lr=lr, eps=eps, weight_decay=wd).step()
+    # g = wd·θ = (1.5, −2), ‖g‖ = 2.5: θ − 0.1·(1.5, −2)/2.501, a few roundings of numbers ≤ 4.
+    expected = torch.tensor([3.0 - 0.1 * 1.5 / 2.501, -4.0 + 0.1 * 2.0 / 2.501], dtype=torch.float64)
+    torch.testing.assert_close(p.detach(), expected, rtol=0, atol=8 * EPS64 * 4.0)
+    # A gradient far below eps gives a step far below lr (not a full-length step along round-off).
+    q = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    q.grad = torch.tensor([1e-20, 0.0], dtype=torch.float64)
+    NormalizedGD([q], lr=lr, eps=EPS64).step()
+    assert 0 < 1.0 - q.detach()[0].item() < lr * 1e-20 / EPS64 * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("cfg, cls, hyper", [

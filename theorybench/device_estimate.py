@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from toy_models.single_attention_config import SingleAttentionConfig
+
 from .train import training_steps
 
 if TYPE_CHECKING:
@@ -71,9 +73,21 @@ def matmul_weights(model: "TransformerConfig") -> tuple[int, int]:
 def step_flops(cfg: "ExperimentConfig") -> float:
     """Matmul FLOPs of one training step (forward + backward), T = n_ctx; see the module docstring."""
     model = cfg.resolved_model()
+    if isinstance(model, SingleAttentionConfig):
+        return _single_attention_step_flops(cfg, model)
     B, T = cfg.train.batch_size, model.n_ctx
     full, frozen = matmul_weights(model)
     return B * T * (6 * full + 4 * frozen) + 12 * model.n_layers * B * T * T * model.n_heads * model.head_dim
+
+
+def _single_attention_step_flops(cfg: "ExperimentConfig", model: SingleAttentionConfig) -> float:
+    """The attention-SVM layer f = vᵀXᵀsoftmax(XWz) on its full batch of n inputs of T tokens (the task's),
+    its scores contracted left to right as torch's einsum does without opt_einsum: X·W, 2·n·T·d² forward
+    and as much backward (for W only: X is data); W = K Qᵀ, 2·d²·m forward and as much per trained factor.
+    Left out: the O(n·T·d) products (scores·z, the softmax-weighted sums), under 3/d of the total."""
+    n, T, d, m = cfg.train.batch_size, cfg.task.T, model.d, model.m or model.d
+    trained = 2 if model.parameterization == "KQ" else 1
+    return 4 * n * T * d * d + 2 * d * d * m * (1 + trained)
 
 
 def run_flops(cfg: "ExperimentConfig", from_step: int = 0) -> float:
@@ -87,6 +101,8 @@ def run_flops(cfg: "ExperimentConfig", from_step: int = 0) -> float:
 
 def parameter_count(model: "TransformerConfig") -> int:
     """≈ trainable parameters: the matmul weights plus embedding tables (norms and biases, O(L·d), left out)."""
+    if isinstance(model, SingleAttentionConfig):
+        return 2 * model.d * (model.m or model.d) if model.parameterization == "KQ" else model.d**2
     full, frozen = matmul_weights(model)
     tables = (model.d_vocab * model.d_model if model.input_kind == "tokens" and model.embed == "learned" else 0)
     tables += model.n_ctx * model.d_model if model.pos == "learned" else 0
@@ -97,6 +113,8 @@ def gpu_memory_bytes(cfg: "ExperimentConfig") -> float:
     """≈ bytes on a GPU for training ``cfg``: weights + gradients + optimizer state + activations."""
     model = cfg.resolved_model()
     size = 8 if model.dtype == "float64" else 4
+    if isinstance(model, SingleAttentionConfig):  # weights, gradients and the n·T·d inputs' few copies
+        return 2 * parameter_count(model) * size + 8 * cfg.train.batch_size * cfg.task.T * model.d * size
     moments = {"adamw": 2, "sgd": 1 if cfg.optim.momentum else 0, "sign_momentum": 1}.get(cfg.optim.name, 0)
     B, T, d, H, L = cfg.train.batch_size, model.n_ctx, model.d_model, model.n_heads, model.n_layers
     activations = L * (34 * B * T * d + 5 * H * B * T * T) * size / 2 + 2 * B * T * model.vocab_out * size

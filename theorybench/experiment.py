@@ -34,12 +34,13 @@ import torch
 
 import toy_models.tasks as tasks_pkg
 from theory.errors import is_real
-from toy_models import Transformer
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.initial_states import apply_initial_state, initial_state
+from toy_models.model_kinds import DEFAULT_KIND, build_network, config_class, kind_of, model_label
 from toy_models.tasks.base import TASKS
 
 OptimName = Literal["adamw", "sgd", "sign_momentum", "normalized_gd"]
+NGD_EPS = 1e-12  # normalized GD's default guard (OptimConfig.eps)
 ScheduleKind = Literal["constant", "cosine"]
 SECTIONS = ("task", "model", "optim", "train")
 TOP_LEVEL_KEYS = ("name", "seed")
@@ -64,7 +65,11 @@ class OptimConfig:
     lr or a cosine decay from lr to ``min_lr_ratio``·lr at the last step. ``momentum`` is SGD's
     heavy-ball coefficient; ``betas`` are AdamW's (β₁, β₂), and sign-momentum uses β = betas[0]
     ("Transformers Struggle to Learn to Search" used 0.965). ``grad_clip`` clips the global
-    gradient norm.
+    gradient norm. ``eps`` is normalized GD's guard, θ ← θ − lr·g/(‖g‖ + eps): the default 1e-12 only
+    keeps a zero gradient a zero step; the attention-SVM runs use float64's machine ε, as the paper's
+    code does, so that a gradient at round-off gives a short step, not a full one. ``weight_decay``
+    with normalized GD is coupled: g ← g + wd·θ before normalizing (the gradient of the ridge
+    (wd/2)‖θ‖² added to the loss).
     """
 
     name: OptimName = "adamw"
@@ -76,6 +81,7 @@ class OptimConfig:
     schedule: ScheduleKind = "constant"
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
+    eps: float = NGD_EPS
 
     def __post_init__(self) -> None:
         _check_literals(self)
@@ -94,9 +100,10 @@ class OptimConfig:
         if self.momentum and self.name != "sgd":
             raise ConfigError("momentum", self.momentum, f"0 unless name='sgd' (name={self.name!r} "
                               "has its own moments: betas)")
-        if self.weight_decay and self.name == "normalized_gd":
-            raise ConfigError("weight_decay", self.weight_decay,
-                              "0 with normalized_gd (its update θ ← θ − lr·g/‖g‖ has no decay term)")
+        _as_float(self, "eps", lambda v: v > 0, "a positive float (normalized GD's θ ← θ − lr·g/(‖g‖ + eps))")
+        if self.eps != NGD_EPS and self.name != "normalized_gd":
+            raise ConfigError("eps", self.eps, f"{NGD_EPS:g} unless name='normalized_gd' (the only optimizer that "
+                                               "reads it)")
 
 
 @dataclass(frozen=True)
@@ -165,12 +172,13 @@ class ExperimentConfig:
     """Everything that determines a run: name, task config, model, optimizer, training, seed.
 
     ``model.seed`` and the model fields the task fixes are not free: ``resolved()`` sets them (the
-    init seed is ``derive_seed(seed, "model")``), so they are refused as overrides.
+    init seed is ``derive_seed(seed, "model")``), so they are refused as overrides. ``model`` is a
+    ``TransformerConfig`` or another registered model kind's config (``toy_models.model_kinds``).
     """
 
     name: str
     task: Any
-    model: TransformerConfig = field(default_factory=TransformerConfig)
+    model: Any = field(default_factory=TransformerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -180,7 +188,8 @@ class ExperimentConfig:
             raise ConfigError("name", self.name, "a non-empty folder-safe name: letters, digits, '_', '-', '.'")
         if not getattr(type(self.task), "task_name", None) or TASKS.get(type(self.task).task_name) is not type(self.task):
             raise ConfigError("task", self.task, f"an instance of a registered task config ({', '.join(sorted(TASKS))})")
-        for name, cls in (("model", TransformerConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+        kind_of(self.model)  # a model config of a registered kind
+        for name, cls in (("optim", OptimConfig), ("train", TrainConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(name, getattr(self, name), f"a {cls.__name__}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -198,7 +207,7 @@ class ExperimentConfig:
             object.__setattr__(self, "_task_fields", cached)
         return dict(cached)
 
-    def resolved_model(self) -> TransformerConfig:
+    def resolved_model(self) -> Any:
         try:
             return self.model.replace(**self.task_fields(), seed=derive_seed(self.seed, "model"))
         except ConfigError as err:
@@ -210,7 +219,7 @@ class ExperimentConfig:
         """The names of the parameters ``train.frozen`` freezes. Checked on a model without storage (the
         meta device): each pattern must match a parameter, and ``train.init_state`` must fit the model."""
         with torch.device("meta"):
-            model = Transformer(self.resolved_model())
+            model = build_network(self.resolved_model())
         if self.train.init_state is not None:
             try:
                 apply_initial_state(self.train.init_state, model, model.cfg, 0)
@@ -230,8 +239,8 @@ class ExperimentConfig:
         return {
             "name": self.name,
             "task": {"name": type(self.task).task_name, **_task_dict(self.task)},
-            "model": _fields_to_dict(self.model),
-            "optim": _fields_to_dict(self.optim),
+            "model": _model_dict(self.model),
+            "optim": _optim_dict(self.optim),
             "train": _train_dict(self.train),
             "seed": self.seed,
         }
@@ -244,7 +253,10 @@ class ExperimentConfig:
         task_data = dict(data["task"])
         task_cls = task_class(task_data.pop("name", None))
         kwargs: dict[str, Any] = {"name": data["name"], "task": _from_fields(task_cls, task_data, "task")}
-        for section, section_cls in (("model", TransformerConfig), ("optim", OptimConfig), ("train", TrainConfig)):
+        if "model" in data:
+            model_data = dict(data["model"])
+            kwargs["model"] = _from_fields(config_class(model_data.pop("kind", DEFAULT_KIND)), model_data, "model")
+        for section, section_cls in (("optim", OptimConfig), ("train", TrainConfig)):
             if section in data:
                 kwargs[section] = _from_fields(section_cls, dict(data[section]), section)
         if "seed" in data:
@@ -271,13 +283,13 @@ def _number(x: float) -> str:
     return f"{x:g}".replace("+", "")
 
 
-def display_name(name: str, model: TransformerConfig, optim: "OptimConfig", train: "TrainConfig", seed: int) -> str:
-    """``<stem>-<norm placement>-L<layers>-d<d_model>-lr<lr>-s<seed>-t<steps>``: what a run folder is called.
+def display_name(name: str, model: Any, optim: "OptimConfig", train: "TrainConfig", seed: int) -> str:
+    """``<stem>-<model label>-lr<lr>-s<seed>-t<steps>``: what a run folder is called; a transformer's
+    label is ``<norm placement>-L<layers>-d<d_model>`` (``toy_models.model_kinds.model_label``).
 
     Only a label: the hash, not the name, says what is trained, so fields outside the name (task
     fields, batch size, ...) still separate runs, by their hash."""
-    return (f"{name_stem(name)}-{model.norm_placement}-L{model.n_layers}-d{model.d_model}-lr{_number(optim.lr)}"
-            f"-s{seed}-t{train.steps}")
+    return f"{name_stem(name)}-{model_label(model)}-lr{_number(optim.lr)}-s{seed}-t{train.steps}"
 
 
 def task_class(name: Any) -> type:
@@ -433,12 +445,28 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _model_dict(model: Any) -> dict[str, Any]:
+    """The model's fields, with its ``kind`` unless it is a transformer (whose dicts predate model
+    kinds: without the key they keep their hashes)."""
+    kind = kind_of(model)
+    return _fields_to_dict(model) if kind == DEFAULT_KIND else {"kind": kind, **_fields_to_dict(model)}
+
+
 def _task_dict(task: Any) -> dict[str, Any]:
     """The task's fields, less those its ``omitted_fields()`` names (fields that came after runs had been
     stored and that, while unused, leave what a config trains unchanged, so its hash too)."""
     out = _fields_to_dict(task)
     for key in getattr(task, "omitted_fields", tuple)():
         del out[key]
+    return out
+
+
+def _optim_dict(optim: OptimConfig) -> dict[str, Any]:
+    """``optim``'s fields; ``eps`` only when not the default: it came after runs had been stored, and at
+    its default a config trains what it did before, so it keeps its hash."""
+    out = _fields_to_dict(optim)
+    if out["eps"] == NGD_EPS:
+        del out["eps"]
     return out
 
 

@@ -57,8 +57,9 @@ from typing import Any
 import pandas as pd
 import safetensors.torch
 import torch
+from torch import nn
 
-from toy_models import Transformer
+from toy_models.model_kinds import build_network
 
 from .code_version import code_version, describe
 from .device import DEFAULT_PRECISION, PRECISIONS, run_suffix
@@ -442,7 +443,7 @@ class Run:
     def _trained(self) -> bool:
         return any((self.dir / f).exists() for f in (CHECKPOINT_FILE, DONE_FILE, FAILED_FILE))
 
-    def load_model(self, verify: bool = True) -> Transformer:
+    def load_model(self, verify: bool = True) -> nn.Module:
         """The model with the final weights of a done run (model.safetensors; its files verified
         against done.json first unless ``verify=False``), else those of the latest checkpoint."""
         if verify:
@@ -452,7 +453,7 @@ class Run:
             state = load_weights(weights)
         else:
             state = load_checkpoint(self.dir / CHECKPOINT_FILE)["model"]
-        model = Transformer(self.config.resolved().model)
+        model = build_network(self.config.resolved().model)
         model.load_state_dict(state)
         return model.eval()
 
@@ -658,7 +659,7 @@ class LoadedRun:
 
     config: ExperimentConfig
     metrics: pd.DataFrame
-    model: Transformer
+    model: nn.Module
     run: Run
     state: str
 

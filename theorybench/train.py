@@ -78,9 +78,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from toy_models import Transformer
 from toy_models.compile import compile_model
 from toy_models.initial_states import apply_initial_state
+from toy_models.model_kinds import build_network
 from toy_models.tasks.base import model_inputs
 
 from .code_version import code_version
@@ -132,12 +132,12 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
         _Trainer(cfg, run_dir, resolved, precision).run(show_progress(progress), stop)
 
 
-def build_model(cfg: ExperimentConfig) -> Transformer:
+def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The model a run of the resolved ``cfg`` starts from, on the CPU: its init scheme (``model.init``,
-    seeded by ``model.seed``), then the initial state ``train.init_state`` if one is named (seeded by
+    seeded by ``model.seed``; ``toy_models.model_kinds`` for a model that is not a transformer), then the initial state ``train.init_state`` if one is named (seeded by
     ``derive_seed(seed, "init_state")``), with the parameters ``train.frozen`` matches set to
     ``requires_grad=False`` (the optimizer is built over the others only)."""
-    model = Transformer(cfg.model)
+    model = build_network(cfg.model)
     if cfg.train.init_state is not None:
         apply_initial_state(cfg.train.init_state, model, cfg.model, derive_seed(cfg.seed, "init_state"))
     if cfg.train.frozen:
@@ -470,18 +470,29 @@ def snapshot_steps(run_dir: Path) -> list[int]:
                   for p in Path(run_dir).glob(f"{SNAPSHOT_PREFIX}*.safetensors"))
 
 
-def load_snapshot(run: Run, step: int) -> Transformer:
+def load_snapshot(run: Run, step: int) -> torch.nn.Module:
     """The model of ``run`` (a done or incomplete run of the store) with its weights after ``step``,
     in eval mode; the run's files are verified against done.json first. A step the run has no snapshot
     of is refused, naming the steps it has."""
+    run.verify()
+    model = build_network(run.config.resolved().model)
+    model.load_state_dict(_snapshot_weights(run, step))
+    return model.eval()
+
+
+def load_snapshot_weights(run: Run, steps: list[int] | None = None) -> dict[int, dict[str, torch.Tensor]]:
+    """The weights (state dicts) of ``run`` after each of ``steps`` (default: every step it holds), the
+    run verified once: a whole trajectory without rebuilding a model or re-reading the run per step."""
+    run.verify()
+    return {step: _snapshot_weights(run, step) for step in (snapshot_steps(run.dir) if steps is None else steps)}
+
+
+def _snapshot_weights(run: Run, step: int) -> dict[str, torch.Tensor]:
     path = snapshot_path(run.dir, step)
     if not path.exists():
         raise RunStoreError(f"{run.dir}: no snapshot of step {step}; snapshots held: {snapshot_steps(run.dir)} "
                             f"(train.snapshot_every={run.config.train.snapshot_every})")
-    run.verify()
-    model = Transformer(run.config.resolved().model)
-    model.load_state_dict(load_weights(path))
-    return model.eval()
+    return load_weights(path)
 
 
 def _first_non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -581,5 +592,6 @@ def _stop_on_sigint():
         raise TrainingInterrupted("interrupted after the run finished")
 
 
-__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "load_snapshot", "snapshot_path",
+__all__ = ["DivergedError", "NonFiniteError", "TrainingInterrupted", "build_model", "load_snapshot",
+           "load_snapshot_weights", "snapshot_path",
            "snapshot_steps", "train", "training_steps"]

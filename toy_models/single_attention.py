@@ -58,10 +58,13 @@ class ReLUHead(nn.Module):
 
 class SingleAttention(nn.Module):
     def __init__(self, v: torch.Tensor | None, parameterization: Parameterization = "W", m: int | None = None,
-                 cross_attn: bool = True, head: nn.Module | None = None):
+                 cross_attn: bool = True, head: nn.Module | None = None, path: str = "reference"):
         super().__init__()
         if parameterization not in ("W", "KQ"):
             raise ConfigError("parameterization", parameterization, "'W' or 'KQ'")
+        if path not in PATHS:
+            raise ConfigError("path", path, f"one of {PATHS}")
+        self.path = path  # the forward's default path
         if head is None:
             if v is None:
                 raise ConfigError("v", None, "a head vector of shape [d] (or pass a nonlinear head)")
@@ -105,6 +108,17 @@ class SingleAttention(nn.Module):
         self.attn.W_O.requires_grad_(False)
 
     # ------------------------------------------------------------------ parameters
+    @torch.no_grad()
+    def initialize_factors(self, seed: int = 0, scale: float = 0.1) -> None:
+        """The paper's start: W(0) = 0 for 'W'; K(0) ~ scale·N(0, 1) entrywise (from
+        ``torch.Generator().manual_seed(seed)``) and Q(0) = 0 for 'KQ', so W(0) = K Qᵀ = 0 while the
+        gradient on Q is not."""
+        self.K.zero_()
+        if self.parameterization == "KQ":
+            gen = torch.Generator().manual_seed(seed)
+            self.K.copy_(scale * torch.randn(self.K.shape, generator=gen, dtype=torch.float64))
+            self.Q.zero_()
+
     @property
     def K(self) -> nn.Parameter:
         return self.attn.W_K  # [1, d, m]
@@ -140,8 +154,10 @@ class SingleAttention(nn.Module):
         z = self.queries(X, Z)
         return torch.softmax(torch.einsum("ntd,de,ne->nt", X, self.W(), z), dim=-1)
 
-    def forward(self, X: torch.Tensor, Z: torch.Tensor | None = None, path: str = "reference") -> torch.Tensor:
-        """f(X_i) for every input: [n]."""
+    def forward(self, X: torch.Tensor, queries: torch.Tensor | None = None, path: str | None = None) -> torch.Tensor:
+        """f(X_i) for every input: [n]. ``queries`` Z [n, d] (cross-attention); ``path`` defaults to the
+        layer's own (the trainer calls ``model(X, queries=Z)``)."""
+        Z, path = queries, self.path if path is None else path
         if path not in PATHS:
             raise ConfigError("path", path, f"one of {PATHS}")
         if path == "direct":

@@ -16,6 +16,11 @@ Geometries:
   c_t ∈ {``score_low``, ``score_high``}; the optimal position is drawn uniformly per input.
 
 Everything is drawn from one ``numpy.random.Generator`` seeded with ``seed``; float64 throughout.
+
+As a task of the trainer (registered ``attention_svm``), an instance is one full batch: every step
+trains on all n inputs (``train.batch_size`` must be n), the loss is the paper's logistic loss
+(1/n) Σ_i log(1 + exp(−Y_i f(X_i))), and the task fixes the layer's ``d``, ``v`` and ``cross_attn``
+(``toy_models.single_attention_config``).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 from ..config import ConfigError
+from .base import Batch, register_task
 
 Geometry = Literal["random", "equal_scores"]
 
@@ -44,9 +51,10 @@ class AttentionSVMInstance:
         return self.Y[:, None] * (self.X @ self.v)
 
 
+@register_task("attention_svm")
 @dataclass(frozen=True)
 class AttentionSVMData:
-    """Config of one synthetic instance; ``generate()`` draws it."""
+    """Config of one synthetic instance; ``generate()`` draws it, ``build()`` makes it a full-batch task."""
 
     n: int = 6
     T: int = 8
@@ -90,6 +98,40 @@ class AttentionSVMData:
         Z = _unit(rng.standard_normal((n, d))) if self.cross_attn else X[:, 0].copy()
         opt = np.argmax(Y[:, None] * (X @ v), axis=1)
         return AttentionSVMInstance(X=X, Z=Z, Y=Y, v=v, opt=opt)
+
+
+    def build(self) -> "AttentionSVMTask":
+        return AttentionSVMTask(self.generate(), self.cross_attn)
+
+
+class AttentionSVMTask:
+    """One instance as a full-batch task: ``inputs`` X [n, T, d], ``queries`` Z [n, d] (cross-attention
+    only) and ``targets`` Y [n], the same at every step (the generator is not drawn from)."""
+
+    def __init__(self, inst: AttentionSVMInstance, cross_attn: bool = True):
+        self.inst, self.cross_attn, self.n = inst, cross_attn, inst.X.shape[0]
+        self.batch: Batch = {"inputs": torch.from_numpy(inst.X.copy()), "targets": torch.from_numpy(inst.Y.copy())}
+        if cross_attn:  # self-attention reads its query from the tokens
+            self.batch["queries"] = torch.from_numpy(inst.Z.copy())
+
+    def model_fields(self) -> dict:
+        return {"d": int(self.inst.X.shape[2]), "v": tuple(float(x) for x in self.inst.v),
+                "cross_attn": self.cross_attn}
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        if batch_size != self.n:
+            raise ConfigError("train.batch_size", batch_size, f"{self.n}, the task's n: every step is a full-batch "
+                                                              "step on all n inputs")
+        return dict(self.batch)
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(1/n) Σ_i log(1 + exp(−Y_i f(X_i))), the output being f [n]."""
+        return torch.nn.functional.softplus(-batch["targets"] * output).mean()
+
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """The logistic loss and the fraction of inputs classified right (sign f = Y)."""
+        return {"loss": float(self.loss(output, batch)),
+                "accuracy": float((torch.sign(output) == batch["targets"]).double().mean())}
 
 
 def _unit(a: np.ndarray) -> np.ndarray:

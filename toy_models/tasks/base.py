@@ -14,9 +14,9 @@ import torch
 
 Batch = dict[str, torch.Tensor]
 """A batch: at least ``inputs`` (what the model's forward takes first) and ``targets``; optionally
-``padding_mask`` / ``attn_mask`` (passed to the model by name) and anything the task's loss needs."""
+``padding_mask`` / ``attn_mask`` / ``queries`` (passed to the model by name) and anything the task's loss needs."""
 
-MODEL_INPUT_KEYS = ("padding_mask", "attn_mask")
+MODEL_INPUT_KEYS = ("padding_mask", "attn_mask", "queries")
 
 
 @runtime_checkable

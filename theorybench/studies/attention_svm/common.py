@@ -4,7 +4,9 @@
 (Tarzanagh, Li, Thrampoulidis, Oymak, 2023). One layer f(X) = vᵀ Xᵀ softmax(X W z), logistic loss,
 normalized GD (η = 0.1) on W directly or on W = K Qᵀ, data of the ``equal_scores`` geometry (the
 condition of the paper's global-convergence result, so the selected tokens α are the optimal ones).
-Both figures read the same runs (one per seed and parameterization), cached per size in this process.
+The runs (one per seed and parameterization: the sweep ``attention_svm_seed_runs`` of
+``experiments``) come from the run store, trained there if absent; both figures read them, cached per
+size in this process.
 """
 
 from __future__ import annotations
@@ -13,21 +15,19 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from probes.attention_svm import correlation_curve as _correlation_curve
 from probes.attention_svm import selected_mass as _selected_mass
+from theorybench.runs import get_or_train
 from theorybench.threads import single_thread
-from toy_models.single_attention import SingleAttention
-from toy_models.svm_training import initialize_factors, train
+from theorybench.train import load_snapshot_weights
 from toy_models.tasks.attention_svm_data import AttentionSVMData
 
+from .experiments import PARAMETERIZATIONS, seed_run_config
 from .sizes import SeedRunSizes
 
 PAPER_STEPS = 1000  # the paper's iterations: convergence criteria are not judged on shorter runs
-LR = 0.1
-PARAMETERIZATIONS = {"W": "W trained directly", "KQ": "W = K Qᵀ, K and Q trained"}
 NORM_LABELS = {"fro": "Frobenius Att-SVM", "nuc": "nuclear Att-SVM⋆"}
 MATCHING_NORM = {"W": "fro", "KQ": "nuc"}  # the solution each parameterization is predicted to reach
 
@@ -46,29 +46,27 @@ class SeedRun:
     W: dict  # parameterization -> [steps+1, d, d]
 
 
-def measure(sizes: SeedRunSizes) -> tuple[SeedRun, ...]:
-    """The runs of ``sizes``: ``seed_runs`` (cached: both figures read them)."""
-    return seed_runs(sizes.n, sizes.T, sizes.d, sizes.steps, sizes.seeds)
-
-
 @functools.lru_cache(maxsize=2)
-def seed_runs(n: int, T: int, d: int, steps: int, seeds: int) -> tuple[SeedRun, ...]:
-    """Solve both Att-SVMs and train both parameterizations for seeds 0 … seeds−1 (cached: both figures share them)."""
+def measure(sizes: SeedRunSizes) -> tuple[SeedRun, ...]:
+    """Solve both Att-SVMs and read (or train) both parameterizations' runs for seeds 0 … seeds−1 of
+    ``sizes`` (cached: both figures share them)."""
     # here, not at the top: theory.attention_svm loads cvxpy (≈ 0.6 s of the command line's start-up)
     from theory.attention_svm import solve_att_svm
 
     runs = []
     with single_thread():  # d×d = 10×10 tensors: extra intra-op threads only cost
-        for seed in tqdm(range(seeds), desc="attention-SVM seeds", leave=False, disable=None):
-            inst = AttentionSVMData(n=n, T=T, d=d, seed=seed).generate()
+        for seed in tqdm(range(sizes.seeds), desc="attention-SVM seeds", leave=False, disable=None):
+            inst = AttentionSVMData(n=sizes.n, T=sizes.T, d=sizes.d, seed=seed).generate()
             svm = {norm: solve_att_svm(inst.X, inst.Z, inst.opt, norm).require() for norm in NORM_LABELS}
-            W = {}
-            for par in PARAMETERIZATIONS:
-                model = SingleAttention(torch.tensor(inst.v), par)
-                initialize_factors(model, seed=seed)
-                W[par] = train(model, inst.X, inst.Z, inst.Y, steps=steps, lr=LR, path="direct").W
+            W = {par: trajectory(get_or_train(seed_run_config(sizes, par, seed))) for par in PARAMETERIZATIONS}
             runs.append(SeedRun(seed, inst, svm, W))
     return tuple(runs)
+
+
+def trajectory(run) -> np.ndarray:
+    """W(k) = K(k) Q(k)ᵀ at every step k = 0 … steps of a run [steps+1, d, d], from its snapshots."""
+    weights = load_snapshot_weights(run)
+    return np.stack([(w["attn.W_K"][0] @ w["attn.W_Q"][0].T).numpy() for _, w in sorted(weights.items())])
 
 
 def correlation_curve(W: np.ndarray, W_svm: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Figure ``attention_svm_directional_convergence``: corr(W(k), W_svm) = ⟨W(k), W_svm⟩ / (‖W(k)‖ ‖W_svm‖)
 against the Frobenius Att-SVM and the nuclear Att-SVM⋆ solutions, for both parameterizations (W trained
-directly, W = K Qᵀ), from the runs of ``common.seed_runs`` ("Transformers as Support Vector Machines",
+directly, W = K Qᵀ), from the runs of ``common.measure`` ("Transformers as Support Vector Machines",
 Tarzanagh, Li, Thrampoulidis, Oymak 2023)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 from theorybench.claims import Claim, Criterion, Measurement, not_measured, paired_difference, t_interval
 from theorybench.registry import FigureResult, FigureSpec, register_figure
 
-from .common import (CITE, LR, MATCHING_NORM, NORM_LABELS, PAPER_STEPS, PARAMETERIZATIONS, TF_SVM, SeedRun,
+from .common import (CITE, MATCHING_NORM, NORM_LABELS, PAPER_STEPS, PARAMETERIZATIONS, TF_SVM, SeedRun,
                      correlation_curve, mean_sd, measure, norm_colors)
+from .experiments import LR
 from .sizes import SEED_RUN_SIZES, SeedRunSizes
 
 SIZES = SEED_RUN_SIZES  # what theorybench.figures hashes into each result's provenance

@@ -1,5 +1,5 @@
 """Figure ``attention_svm_rank_and_saturation``: the normalized spectrum σ_i(W(k))/σ_1 beside the SVM
-solutions' spectra, and the softmax mass on the selected token, from the runs of ``common.seed_runs``
+solutions' spectra, and the softmax mass on the selected token, from the runs of ``common.measure``
 ("Transformers as Support Vector Machines", Tarzanagh, Li, Thrampoulidis, Oymak 2023)."""
 
 from __future__ import annotations
