@@ -128,7 +128,8 @@ else:
 # trainer into the run store, and a second run of this notebook (or the study's figures) reads it back.
 
 # %%
-configs = {par: seed_run_config(SeedRunSizes(n=6, T=8, d=10, steps=STEPS, seeds=1), par, seed=0) for par in ("W", "KQ")}
+sizes = SeedRunSizes(n=6, T=8, d=10, steps=STEPS, seeds=1)
+configs = {par: seed_run_config(sizes, par, seed=0) for par in ("W", "KQ")}
 assert all(cfg.task == data for cfg in configs.values())  # the instance above
 for par, cfg in configs.items():
     model = build_model(cfg.resolved())

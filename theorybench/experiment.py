@@ -36,7 +36,7 @@ import toy_models.tasks as tasks_pkg
 from theory.errors import is_real
 from toy_models.config import ConfigError, TransformerConfig
 from toy_models.initial_states import apply_initial_state, initial_state
-from toy_models.model_kinds import DEFAULT_KIND, build_network, config_class, kind_of, model_label
+from toy_models.model_kinds import DEFAULT_KIND, build_network, config_class, kind_of
 from toy_models.tasks.base import TASKS
 
 OptimName = Literal["adamw", "sgd", "sign_momentum", "normalized_gd"]
@@ -285,11 +285,11 @@ def _number(x: float) -> str:
 
 def display_name(name: str, model: Any, optim: "OptimConfig", train: "TrainConfig", seed: int) -> str:
     """``<stem>-<model label>-lr<lr>-s<seed>-t<steps>``: what a run folder is called; a transformer's
-    label is ``<norm placement>-L<layers>-d<d_model>`` (``toy_models.model_kinds.model_label``).
+    label is ``<norm placement>-L<layers>-d<d_model>`` (the model config's ``label()``).
 
     Only a label: the hash, not the name, says what is trained, so fields outside the name (task
     fields, batch size, ...) still separate runs, by their hash."""
-    return f"{name_stem(name)}-{model_label(model)}-lr{_number(optim.lr)}-s{seed}-t{train.steps}"
+    return f"{name_stem(name)}-{model.label()}-lr{_number(optim.lr)}-s{seed}-t{train.steps}"
 
 
 def task_class(name: Any) -> type:

@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .experiment import OptimConfig
+from .experiment import NGD_EPS, OptimConfig
 
 
 class SignMomentum(torch.optim.Optimizer):
@@ -78,7 +78,7 @@ class NormalizedGD(torch.optim.Optimizer):
     toward balance once the loss gradient has vanished (``toy_models.tasks.attention_svm_data``).
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, eps: float = 1e-12, weight_decay: float = 0.0):
+    def __init__(self, params: Iterable, lr: float = 1e-3, eps: float = NGD_EPS, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()

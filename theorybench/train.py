@@ -134,9 +134,10 @@ def train(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, de
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The model a run of the resolved ``cfg`` starts from, on the CPU: its init scheme (``model.init``,
-    seeded by ``model.seed``; ``toy_models.model_kinds`` for a model that is not a transformer), then the initial state ``train.init_state`` if one is named (seeded by
-    ``derive_seed(seed, "init_state")``), with the parameters ``train.frozen`` matches set to
-    ``requires_grad=False`` (the optimizer is built over the others only)."""
+    seeded by ``model.seed``; ``toy_models.model_kinds`` for a model that is not a transformer), then the
+    initial state ``train.init_state`` if one is named (seeded by ``derive_seed(seed, "init_state")``), with
+    the parameters ``train.frozen`` matches set to ``requires_grad=False`` (the optimizer is built over the
+    others only)."""
     model = build_network(cfg.model)
     if cfg.train.init_state is not None:
         apply_initial_state(cfg.train.init_state, model, cfg.model, derive_seed(cfg.seed, "init_state"))
@@ -480,11 +481,11 @@ def load_snapshot(run: Run, step: int) -> torch.nn.Module:
     return model.eval()
 
 
-def load_snapshot_weights(run: Run, steps: list[int] | None = None) -> dict[int, dict[str, torch.Tensor]]:
-    """The weights (state dicts) of ``run`` after each of ``steps`` (default: every step it holds), the
-    run verified once: a whole trajectory without rebuilding a model or re-reading the run per step."""
+def load_snapshot_weights(run: Run) -> dict[int, dict[str, torch.Tensor]]:
+    """The weights (state dicts) of ``run`` after every step it holds a snapshot of, the run verified
+    once: a whole trajectory without rebuilding a model or re-reading the run per step."""
     run.verify()
-    return {step: _snapshot_weights(run, step) for step in (snapshot_steps(run.dir) if steps is None else steps)}
+    return {step: _snapshot_weights(run, step) for step in snapshot_steps(run.dir)}
 
 
 def _snapshot_weights(run: Run, step: int) -> dict[str, torch.Tensor]:

@@ -205,6 +205,10 @@ class TransformerConfig:
     def replace(self, **changes: Any) -> "TransformerConfig":
         return dataclasses.replace(self, **changes)
 
+    def label(self) -> str:
+        """What a run folder's name shows of the model: ``<norm placement>-L<layers>-d<d_model>``."""
+        return f"{self.norm_placement}-L{self.n_layers}-d{self.d_model}"
+
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
         for name, literal in _LITERALS.items():

@@ -2,8 +2,10 @@
 
 The trainer, the run store and the experiment config ask here instead of naming ``Transformer``, so a
 model that is not a transformer (the one-layer attention of the attention-as-SVM study) trains,
-checkpoints and is reused like one. A config's kind is stored in its dict as ``"kind"``, except for
-the transformer, whose dicts predate the registry: leaving it out keeps every stored run's hash.
+checkpoints and is reused like one. Every config class has ``replace``, ``seed``, ``dtype`` and
+``label()`` (what a run folder's name shows of the model). A config's kind is stored in its dict as
+``"kind"``, except for the transformer, whose dicts predate the registry: leaving it out keeps every
+stored run's hash.
 """
 
 from __future__ import annotations
@@ -55,11 +57,4 @@ def build_network(cfg: Any) -> nn.Module:
     return MODEL_KINDS[kind_of(cfg)][1](cfg)
 
 
-def model_label(cfg: Any) -> str:
-    """What a run folder's name shows of the model (``experiment.display_name``)."""
-    if isinstance(cfg, TransformerConfig):
-        return f"{cfg.norm_placement}-L{cfg.n_layers}-d{cfg.d_model}"
-    return cfg.label()
-
-
-__all__ = ["CONFIG_CLASSES", "DEFAULT_KIND", "MODEL_KINDS", "build_network", "config_class", "kind_of", "model_label"]
+__all__ = ["CONFIG_CLASSES", "DEFAULT_KIND", "MODEL_KINDS", "build_network", "config_class", "kind_of"]

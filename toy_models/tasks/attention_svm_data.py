@@ -99,7 +99,6 @@ class AttentionSVMData:
         opt = np.argmax(Y[:, None] * (X @ v), axis=1)
         return AttentionSVMInstance(X=X, Z=Z, Y=Y, v=v, opt=opt)
 
-
     def build(self) -> "AttentionSVMTask":
         return AttentionSVMTask(self.generate(), self.cross_attn)
 

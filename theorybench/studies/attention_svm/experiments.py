@@ -11,17 +11,15 @@ round-off. Every step's weights are kept (``snapshot_every=1``): the figures rea
 
 from __future__ import annotations
 
-import numpy as np
-
 from theorybench.experiment import ExperimentConfig, OptimConfig, TrainConfig
 from theorybench.registry import SweepSpec, register_sweep
 from toy_models.single_attention_config import SingleAttentionConfig
+from toy_models.svm_training import EPS
 from toy_models.tasks.attention_svm_data import AttentionSVMData
 
 from .sizes import SEED_RUN_SIZES, SeedRunSizes
 
 LR = 0.1
-EPS = float(np.finfo(np.float64).eps)
 PARAMETERIZATIONS = {"W": "W trained directly", "KQ": "W = K Qᵀ, K and Q trained"}
 
 
