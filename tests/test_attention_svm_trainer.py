@@ -63,6 +63,9 @@ def test_the_trajectory_holds_every_step_in_order(tmp_path):
     # W(0) = 0 and each normalized W step has length η = 0.1: a missing or shuffled snapshot breaks both.
     W = svm_trajectory(tmp_path, "W", steps=12)
     assert W.shape == (13, 10, 10) and not W[0].any()
+    # A step is η·g/(‖g‖ + ε): shorter than η by ε/‖g‖ (≈ 2e-14 here: ‖g‖ ≥ 0.010 over these 12 steps), and its
+    # length is read back as a difference of entries of W(k) (‖W‖ ≤ 1.2), off by ~10 roundings of ε·1.2:
+    # both far below 1e-12, which a skipped step (length 0.2) or a reordered one (0 or 0.2) misses by 1e11.
     np.testing.assert_allclose(np.linalg.norm(np.diff(W, axis=0), axis=(1, 2)), 0.1, rtol=1e-12)
 
 

@@ -83,7 +83,9 @@ def test_normalized_gd_guard_and_coupled_decay_follow_the_formula():
     p = torch.nn.Parameter(torch.tensor([3.0, -4.0], dtype=torch.float64))
     p.grad = torch.tensor([0.0, 0.0], dtype=torch.float64)
     NormalizedGD([p], lr=lr, eps=eps, weight_decay=wd).step()
-    # g = wd·θ = (1.5, −2), ‖g‖ = 2.5: θ − 0.1·(1.5, −2)/2.501, a few roundings of numbers ≤ 4.
+    # g = wd·θ = (1.5, −2), ‖g‖ = 2.5: θ − 0.1·(1.5, −2)/2.501. Each entry goes through at most 8 roundings
+    # (the products wd·θ, the squares and sum, the root, +eps, lr·g, the division, the subtraction) of
+    # numbers ≤ 4, so it is within 8·ε·4 of the exact value, as the expected entries are.
     expected = torch.tensor([3.0 - 0.1 * 1.5 / 2.501, -4.0 + 0.1 * 2.0 / 2.501], dtype=torch.float64)
     torch.testing.assert_close(p.detach(), expected, rtol=0, atol=8 * EPS64 * 4.0)
     # A gradient far below eps gives a step far below lr (not a full-length step along round-off).
