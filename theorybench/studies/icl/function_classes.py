@@ -53,7 +53,8 @@ RISE_SLACK = 0.1
 
 # ---------------------------------------------------------------------------------- baselines
 def class_baselines(cls: str, size: FunctionClass) -> dict:
-    """Label → ``fn(X, y, x_q) -> Prediction``: the baselines Garg et al. plot for the class, plus OMP."""
+    """Label → ``fn(X, y, x_q) -> Prediction``: the baselines Garg et al. plot for the class, plus OMP. ``size``
+    gives ``sparsity`` or ``depth``; the class's task config, which has the same fields, does as well."""
     # Start-up time: scikit-learn and XGBoost load in seconds, and ``theorybench list`` imports every study.
     from theory.icl import baselines_sparse as S
     from theory.icl import baselines_trees as T

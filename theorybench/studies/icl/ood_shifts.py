@@ -10,11 +10,15 @@ orthogonal to the in-context inputs (its norm kept; defined for fewer than d exa
 (σ = 1 on the in-context labels); and prompts longer than trained.
 
 Harness. A shift acts on inputs and labels only, so it applies to any function class y = f(x):
-``OOD_TASKS`` maps a registered task name to an ``OODTask`` that draws the functions and names the
-reference predictors and the one the criterion compares with. Other task classes (sparse linear,
-decision trees, ReLU networks) plug in with ``register_ood_task(name, OODTask(...))``. For each number
-of in-context examples k, the model reads k shifted examples and the (shifted) query — one prompt per
-k, as the query may depend on the examples — and is scored against the noiseless label f(x_q) / d.
+``OOD_TASKS`` maps a registered task name to an ``OODTask`` that draws the functions from the task's
+config, gives the labels' second moment E[y²] the errors are divided by, and names the reference
+predictors and the one the criterion compares with. Linear regression (E[y²] = d: the errors read as
+error/d) and the function classes of ``function_classes`` (sparse linear, decision trees, two-layer ReLU
+networks: their task's own functions and E[y²], their figure's baselines, the strong one as the
+criterion's) are registered; another task plugs in with ``register_ood_task(name, OODTask(...))``. For
+each number of in-context examples k, the model reads k shifted examples and the (shifted) query — one
+prompt per k, as the query may depend on the examples — and is scored against the noiseless label:
+(ŷ − f(x_q))² / E[y²].
 
 Claims, one per shift, fixed here: the model "survives" a shift when its excess error over least squares
 (mean of error/d over the shift's window of k) grows by at most ``SURVIVAL_MARGIN`` = 0.05 (5 % of the
@@ -44,6 +48,7 @@ from toy_models.tasks.icl_regression import interleave_tokens
 
 from .common import GARG_SOURCE, LS_LEVEL, window
 from .experiments import garg_configs
+from .function_classes import class_baselines
 from .sizes import OOD_SHIFTS as SIZES
 from .sizes import OODShifts
 
@@ -55,28 +60,49 @@ NOISY_LABEL_STD = 1.0  # the authors' noisy evaluation uses σ = 1
 # ------------------------------------------------------------------------------------------- tasks
 @dataclass(frozen=True)
 class OODTask:
-    """What the harness needs of a function class: ``draw(B, d, gen)`` returns f with f(X [B, n, d]) = y [B, n];
-    ``references(noise_std)`` the predictors {name: fn(X, y, x_q) -> Prediction}; ``baseline`` the name of the
-    reference the survival criterion compares with."""
+    """What the harness needs of a function class, each read from the task's config ``cfg``: ``draw(cfg, B, gen)``
+    returns f with f(X [B, n, d]) = y [B, n] (float64); ``second_moment(cfg)`` E[y²] under the training law, the
+    errors' normalization (predicting 0 scores 1 in distribution); ``references(cfg, noise_std)`` the predictors
+    {name: fn(X, y, x_q) -> Prediction}; ``baseline`` the reference the survival criterion compares with, named
+    whole or by the start of its name (the Lasso's label carries its α)."""
 
-    draw: Callable[[int, int, torch.Generator], Callable[[torch.Tensor], torch.Tensor]]
-    references: Callable[[float], dict]
+    draw: Callable[[object, int, torch.Generator], Callable[[torch.Tensor], torch.Tensor]]
+    second_moment: Callable[[object], float]
+    references: Callable[[object, float], dict]
     baseline: str
 
 
-def _draw_linear(B: int, d: int, gen: torch.Generator):
-    w = torch.randn(B, d, generator=gen, dtype=F64)
+def _draw_linear(cfg, B: int, gen: torch.Generator):
+    w = torch.randn(B, cfg.d, generator=gen, dtype=F64)
     return lambda X: torch.einsum("bnd,bd->bn", X, w)
 
 
-def _linear_references(noise_std: float) -> dict:
+def _linear_references(cfg, noise_std: float) -> dict:
     refs = {"least squares": P.least_squares, "averaging": P.averaging, "3-NN": knn_capped(3)}
     if noise_std > 0:
         refs[f"ridge λ = σ² = {noise_std**2:g}"] = lambda X, y, q: P.ridge(X, y, q, noise_std**2)
     return refs
 
 
-OOD_TASKS: dict[str, OODTask] = {"icl_regression": OODTask(_draw_linear, _linear_references, "least squares")}
+OOD_TASKS: dict[str, OODTask] = {
+    "icl_regression": OODTask(_draw_linear, lambda cfg: float(cfg.d), _linear_references, "least squares")}
+
+
+def _draw_class(cfg, B: int, gen: torch.Generator):
+    """A function-class task's own law (``FunctionClassTask.draw_functions`` at its final d)."""
+    task = cfg.build()
+    params = task.draw_functions(B, cfg.d, gen)
+    return lambda X: task.evaluate(params, X.to(F64))
+
+
+def _class_task(cls: str, baseline: str) -> OODTask:
+    return OODTask(_draw_class, lambda cfg: float(cfg.build().label_second_moment()),
+                   lambda cfg, noise_std: class_baselines(cls, cfg), baseline)
+
+
+# Garg et al.'s strong learner of each class (their figure 4); XGBoost is the better of their two tree learners.
+for _cls, _baseline in (("sparse_linear", "Lasso"), ("decision_tree", "XGBoost"), ("relu_network", "2-layer NN, GD")):
+    OOD_TASKS[f"icl_{_cls}"] = _class_task(_cls, _baseline)
 
 
 def register_ood_task(name: str, task: OODTask) -> OODTask:
@@ -173,20 +199,21 @@ SHIFTS = (
 # ------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_shift(model, task_cfg, shift: Shift, prompts: int, seed: int = 0, extra: int = 0) -> dict | None:
-    """Per prompt and number of examples k = 0 … N (+ ``extra`` for the longer prompt): error/d against the
-    noiseless label of the model and of every reference, [prompts, K + 1] arrays (column 0: no example,
-    every predictor says 0). None when the model's context cannot hold the prompt (learned positions
-    cover the trained length only)."""
+    """Per prompt and number of examples k = 0 … N (+ ``extra`` for the longer prompt): squared error against the
+    noiseless label over E[y²] (error/d for linear regression) of the model and of every reference, [prompts,
+    K + 1] arrays (column 0: no example, every predictor says 0). None when the model's context cannot hold the
+    prompt (learned positions cover the trained length only)."""
     task = OOD_TASKS[task_cfg.task_name]
     d, N = task_cfg.d, task_cfg.n_points
+    m2 = task.second_moment(task_cfg)
     K = N + (extra if shift.extra_examples else 0)
     if 2 * K + 1 > model.cfg.n_ctx:
         return None
     gen = torch.Generator().manual_seed(derive_seed(seed, f"icl_ood_{shift.key}"))
-    f = task.draw(prompts, d, gen)
+    f = task.draw(task_cfg, prompts, gen)
     X = shift.inputs(prompts, K + 1, d, gen)
     noise = shift.noise_std * torch.randn(prompts, K, generator=gen, dtype=F64)
-    refs = task.references(shift.noise_std)
+    refs = task.references(task_cfg, shift.noise_std)
     dtype = next(model.parameters()).dtype
     out: dict[str, list] = {name: [] for name in ("model", *refs)}
     for k in range(K + 1):
@@ -195,17 +222,28 @@ def evaluate_shift(model, task_cfg, shift: Shift, prompts: int, seed: int = 0, e
         y = f(ctx) + noise[:, :k]
         target = f(q[:, None])[:, 0]
         y_model = model(interleave_tokens(ctx, y, q).to(dtype))[:, -1, 0].double()
-        out["model"].append(((y_model - target) ** 2).numpy() / d)
+        out["model"].append(((y_model - target) ** 2).numpy() / m2)
         for name, fn in refs.items():  # with no example every reference predicts 0
             y_ref = fn(ctx, y, q).y_hat if k else torch.zeros_like(target)
-            out[name].append(((y_ref - target) ** 2).numpy() / d)
+            out[name].append(((y_ref - target) ** 2).numpy() / m2)
     return {name: np.stack(cols, 1) for name, cols in out.items()}
 
 
 def excess_over_baseline(errors: dict, baseline: str, window: range) -> float:
-    """Mean over prompts and the window's k of (model error − baseline error) / d."""
+    """Mean over prompts and the window's k of the model's normalized error minus the baseline's (``baseline``:
+    a reference's name, or the start of exactly one)."""
     cols = list(window)
-    return float((errors["model"][:, cols] - errors[baseline][:, cols]).mean())
+    return float((errors["model"][:, cols] - errors[reference_name(errors, baseline)][:, cols]).mean())
+
+
+def reference_name(errors: dict, baseline: str) -> str:
+    """The key of ``errors`` that is ``baseline`` or, failing that, the only one that starts with it."""
+    if baseline in errors:
+        return baseline
+    matches = [name for name in errors if name.startswith(baseline)]
+    if len(matches) != 1:
+        raise KeyError(f"baseline {baseline!r} names {len(matches)} of the references {sorted(errors)}; expected one")
+    return matches[0]
 
 
 def shift_claim(shift: Shift) -> Claim:
