@@ -84,10 +84,6 @@ def _linear_references(cfg, noise_std: float) -> dict:
     return refs
 
 
-OOD_TASKS: dict[str, OODTask] = {
-    "icl_regression": OODTask(_draw_linear, lambda cfg: float(cfg.d), _linear_references, "least squares")}
-
-
 def _draw_class(cfg, B: int, gen: torch.Generator):
     """A function-class task's own law (``FunctionClassTask.draw_functions`` at its final d)."""
     task = cfg.build()
@@ -100,9 +96,14 @@ def _class_task(cls: str, baseline: str) -> OODTask:
                    lambda cfg, noise_std: class_baselines(cls, cfg), baseline)
 
 
-# Garg et al.'s strong learner of each class (their figure 4); XGBoost is the better of their two tree learners.
-for _cls, _baseline in (("sparse_linear", "Lasso"), ("decision_tree", "XGBoost"), ("relu_network", "2-layer NN, GD")):
-    OOD_TASKS[f"icl_{_cls}"] = _class_task(_cls, _baseline)
+# The function classes compare with Garg et al.'s strong learner of each (their figure 4); XGBoost is the better
+# of their two tree learners.
+OOD_TASKS: dict[str, OODTask] = {
+    "icl_regression": OODTask(_draw_linear, lambda cfg: float(cfg.d), _linear_references, "least squares"),
+    "icl_sparse_linear": _class_task("sparse_linear", "Lasso"),
+    "icl_decision_tree": _class_task("decision_tree", "XGBoost"),
+    "icl_relu_network": _class_task("relu_network", "2-layer NN, GD"),
+}
 
 
 def register_ood_task(name: str, task: OODTask) -> OODTask:

@@ -264,7 +264,8 @@ _MEDIUM_MODEL = dict(n_layers=2, d_model=64, n_heads=4, batch_size=64, steps=150
 # step against 59 for 2 layers, ≈ 27 min a run. Criteria, margin, gate, steps, learning rate and held-out prompts
 # are unchanged; if the 4-layer model fails the gate too, the claims stay inconclusive. The 2-layer verdicts are in
 # the closing note of issue #18 (stop 25). Run (results/medium/, trained at 952ef3a): every seed passes the gate; the
-# transformer − XGBoost gap over N = 12 … 24 is −0.44 [−0.50, −0.38]: reproduced; 31–33 min a run two at a time.
+# transformer − XGBoost gap over N = 12 … 24 is −0.44 [−0.50, −0.38] (criterion ≤ 0.05): reproduced; 31–33 min a
+# run two at a time.
 _MEDIUM_DEEP_MODEL = {**_MEDIUM_MODEL, "n_layers": 4}
 # Garg et al.: GPT-2 with 12 layers, width 256, 8 heads; Adam at 1e-4, batch 64, 500k steps.
 _FULL_MODEL = dict(n_layers=12, d_model=256, n_heads=8, batch_size=64, steps=500_000, lr=1e-4, warmup_steps=1000,
